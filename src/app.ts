@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { Config } from './config.js'
+import { ERROR_CATALOGUE, fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
+import { loggerOptions } from './logger.js'
+import multipartPlugin from './plugins/multipart.js'
+import upstreamPlugin from './plugins/upstream.js'
+import fuseRoute from './routes/fuse.js'
+import healthRoute from './routes/health.js'
+import type { DestinationStream } from 'pino'
+
+export interface BuildOptions {
+  /** Where logs go; tests capture them here. Defaults to stdout. */
+  logStream?: DestinationStream
+}
+
+// A request id from the gateway in front is kept when it is safe to log and echo.
+const INCOMING_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** Errors raised by Fastify and @fastify/multipart, as our codes. */
+const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'FUSION_UNSUPPORTED_MEDIA_TYPE',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'FUSION_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'FUSION_BODY_TOO_LARGE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'FUSION_MALFORMED_BODY',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'FUSION_MALFORMED_BODY',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'FUSION_MALFORMED_BODY',
+  FST_REQ_FILE_TOO_LARGE: 'FUSION_FILE_TOO_LARGE',
+  FST_FILES_LIMIT: 'FUSION_TOO_MANY_FILES',
+  FST_PARTS_LIMIT: 'FUSION_TOO_MANY_PARTS',
+  FST_FIELDS_LIMIT: 'FUSION_TOO_MANY_PARTS',
+  FST_PROTO_VIOLATION: 'FUSION_UNKNOWN_FIELD',
+  FST_INVALID_JSON_FIELD_ERROR: 'FUSION_INVALID_FIELD',
+  FST_MP_PREMATURE_CLOSE: 'FUSION_CLIENT_CLOSED_REQUEST'
+}
+
+export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const serverOptions: FastifyServerOptions = {
+    logger: loggerOptions(config.LOG_LEVEL, options.logStream),
+    requestIdHeader: false,
+    genReqId: (raw) => {
+      const incoming = raw.headers['x-request-id']
+      return typeof incoming === 'string' && INCOMING_REQUEST_ID.test(incoming) ? incoming : randomUUID()
+    },
+    // Slow or stalled uploads must not hold a connection forever.
+    connectionTimeout: 120_000,
+    requestTimeout: 120_000,
+    keepAliveTimeout: 10_000,
+    ajv: { customOptions: { removeAdditional: false } }
+  }
+  const app = Fastify(serverOptions)
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    const mapped = toFusionError(error, request.raw.destroyed)
+    if (mapped.statusCode >= 500) {
+      request.log.error({ err: error, code: mapped.code }, 'request failed')
+    } else {
+      request.log.info({ code: mapped.code, upstreamCode: mapped.upstreamCode, reason: error.message }, 'request refused')
+    }
+    if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds))
+    // An upload refused before it was read to the end: close the connection
+    // rather than leave unread bytes in front of the next request on it.
+    if (!request.raw.complete) reply.header('connection', 'close')
+    return await reply.code(mapped.statusCode).send({
+      statusCode: mapped.statusCode,
+      code: mapped.code,
+      error: STATUS_CODES[mapped.statusCode] ?? 'Client Closed Request',
+      message: mapped.message,
+      ...(mapped.upstreamCode !== undefined ? { upstreamCode: mapped.upstreamCode } : {}),
+      requestId: request.id
+    })
+  })
+
+  app.setNotFoundHandler(async (request, reply) => {
+    const error = fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${request.url.split('?')[0]?.slice(0, 200) ?? ''}.` })
+    return await reply.code(404).send({
+      statusCode: 404, code: error.code, error: 'Not Found', message: error.message, requestId: request.id
+    })
+  })
+
+  await app.register(multipartPlugin, { config })
+  await app.register(upstreamPlugin, { config })
+  await app.register(healthRoute)
+  await app.register(fuseRoute, { config })
+  return app
+}
+
+function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
+  if (isFusionError(error)) return error
+  const known = FRAMEWORK_ERRORS[error.code]
+  if (known !== undefined) return fusionError(known, { cause: error })
+  if (clientGone) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
+  const status = error.statusCode ?? 500
+  // Parser errors (busboy's "Malformed part header", JSON syntax errors) carry a 4xx.
+  if (status >= 400 && status < 500) return fusionError(status === 413 ? 'FUSION_BODY_TOO_LARGE' : 'FUSION_MALFORMED_BODY', { cause: error })
+  if (error.message?.startsWith('Malformed') || error.message?.startsWith('Unexpected end of') || error.message?.includes('terminated early') || error.message?.startsWith('Multipart: Boundary not found')) {
+    return fusionError('FUSION_MALFORMED_BODY', { cause: error })
+  }
+  return fusionError('FUSION_INTERNAL_ERROR', { cause: error })
+}
+
+export { ERROR_CATALOGUE }

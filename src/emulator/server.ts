@@ -1,0 +1,18 @@
+/**
+ * Runs the emulator on its own (`npm run emulator`), for pointing a service
+ * elsewhere at it with TENCENT_LEGACY_URL=http://127.0.0.1:8090/fuseapi/face.
+ */
+import Fastify from 'fastify'
+import { emulatorPlugin } from './plugin.js'
+
+const port = Number(process.env.EMULATOR_PORT ?? 8090)
+const host = process.env.EMULATOR_HOST ?? '127.0.0.1'
+const qps = Number(process.env.EMULATOR_QPS ?? 0)
+const retType = process.env.EMULATOR_RET_TYPE === 'number' ? 'number' : 'string'
+
+const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' } })
+await app.register(emulatorPlugin, { qps, retType })
+await app.listen({ port, host })
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => { void app.close().then(() => process.exit(0)) })
+}

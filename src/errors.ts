@@ -1,0 +1,91 @@
+import createError from '@fastify/error'
+
+/**
+ * Every error the service can answer with. The code is the contract a client
+ * switches on; the status follows it; the message is safe to show to a user.
+ * `docs/errors.md` is checked against this table by a test.
+ */
+export const ERROR_CATALOGUE = {
+  // Request shape
+  FUSION_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send multipart/form-data or application/json.', cause: 'The Content-Type is neither multipart/form-data nor application/json.' },
+  FUSION_MALFORMED_BODY: { status: 400, message: 'The request body could not be parsed.', cause: 'Broken multipart framing, invalid JSON, or a JSON body that is not an object.' },
+  FUSION_MISSING_FIELD: { status: 400, message: 'A required field is missing.', cause: '`project_id` or `model_id` is absent or empty.' },
+  FUSION_INVALID_FIELD: { status: 400, message: 'A field has an invalid value.', cause: 'A field breaks its rule (ids: 1–64 of `A-Z a-z 0-9 _ -`; `rsp_img_type`: `url` or `base64`; `image` in JSON: a string).' },
+  FUSION_UNKNOWN_FIELD: { status: 400, message: 'The request has a field this API does not know.', cause: 'A form field or JSON property other than `image`, `project_id`, `model_id`, `rsp_img_type`.' },
+  FUSION_DUPLICATE_FIELD: { status: 400, message: 'A field was sent more than once.', cause: 'The same text field appears twice in the form.' },
+  FUSION_FIELD_TOO_LARGE: { status: 413, message: 'A form field is too long.', cause: 'A text field or field name is longer than the multipart limit (1 KiB value, 100 bytes name).' },
+  FUSION_TOO_MANY_PARTS: { status: 413, message: 'The form has too many parts.', cause: 'More multipart parts or fields than the form can have.' },
+  FUSION_MISSING_IMAGE: { status: 400, message: 'The photo is missing: send it as the `image` field.', cause: 'No `image` file part (multipart) or `image` property (JSON).' },
+  FUSION_TOO_MANY_FILES: { status: 400, message: 'Send exactly one photo, in the `image` field.', cause: 'More than one file part, or a file under a name other than `image`.' },
+  FUSION_FILE_TOO_LARGE: { status: 413, message: 'The photo is larger than the upload limit.', cause: 'The uploaded file exceeds `MAX_UPLOAD_BYTES`; the upload is cut off at the limit.' },
+  FUSION_BODY_TOO_LARGE: { status: 413, message: 'The request body is larger than the upload limit.', cause: 'A JSON body larger than the base64 of `MAX_UPLOAD_BYTES` plus room for the other fields.' },
+  FUSION_INVALID_BASE64: { status: 400, message: 'The `image` field is not valid base64.', cause: 'The JSON `image` is not standard or URL-safe base64 (a `data:image/...;base64,` prefix is accepted).' },
+  FUSION_EMPTY_IMAGE: { status: 400, message: 'The photo is empty.', cause: 'A zero-byte file or an empty base64 string.' },
+  FUSION_UNSUPPORTED_IMAGE_FORMAT: { status: 415, message: 'This image format is not supported: send a JPEG, PNG or WebP photo.', cause: 'The bytes are not JPEG, PNG or WebP (GIF, SVG, TIFF, HEIC, PDF, text, …), whatever the declared type or file name says.' },
+  FUSION_ANIMATED_IMAGE: { status: 415, message: 'Animated images are not supported: send a still photo.', cause: 'A WebP (or other format) with more than one frame.' },
+  FUSION_IMAGE_CORRUPT: { status: 422, message: 'The photo could not be decoded; it may be truncated or damaged.', cause: 'The bytes start like a JPEG, PNG or WebP but do not decode.' },
+  FUSION_IMAGE_TOO_MANY_PIXELS: { status: 413, message: 'The photo has too many pixels.', cause: 'Width × height exceeds `IMAGE_MAX_INPUT_PIXELS` (checked from the header, before decoding).' },
+  FUSION_IMAGE_TOO_SMALL: { status: 422, message: 'The photo is too small to find a face in: send at least 64 pixels on the short side.', cause: 'The upright image is under 64 px on its short side.' },
+  FUSION_NOT_ACCEPTABLE: { status: 406, message: 'This API answers with application/json or image/jpeg.', cause: 'The `Accept` header allows neither JSON nor an image.' },
+  FUSION_NOT_FOUND: { status: 404, message: 'No such route.', cause: 'The method and path match no route.' },
+  FUSION_CLIENT_CLOSED_REQUEST: { status: 499, message: 'The client closed the request.', cause: 'The client disconnected before the answer was ready (logged; the client never sees it).' },
+
+  // Upstream answers (see docs/errors.md for the ret → code table)
+  FUSION_NO_FACE: { status: 422, message: 'No face was found in the photo.', cause: 'Upstream `ret` 1000.' },
+  FUSION_FACE_DETECTION_FAILED: { status: 422, message: 'The face in the photo could not be processed: try a clear, frontal photo.', cause: 'Upstream `ret` -4 or -1008.' },
+  FUSION_IMAGE_REJECTED: { status: 422, message: 'The upstream could not process this photo: try another one.', cause: 'Upstream `ret` -1001 (image processing error).' },
+  FUSION_IMAGE_TOO_LARGE: { status: 413, message: 'The photo is too large for the fusion service.', cause: 'Upstream `ret` -3.' },
+  FUSION_TEMPLATE_NO_FACE: { status: 422, message: 'The chosen template has no face to fuse into.', cause: 'Upstream `ret` -8.' },
+  FUSION_INVALID_PARAMETER: { status: 400, message: 'The fusion service rejected a parameter: check project_id and model_id.', cause: 'Upstream `ret` -6 or -1000.' },
+  FUSION_TEMPLATE_NOT_FOUND: { status: 404, message: 'No such template (model_id) in this activity (project_id).', cause: 'Upstream `ret` -2102.' },
+  FUSION_TEMPLATE_FORBIDDEN: { status: 403, message: 'This account may not use that activity or template.', cause: 'Upstream `ret` -2103.' },
+  FUSION_PROJECT_REQUIRES_API3: { status: 400, message: 'This activity was created after December 2018 and is not served by the legacy API.', cause: 'Upstream `ret` -20013.' },
+  FUSION_RATE_LIMITED: { status: 429, message: 'Too many fusion requests right now: retry after the delay in Retry-After.', cause: 'Upstream frequency control: `ret` -2011…-2015 or -20004. Carries `Retry-After`.' },
+  FUSION_UPSTREAM_AUTH_FAILED: { status: 502, message: 'The fusion service rejected the gateway\'s credentials.', cause: 'Upstream `ret` -1, -7, -20001, -20002 or -20003: our credentials or signature (an operator problem).' },
+  FUSION_UPSTREAM_ACCOUNT_SUSPENDED: { status: 503, message: 'The fusion service account is suspended.', cause: 'Upstream `ret` -9 (account in arrears).' },
+  FUSION_UPSTREAM_FAILED: { status: 502, message: 'The fusion service failed; a retry may succeed.', cause: 'Upstream `ret` -5, -1002, -1003, -1004, -1005, -1007 or -20005 (transient upstream faults).' },
+  FUSION_UPSTREAM_REJECTED_REQUEST: { status: 502, message: 'The fusion service rejected the gateway\'s request.', cause: 'Upstream `ret` -1009, -2100, -20006…-20012: a request the gateway built wrong.' },
+  FUSION_UPSTREAM_UNKNOWN_CODE: { status: 502, message: 'The fusion service answered with an unknown code.', cause: 'An upstream `ret` that is not in the table.' },
+  FUSION_UPSTREAM_BAD_RESPONSE: { status: 502, message: 'The fusion service sent an answer the gateway cannot read.', cause: 'Not JSON, no `ret`, no result image, an HTML error page, or an answer over `UPSTREAM_MAX_RESPONSE_BYTES`.' },
+  FUSION_UPSTREAM_UNREACHABLE: { status: 502, message: 'The fusion service cannot be reached.', cause: 'Connection refused, reset or DNS failure.' },
+  FUSION_UPSTREAM_TIMEOUT: { status: 504, message: 'The fusion service did not answer in time.', cause: 'No complete answer within `UPSTREAM_TIMEOUT_MS` (or no connection within `UPSTREAM_CONNECT_TIMEOUT_MS`).' },
+  FUSION_INTERNAL_ERROR: { status: 500, message: 'Internal error.', cause: 'A fault in the gateway itself; details are logged, never returned.' }
+} as const satisfies Record<string, { status: number, message: string, cause: string }>
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE
+
+export interface FusionErrorDetails {
+  /** A more specific public message than the catalogue's. Only used for 4xx. */
+  message?: string
+  /** The upstream's own code, as a string, when the error mirrors one. */
+  upstreamCode?: string
+  /** Seconds the client should wait before retrying (sets `Retry-After`). */
+  retryAfterSeconds?: number
+  cause?: unknown
+}
+
+const constructors = Object.fromEntries(
+  Object.entries(ERROR_CATALOGUE).map(([code, entry]) => [code, createError(code, '%s', entry.status)])
+) as Record<ErrorCode, ReturnType<typeof createError>>
+
+export interface FusionError extends Error {
+  code: ErrorCode
+  statusCode: number
+  upstreamCode?: string
+  retryAfterSeconds?: number
+}
+
+export function fusionError (code: ErrorCode, details: FusionErrorDetails = {}): FusionError {
+  const entry = ERROR_CATALOGUE[code]
+  const message = details.message !== undefined && entry.status < 500 ? details.message : entry.message
+  const error = new constructors[code](message) as FusionError
+  if (details.cause !== undefined) error.cause = details.cause
+  if (details.upstreamCode !== undefined) error.upstreamCode = details.upstreamCode
+  if (details.retryAfterSeconds !== undefined) error.retryAfterSeconds = details.retryAfterSeconds
+  return error
+}
+
+export function isFusionError (error: unknown): error is FusionError {
+  return error instanceof Error && typeof (error as { code?: unknown }).code === 'string' &&
+    Object.hasOwn(ERROR_CATALOGUE, (error as unknown as { code: string }).code)
+}

@@ -1,0 +1,133 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { Ajv, type ErrorObject } from 'ajv'
+import type { FastifyRequest } from 'fastify'
+import { fusionError } from '../errors.js'
+import type { ResultType } from '../upstream/provider.js'
+
+/**
+ * What a client sends to POST /fuse, in either body type, reduced to one
+ * validated shape. Both parsers go through the same field schema, so a bad
+ * field gets the same code whether it came in a form or in JSON.
+ */
+const TemplateId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' })
+
+export const FusionFieldsSchema = Type.Object({
+  project_id: TemplateId,
+  model_id: TemplateId,
+  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')]))
+}, { additionalProperties: false })
+
+type FusionFields = Static<typeof FusionFieldsSchema>
+
+export interface FusionInput {
+  projectId: string
+  modelId: string
+  resultType: ResultType
+  image: Buffer
+}
+
+export const TEXT_FIELDS = new Set(['project_id', 'model_id', 'rsp_img_type'])
+
+const ajv = new Ajv({ allErrors: false, strict: true })
+const validateFields = ajv.compile<FusionFields>(FusionFieldsSchema)
+
+function checkFields (fields: Record<string, unknown>): FusionFields {
+  if (validateFields(fields)) return fields
+  throw fieldError(validateFields.errors?.[0])
+}
+
+function fieldError (issue: ErrorObject | undefined): Error {
+  if (issue === undefined) return fusionError('FUSION_INVALID_FIELD')
+  if (issue.keyword === 'required') {
+    const name = String(issue.params.missingProperty)
+    return fusionError('FUSION_MISSING_FIELD', { message: `The field \`${name}\` is required.` })
+  }
+  if (issue.keyword === 'additionalProperties') {
+    const name = String(issue.params.additionalProperty)
+    return fusionError('FUSION_UNKNOWN_FIELD', { message: `Unknown field \`${name}\`: send image, project_id, model_id and optionally rsp_img_type.` })
+  }
+  const name = issue.instancePath.replace(/^\//, '') || issue.params.missingProperty
+  const rule = name === 'rsp_img_type' ? 'must be `url` or `base64`' : 'must be 1–64 letters, digits, `_` or `-`'
+  return fusionError('FUSION_INVALID_FIELD', { message: `The field \`${String(name)}\` ${rule}.` })
+}
+
+/** Empty values count as absent: HTML forms send every input, filled or not. */
+function withoutEmpty (fields: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== '' && value !== undefined && value !== null))
+}
+
+function toInput (fields: FusionFields, image: Buffer): FusionInput {
+  return {
+    projectId: fields.project_id,
+    modelId: fields.model_id,
+    resultType: fields.rsp_img_type ?? 'url',
+    image
+  }
+}
+
+/**
+ * Reads a multipart form: the `image` file and the text fields, in any order.
+ * Each part is consumed as it arrives (the multipart limits fire only while a
+ * stream is read), and nothing is left unread that could stall the parser.
+ */
+export async function readMultipartInput (request: FastifyRequest): Promise<FusionInput> {
+  const fields: Record<string, string> = {}
+  let image: Buffer | undefined
+  for await (const part of request.parts()) {
+    if (part.type === 'file') {
+      if (part.fieldname !== 'image') {
+        part.file.resume()
+        throw fusionError('FUSION_TOO_MANY_FILES', { message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.` })
+      }
+      image = await part.toBuffer()
+      continue
+    }
+    if (part.fieldnameTruncated || part.valueTruncated) {
+      throw fusionError('FUSION_FIELD_TOO_LARGE', { message: `The field \`${part.fieldname.slice(0, 100)}\` is too long.` })
+    }
+    if (part.fieldname === 'image') {
+      throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a file part (curl: -F image=@photo.jpg).' })
+    }
+    if (Object.hasOwn(fields, part.fieldname)) {
+      throw fusionError('FUSION_DUPLICATE_FIELD', { message: `The field \`${part.fieldname}\` was sent more than once.` })
+    }
+    fields[part.fieldname] = String(part.value)
+  }
+  const checked = checkFields(withoutEmpty(fields))
+  if (image === undefined) throw fusionError('FUSION_MISSING_IMAGE')
+  return toInput(checked, image)
+}
+
+/**
+ * Reads a JSON body `{ project_id, model_id, image, rsp_img_type }` where
+ * `image` is base64, optionally behind a `data:image/...;base64,` prefix.
+ */
+export function readJsonInput (body: unknown, maxImageBytes: number): FusionInput {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw fusionError('FUSION_MALFORMED_BODY', { message: 'The JSON body must be an object.' })
+  }
+  const { image, ...rest } = body as Record<string, unknown>
+  // Server-side callers often hold numeric activity ids; they mean the same string.
+  for (const name of ['project_id', 'model_id']) {
+    if (typeof rest[name] === 'number' && Number.isSafeInteger(rest[name])) rest[name] = String(rest[name])
+  }
+  const checked = checkFields(withoutEmpty(rest))
+  if (image === undefined || image === null) throw fusionError('FUSION_MISSING_IMAGE')
+  if (typeof image !== 'string') throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a base64 string.' })
+  return toInput(checked, decodeBase64Image(image, maxImageBytes))
+}
+
+const DATA_URL_PREFIX = /^data:[a-z0-9.+/-]*(;[a-z0-9=.+-]*)*;base64,/i
+
+export function decodeBase64Image (value: string, maxBytes: number): Buffer {
+  const compact = value.replace(DATA_URL_PREFIX, '').replace(/\s+/g, '')
+  if (compact === '') throw fusionError('FUSION_EMPTY_IMAGE')
+  // Standard or URL-safe alphabet, padding optional.
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(compact) || compact.length % 4 === 1) {
+    throw fusionError('FUSION_INVALID_BASE64')
+  }
+  if (Math.floor(compact.length * 3 / 4) > maxBytes + 2) throw fusionError('FUSION_FILE_TOO_LARGE')
+  const bytes = Buffer.from(compact.replace(/-/g, '+').replace(/_/g, '/'), 'base64')
+  if (bytes.length > maxBytes) throw fusionError('FUSION_FILE_TOO_LARGE')
+  return bytes
+}

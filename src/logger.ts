@@ -1,0 +1,38 @@
+import type { FastifyServerOptions } from 'fastify'
+import type { DestinationStream } from 'pino'
+
+/**
+ * Fixed redaction paths. Our own code never logs these values; the paths are
+ * the guard for what a library or a future log line might carry (multipart
+ * logs its busboy options, headers included, at trace level). Paths are static
+ * by design: pino's docs warn never to build them from input.
+ */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'headers.authorization',
+  'headers.cookie',
+  'headers["x-api-key"]',
+  'busboyOptions.headers.authorization',
+  'busboyOptions.headers.cookie',
+  'busboyOptions.headers["x-api-key"]',
+  'err.headers.authorization',
+  'upstreamRequest.headers.authorization',
+  'upstreamRequest.body',
+  'credentials.secretKey',
+  'config.upstream.credentials.secretKey',
+  'secretKey',
+  'img_data',
+  'body.image',
+  'body.img_data',
+  'imageBase64'
+]
+
+export function loggerOptions (level: string, stream?: DestinationStream): FastifyServerOptions['logger'] {
+  return {
+    level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    ...(stream ? { stream } : {})
+  }
+}

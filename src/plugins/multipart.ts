@@ -1,0 +1,25 @@
+import multipart from '@fastify/multipart'
+import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
+
+/**
+ * Multipart limits for one photo and three short fields. Every limit is set,
+ * because @fastify/multipart's fileSize otherwise falls back to bodyLimit
+ * (1 MiB). The limits fire while the stream is read, so the route consumes
+ * each part inside its error handling.
+ */
+export const MULTIPART_LIMITS = {
+  fieldNameSize: 100,
+  fieldSize: 1024,
+  fields: 8,
+  files: 1,
+  parts: 10,
+  headerPairs: 100
+}
+
+export default fp<{ config: Config }>(async (app, { config }) => {
+  await app.register(multipart, {
+    limits: { ...MULTIPART_LIMITS, fileSize: config.MAX_UPLOAD_BYTES },
+    throwFileSizeLimit: true
+  })
+}, { name: 'multipart' })

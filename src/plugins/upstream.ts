@@ -1,0 +1,54 @@
+import fp from 'fastify-plugin'
+import type { AddressInfo } from 'node:net'
+import type { Config } from '../config.js'
+import { emulatorPlugin } from '../emulator/plugin.js'
+import { createLegacyClient } from '../upstream/legacy/client.js'
+import type { FusionProvider } from '../upstream/provider.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    fusionProvider: FusionProvider
+  }
+}
+
+export const IN_PROCESS_EMULATOR_PREFIX = '/emulator'
+
+/**
+ * The one client of the upstream, shared by every request and closed with the
+ * app. Without Tencent credentials and without TENCENT_LEGACY_URL, the
+ * emulator is mounted under /emulator and called over loopback, so the signed
+ * request really crosses HTTP.
+ */
+export default fp<{ config: Config }>(async (app, { config }) => {
+  const { upstream } = config
+  let url: string | (() => string)
+  if (upstream.legacyUrl !== undefined) {
+    url = upstream.legacyUrl
+  } else {
+    await app.register(emulatorPlugin, { prefix: IN_PROCESS_EMULATOR_PREFIX })
+    url = () => `${loopbackOrigin(app.server.address())}${IN_PROCESS_EMULATOR_PREFIX}/fuseapi/face`
+  }
+
+  const provider = createLegacyClient({
+    url,
+    mode: upstream.mode,
+    credentials: upstream.credentials,
+    signatureTtlSeconds: config.LEGACY_SIGNATURE_TTL_SECONDS,
+    timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+    connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
+    connections: config.UPSTREAM_CONNECTIONS,
+    maxResponseBytes: config.UPSTREAM_MAX_RESPONSE_BYTES
+  })
+  app.decorate('fusionProvider', provider)
+  app.addHook('onClose', async () => { await provider.close() })
+}, { name: 'upstream' })
+
+function loopbackOrigin (address: string | AddressInfo | null): string {
+  if (address === null || typeof address === 'string') {
+    throw new Error('the in-process emulator is reachable only once the server listens on TCP')
+  }
+  const host = address.address === '0.0.0.0' || address.address === '::'
+    ? '127.0.0.1'
+    : address.family === 'IPv6' ? `[${address.address}]` : address.address
+  return `http://${host}:${address.port}`
+}

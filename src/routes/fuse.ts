@@ -1,0 +1,75 @@
+import accepts from 'accepts'
+import type { FastifyPluginAsync } from 'fastify'
+import type { Config } from '../config.js'
+import { fusionError } from '../errors.js'
+import { LEGACY_IMAGE_POLICY, normalizeImage, type ImagePolicy } from '../images/normalize.js'
+import { readJsonInput, readMultipartInput } from '../intake/fusion-input.js'
+
+const JSON_TYPE = 'application/json'
+const IMAGE_TYPE = 'image/jpeg'
+
+/**
+ * POST /fuse: one photo and a template in, a fused picture out.
+ * Answers JSON `{ requestId, imageUrl | imageBase64 }`, or the image bytes for
+ * `Accept: image/jpeg`.
+ */
+const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
+  const policy: ImagePolicy = { ...LEGACY_IMAGE_POLICY, maxInputPixels: config.IMAGE_MAX_INPUT_PIXELS }
+  // Room for base64 (4/3 of the bytes), a data: prefix and the short fields.
+  const jsonBodyLimit = Math.ceil(config.MAX_UPLOAD_BYTES * 4 / 3) + 64 * 1024
+
+  app.post('/fuse', { bodyLimit: jsonBodyLimit }, async (request, reply) => {
+    const wanted = accepts(request.raw).type([JSON_TYPE, IMAGE_TYPE])
+    if (wanted === false) throw fusionError('FUSION_NOT_ACCEPTABLE')
+    const wantsImage = wanted === IMAGE_TYPE
+
+    const input = request.isMultipart()
+      ? await readMultipartInput(request)
+      : readJsonInput(request.body, config.MAX_UPLOAD_BYTES)
+
+    const normalized = await normalizeImage(input.image, policy)
+    request.log.info({
+      image: {
+        format: normalized.inputFormat,
+        bytesIn: normalized.bytesIn,
+        bytesOut: normalized.jpeg.length,
+        width: normalized.width,
+        height: normalized.height,
+        quality: normalized.quality
+      }
+    }, 'image normalised')
+
+    // The client's disconnect cancels the upstream call: nobody would read the answer.
+    const clientGone = new AbortController()
+    const onClose = (): void => { if (!reply.raw.writableFinished) clientGone.abort() }
+    reply.raw.once('close', onClose)
+    try {
+      const result = await app.fusionProvider.fuse({
+        projectId: input.projectId,
+        modelId: input.modelId,
+        // Image bytes are only ever taken from a base64 answer: the gateway never fetches URLs.
+        resultType: wantsImage ? 'base64' : input.resultType,
+        image: normalized.jpeg,
+        signal: clientGone.signal
+      }, request.log)
+
+      if (wantsImage && result.resultType === 'base64') {
+        const bytes = Buffer.from(result.imageBase64, 'base64')
+        return await reply.type(sniffImageType(bytes)).send(bytes)
+      }
+      return result.resultType === 'url'
+        ? { requestId: request.id, imageUrl: result.imageUrl }
+        : { requestId: request.id, imageBase64: result.imageBase64 }
+    } finally {
+      reply.raw.off('close', onClose)
+    }
+  })
+}
+
+/** The upstream returns the material's own format (JPEG or PNG); say which. */
+function sniffImageType (bytes: Buffer): string {
+  if (bytes[0] === 0x89 && bytes[1] === 0x50) return 'image/png'
+  return IMAGE_TYPE
+}
+
+export default fuseRoute

@@ -1,0 +1,211 @@
+import { Pool, errors as undiciErrors } from 'undici'
+import { fusionError, type FusionError } from '../../errors.js'
+import type { LegacyCredentials } from '../../config.js'
+import type { FusionProvider, FusionRequest, FusionResult, UpstreamLogger } from '../provider.js'
+import { signLegacyNow } from './sign.js'
+import { FREQUENCY_CONTROL_RETRY_AFTER_SECONDS, LEGACY_RET_CODES, UNKNOWN_RET_CODE, parseRet } from './ret-codes.js'
+
+export interface LegacyClientOptions {
+  /** The endpoint, or a function that yields it at call time (the in-process emulator's port is known only after listen). */
+  url: string | (() => string)
+  mode: 'tencent' | 'emulator'
+  credentials: LegacyCredentials
+  signatureTtlSeconds: number
+  timeoutMs: number
+  connectTimeoutMs: number
+  connections: number
+  maxResponseBytes: number
+}
+
+// Transport failures we can name; anything else is an internal error.
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE',
+  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_INFO'
+])
+
+export function createLegacyClient (options: LegacyClientOptions): FusionProvider {
+  // One pool per origin: the URL is fixed in production, but may only become
+  // known after the server listens (in-process emulator).
+  const pools = new Map<string, Pool>()
+
+  function poolFor (origin: string): Pool {
+    let pool = pools.get(origin)
+    if (pool === undefined) {
+      pool = new Pool(origin, {
+        connections: options.connections,
+        connectTimeout: options.connectTimeoutMs,
+        // Tighter than undici's 300 s defaults; the per-call deadline below bounds the whole exchange anyway.
+        headersTimeout: options.timeoutMs,
+        bodyTimeout: options.timeoutMs,
+        // Below typical upstream idle timeouts, so we rarely reuse a socket the server already closed.
+        keepAliveTimeout: 4_000,
+        keepAliveMaxTimeout: 10_000
+      })
+      pools.set(origin, pool)
+    }
+    return pool
+  }
+
+  const currentUrl = (): URL => new URL(typeof options.url === 'function' ? options.url() : options.url)
+
+  async function fuse (request: FusionRequest, log?: UpstreamLogger): Promise<FusionResult> {
+    const url = currentUrl()
+    const started = performance.now()
+    const deadline = AbortSignal.timeout(options.timeoutMs)
+    const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline
+    const { credentials } = options
+    // The photo is written into the body once; only the short fields go through JSON.stringify.
+    const body =
+      `{"appid":${JSON.stringify(credentials.appId)},"uin":${JSON.stringify(credentials.uin)},` +
+      `"project_id":${JSON.stringify(request.projectId)},"model_id":${JSON.stringify(request.modelId)},` +
+      `"rsp_img_type":${JSON.stringify(request.resultType)},"img_data":"${request.image.toString('base64')}"}`
+    const outcome: { status?: number, ret?: number, error?: string } = {}
+    try {
+      const response = await poolFor(url.origin).request({
+        method: 'POST',
+        path: url.pathname + url.search,
+        headers: {
+          'content-type': 'application/json',
+          authorization: signLegacyNow(credentials, options.signatureTtlSeconds)
+        },
+        body,
+        signal
+      })
+      outcome.status = response.statusCode
+      const text = await readCapped(response.body, options.maxResponseBytes)
+      const result = interpret(response.statusCode, response.headers, text, request.resultType)
+      outcome.ret = 0
+      return result
+    } catch (error) {
+      const mapped = classify(error, request.signal, deadline)
+      outcome.error = mapped.code
+      if (mapped.upstreamCode !== undefined) outcome.ret = Number(mapped.upstreamCode)
+      throw mapped
+    } finally {
+      log?.info({
+        upstream: {
+          provider: 'legacy',
+          origin: url.origin,
+          status: outcome.status,
+          ret: outcome.ret,
+          error: outcome.error,
+          bytesOut: body.length,
+          durationMs: Math.round(performance.now() - started)
+        }
+      }, 'upstream call')
+    }
+  }
+
+  return {
+    fuse,
+    describe: () => {
+      let origin: string | undefined
+      try { origin = currentUrl().origin } catch { origin = undefined }
+      return { provider: 'legacy', mode: options.mode, origin }
+    },
+    close: async () => {
+      await Promise.all([...pools.values()].map(async (pool) => await pool.close()))
+      pools.clear()
+    }
+  }
+}
+
+class ResponseTooLargeError extends Error {}
+
+async function readCapped (body: AsyncIterable<Buffer> & { destroy: (error?: Error) => unknown }, limit: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    size += chunk.length
+    if (size > limit) {
+      body.destroy()
+      throw new ResponseTooLargeError()
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+function retryAfterFrom (headers: Record<string, string | string[] | undefined>): number {
+  const raw = headers['retry-after']
+  const value = Array.isArray(raw) ? raw[0] : raw
+  if (value !== undefined) {
+    const seconds = Number(value)
+    if (Number.isFinite(seconds) && seconds >= 0) return Math.max(1, Math.ceil(seconds))
+    const date = Date.parse(value)
+    if (!Number.isNaN(date)) return Math.max(1, Math.ceil((date - Date.now()) / 1000))
+  }
+  return FREQUENCY_CONTROL_RETRY_AFTER_SECONDS
+}
+
+function interpret (
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  text: string,
+  resultType: FusionRequest['resultType']
+): FusionResult {
+  let payload: unknown
+  try {
+    payload = JSON.parse(text)
+  } catch {
+    payload = undefined
+  }
+  const record = typeof payload === 'object' && payload !== null && !Array.isArray(payload)
+    ? payload as Record<string, unknown>
+    : undefined
+  const ret = record ? parseRet(record.ret) : undefined
+
+  if (ret === undefined) {
+    // No ret to go by: fall back on the HTTP status, as a front proxy of the upstream would send it.
+    if (status === 429) throw fusionError('FUSION_RATE_LIMITED', { retryAfterSeconds: retryAfterFrom(headers) })
+    if (status === 413) throw fusionError('FUSION_IMAGE_TOO_LARGE')
+    throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error(`HTTP ${status}, no ret`) })
+  }
+
+  if (ret !== 0) {
+    const rule = LEGACY_RET_CODES.get(ret) ?? UNKNOWN_RET_CODE
+    return failWith(rule.code, String(ret), rule.code === 'FUSION_RATE_LIMITED' ? retryAfterFrom(headers) : undefined)
+  }
+
+  if (resultType === 'url') {
+    const imageUrl = record?.img_url
+    if (typeof imageUrl !== 'string' || !/^https?:\/\//i.test(imageUrl)) {
+      throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error('ret 0 without an img_url') })
+    }
+    return { resultType: 'url', imageUrl }
+  }
+  // The 2018-11 docs return base64 in img_base64; the older tables put it in img_url.
+  const candidate = typeof record?.img_base64 === 'string' && record.img_base64 !== ''
+    ? record.img_base64
+    : record?.img_url
+  if (typeof candidate !== 'string' || candidate === '' || /^https?:\/\//i.test(candidate)) {
+    throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error('ret 0 without base64 image data') })
+  }
+  return { resultType: 'base64', imageBase64: candidate.replace(/^data:[^,]*,/, '') }
+}
+
+function failWith (code: FusionError['code'], upstreamCode: string, retryAfterSeconds?: number): never {
+  throw fusionError(code, retryAfterSeconds === undefined ? { upstreamCode } : { upstreamCode, retryAfterSeconds })
+}
+
+function classify (error: unknown, clientSignal: AbortSignal | undefined, deadline: AbortSignal): FusionError {
+  if (typeof error === 'object' && error !== null && 'statusCode' in error && 'code' in error &&
+    String((error as { code: unknown }).code).startsWith('FUSION_')) {
+    return error as FusionError
+  }
+  if (error instanceof ResponseTooLargeError) {
+    return fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error('response over UPSTREAM_MAX_RESPONSE_BYTES') })
+  }
+  if (clientSignal?.aborted === true) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
+  if (deadline.aborted) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error })
+  const code = (error as { code?: unknown })?.code
+  if (error instanceof undiciErrors.UndiciError || typeof code === 'string') {
+    if (typeof code === 'string' && TIMEOUT_CODES.has(code)) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error })
+    if (typeof code === 'string' && UNREACHABLE_CODES.has(code)) return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error })
+  }
+  // A connect failure surfaces wrapped in some Node versions; look one level down.
+  const causeCode = (error as { cause?: { code?: unknown } })?.cause?.code
+  if (typeof causeCode === 'string' && UNREACHABLE_CODES.has(causeCode)) return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error })
+  return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error })
+}
