@@ -32,7 +32,8 @@ const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
   FST_FIELDS_LIMIT: 'FUSION_TOO_MANY_PARTS',
   FST_PROTO_VIOLATION: 'FUSION_UNKNOWN_FIELD',
   FST_INVALID_JSON_FIELD_ERROR: 'FUSION_INVALID_FIELD',
-  FST_MP_PREMATURE_CLOSE: 'FUSION_CLIENT_CLOSED_REQUEST'
+  // Raised when the body ends early; a client that is really gone is caught before this table.
+  FST_MP_PREMATURE_CLOSE: 'FUSION_MALFORMED_BODY'
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -56,7 +57,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
-    const mapped = toFusionError(error, request.raw.destroyed)
+    const socket = request.raw.socket as { destroyed?: boolean } | null
+    const mapped = toFusionError(error, socket === null || socket.destroyed === true)
     if (mapped.statusCode >= 500) {
       request.log.error({ err: error, code: mapped.code }, 'request failed')
     } else {
@@ -91,10 +93,11 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 }
 
 function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
+  // Nobody is left to read the answer: whatever failed, it is logged as 499.
+  if (clientGone) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
   if (isFusionError(error)) return error
   const known = FRAMEWORK_ERRORS[error.code]
   if (known !== undefined) return fusionError(known, { cause: error })
-  if (clientGone) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
   const status = error.statusCode ?? 500
   // Parser errors (busboy's "Malformed part header", JSON syntax errors) carry a 4xx.
   if (status >= 400 && status < 500) return fusionError(status === 413 ? 'FUSION_BODY_TOO_LARGE' : 'FUSION_MALFORMED_BODY', { cause: error })

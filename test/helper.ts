@@ -69,7 +69,8 @@ export interface Reply {
 
 /** POST over real HTTP and read the whole answer. */
 export async function post (url: string, body: Buffer | string, headers: Record<string, string>): Promise<Reply> {
-  const response = await request(url, { method: 'POST', body, headers })
+  // A hang must fail the test, not stall the run.
+  const response = await request(url, { method: 'POST', body, headers, headersTimeout: 15_000, bodyTimeout: 15_000 })
   const bytes = Buffer.from(await response.body.arrayBuffer())
   return {
     status: response.statusCode,

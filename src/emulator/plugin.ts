@@ -25,6 +25,8 @@ export interface EmulatorOptions {
   clock?: () => number
   /** How many results are kept for their URLs (oldest dropped first). Default 256. */
   maxStoredResults?: number
+  /** Sees every photo that passed the upstream's checks, as received: lets tests inspect what was sent. */
+  onPhoto?: (photo: Buffer) => void
 }
 
 export const LEGACY_BODY_LIMIT_BYTES = 6 * 1024 * 1024
@@ -179,6 +181,7 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
 
     const checked = await checkPhoto(text('img_data'))
     if (typeof checked === 'number') return answer(reply, checked)
+    options.onPhoto?.(checked)
     if (await looksFaceless(checked)) return answer(reply, 1000)
     if (template.slot === undefined) return answer(reply, -8)
 

@@ -23,9 +23,15 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     if (wanted === false) throw fusionError('FUSION_NOT_ACCEPTABLE')
     const wantsImage = wanted === IMAGE_TYPE
 
-    const input = request.isMultipart()
-      ? await readMultipartInput(request)
-      : readJsonInput(request.body, config.MAX_UPLOAD_BYTES)
+    let input
+    if (request.isMultipart()) {
+      input = await readMultipartInput(request)
+    } else if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
+      input = readJsonInput(request.body, config.MAX_UPLOAD_BYTES)
+    } else {
+      // Fastify parses text/plain by default; this route takes only forms and JSON.
+      throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
+    }
 
     const normalized = await normalizeImage(input.image, policy)
     request.log.info({
