@@ -1,0 +1,73 @@
+import t from 'tap'
+import { ConfigError, DEFAULT_TENCENT_LEGACY_URL, loadConfig } from '../src/config.js'
+import { EMULATOR_ACCOUNT } from '../src/emulator/accounts.js'
+
+const credentials = {
+  TENCENT_APPID: '1250000001',
+  TENCENT_UIN: '100000000002',
+  TENCENT_SECRET_ID: 'operator-secret-id',
+  TENCENT_SECRET_KEY: 'operator-secret-key'
+}
+
+function problems (env: Record<string, string>): string {
+  try {
+    loadConfig(env)
+  } catch (error) {
+    if (error instanceof ConfigError) return error.message
+    throw error
+  }
+  throw new Error('expected a ConfigError')
+}
+
+t.test('defaults without any variable: the emulator, on port 3000', async (t) => {
+  const config = loadConfig({})
+  t.equal(config.PORT, 3000)
+  t.equal(config.HOST, '0.0.0.0')
+  t.equal(config.LOG_LEVEL, 'info')
+  t.same(config.upstream, { mode: 'emulator', legacyUrl: undefined, credentials: EMULATOR_ACCOUNT.credentials })
+})
+
+t.test('all four credentials: Tencent, at the documented endpoint unless told otherwise', async (t) => {
+  const config = loadConfig(credentials)
+  t.equal(config.upstream.mode, 'tencent')
+  t.equal(config.upstream.legacyUrl, DEFAULT_TENCENT_LEGACY_URL)
+  t.same(config.upstream.credentials, { appId: '1250000001', uin: '100000000002', secretId: 'operator-secret-id', secretKey: 'operator-secret-key' })
+  t.notOk('TENCENT_SECRET_KEY' in config, 'the secret lives only with the upstream credentials')
+
+  const elsewhere = loadConfig({ ...credentials, TENCENT_LEGACY_URL: 'http://fusion.internal:8080/fuseapi/face' })
+  t.equal(elsewhere.upstream.legacyUrl, 'http://fusion.internal:8080/fuseapi/face', 'plain http:// and any host')
+})
+
+t.test('some credentials but not all: refuse to start, naming what is missing', async (t) => {
+  const message = problems({ TENCENT_APPID: '1250000001', TENCENT_SECRET_KEY: 'half-configured-secret' })
+  t.match(message, /TENCENT_UIN, TENCENT_SECRET_ID: must be set/)
+  t.notOk(message.includes('half-configured-secret'), 'the secret is not echoed')
+})
+
+t.test('bad values name the variable and the rule, never the value', async (t) => {
+  t.match(problems({ PORT: '70000' }), /PORT: must be <= 65535/)
+  t.match(problems({ PORT: 'eighty' }), /PORT: must be integer/)
+  t.match(problems({ LOG_LEVEL: 'loud' }), /LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent/)
+  t.match(problems({ TENCENT_LEGACY_URL: 'ftp://example.com/x' }), /TENCENT_LEGACY_URL: must match pattern/)
+  t.match(problems({ UPSTREAM_TIMEOUT_MS: '10' }), /UPSTREAM_TIMEOUT_MS: must be >= 100/)
+  const secret = 'has spaces in the secret'
+  const message = problems({ ...credentials, TENCENT_SECRET_KEY: secret })
+  t.match(message, /TENCENT_SECRET_KEY: must match pattern/)
+  t.notOk(message.includes(secret), 'the secret is not echoed')
+})
+
+t.test('empty values count as unset', async (t) => {
+  const config = loadConfig({ PORT: '', TENCENT_APPID: '', TENCENT_UIN: '', TENCENT_SECRET_ID: '', TENCENT_SECRET_KEY: '' })
+  t.equal(config.PORT, 3000)
+  t.equal(config.upstream.mode, 'emulator')
+})
+
+t.test('a .env file is read, and the environment wins over it', async (t) => {
+  const dir = t.testdir({ '.env': 'PORT=4100\nLOG_LEVEL=debug\n' })
+  const previous = process.cwd()
+  process.chdir(dir)
+  t.teardown(() => process.chdir(previous))
+  const config = loadConfig({ LOG_LEVEL: 'warn' }, { dotenv: true })
+  t.equal(config.PORT, 4100)
+  t.equal(config.LOG_LEVEL, 'warn')
+})

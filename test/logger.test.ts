@@ -1,0 +1,81 @@
+import t from 'tap'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Writable } from 'node:stream'
+import { fixture, fuseForm, startService } from './helper.js'
+
+/** Collects every log line the service writes. */
+function captureLogs (): { stream: Writable, text: () => string, lines: () => Array<Record<string, unknown>> } {
+  const chunks: string[] = []
+  const stream = new Writable({
+    write (chunk, _encoding, done) { chunks.push(String(chunk)); done() }
+  })
+  const text = (): string => chunks.join('')
+  return { stream, text, lines: () => text().split('\n').filter(Boolean).map((line) => JSON.parse(line)) }
+}
+
+t.test('no secret, signature, API key or image data reaches a log line', async (t) => {
+  // An upstream of the test's own records exactly what the service signed and sent.
+  let authorization = ''
+  let imgData = ''
+  const upstream = createServer((request, response) => {
+    const chunks: Buffer[] = []
+    request.on('data', (chunk: Buffer) => chunks.push(chunk))
+    request.on('end', () => {
+      authorization = String(request.headers.authorization)
+      imgData = JSON.parse(Buffer.concat(chunks).toString()).img_data
+      response.writeHead(200, { 'content-type': 'application/json' })
+      response.end(JSON.stringify({ ret: 0, img_base64: Buffer.from('fused picture bytes').toString('base64') }))
+    })
+  })
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => upstream.close())
+
+  const secretKey = 'sEcReT-kEy-that-must-never-be-logged'
+  const logs = captureLogs()
+  const { url } = await startService(t, {
+    LOG_LEVEL: 'trace',
+    TENCENT_APPID: '1250000001',
+    TENCENT_UIN: '100000000002',
+    TENCENT_SECRET_ID: 'secret-id-of-the-operator',
+    TENCENT_SECRET_KEY: secretKey,
+    TENCENT_LEGACY_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/fuseapi/face`
+  }, { logStream: logs.stream })
+
+  const photo = fixture('face.jpg')
+  const reply = await fuseForm(url, photo, { rsp_img_type: 'base64' }, {
+    authorization: 'Bearer client-bearer-token-123',
+    'x-api-key': 'client-api-key-456',
+    cookie: 'session=client-cookie-789'
+  })
+  t.equal(reply.status, 200)
+  t.ok(authorization.length > 40 && imgData.length > 1000, 'the upstream saw a signed request with a photo')
+
+  const text = logs.text()
+  t.ok(logs.lines().some((line) => line.msg === 'upstream call'), 'the request was logged in detail')
+  t.ok(text.includes('[redacted]'), 'trace-level library logs were redacted, not dropped')
+  const forbidden: Record<string, string> = {
+    'the secret key': secretKey,
+    'the upstream Authorization header': authorization,
+    'the client bearer token': 'client-bearer-token-123',
+    'the client API key': 'client-api-key-456',
+    'the client cookie': 'client-cookie-789',
+    'the uploaded photo': photo.subarray(0, 300).toString('base64'),
+    'the normalised photo sent upstream': imgData.slice(0, 400),
+    'the fused result': reply.json().imageBase64
+  }
+  for (const [name, value] of Object.entries(forbidden)) {
+    t.notOk(text.includes(value), `${name} is not in the logs`)
+  }
+})
+
+t.test('every line carries the request id', async (t) => {
+  const logs = captureLogs()
+  const { url } = await startService(t, { LOG_LEVEL: 'info' }, { logStream: logs.stream })
+  const reply = await fuseForm(url, fixture('face.jpg'), {}, { 'x-request-id': 'trace-me-1' })
+  t.equal(reply.status, 200)
+  const mine = logs.lines().filter((line) => line.reqId === 'trace-me-1')
+  t.ok(mine.some((line) => line.msg === 'image normalised'))
+  t.ok(mine.some((line) => line.msg === 'upstream call'))
+  t.ok(mine.some((line) => line.msg === 'request completed'))
+})
