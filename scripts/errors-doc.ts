@@ -1,0 +1,52 @@
+/**
+ * Renders docs/errors.md from the error catalogue and the upstream code table,
+ * so the document cannot drift from the code (a test compares them).
+ * `npm run docs:errors` rewrites the file.
+ */
+import { writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { ERROR_CATALOGUE, type ErrorCode } from '../src/errors.js'
+import { LEGACY_RET_CODES } from '../src/upstream/legacy/ret-codes.js'
+
+const cell = (text: string): string => text.replace(/\|/g, '\\|')
+
+export function renderErrorsDoc (): string {
+  const lines: string[] = []
+  lines.push('# Errors', '')
+  lines.push('Every error answer has the same JSON shape (Fastify\'s, plus what a client needs):', '')
+  lines.push('```json')
+  lines.push('{ "statusCode": 429, "code": "FUSION_RATE_LIMITED", "error": "Too Many Requests",')
+  lines.push('  "message": "Too many fusion requests right now: retry after the delay in Retry-After.",')
+  lines.push('  "upstreamCode": "-2012", "requestId": "3f0c…" }')
+  lines.push('```', '')
+  lines.push('- `code` is the contract: switch on it, not on the message. Codes are never reused.')
+  lines.push('- `upstreamCode` is present when the answer mirrors an upstream `ret`.')
+  lines.push('- `requestId` is also in the `x-request-id` header of every answer; quote it in support requests.')
+  lines.push('- A `429` carries `Retry-After` in seconds.')
+  lines.push('- A `5xx` message is always the generic one below; details go to the logs only.', '')
+  lines.push('## Codes', '')
+  lines.push('| code | HTTP | message | cause |')
+  lines.push('| --- | --- | --- | --- |')
+  for (const [code, entry] of Object.entries(ERROR_CATALOGUE)) {
+    lines.push(`| \`${code}\` | ${entry.status} | ${cell(entry.message)} | ${cell(entry.cause)} |`)
+  }
+  lines.push('')
+  lines.push('`FUSION_CLIENT_CLOSED_REQUEST` (499) is never seen by a client: it is how a request whose client went away is logged.', '')
+  lines.push('## Legacy upstream `ret` codes', '')
+  lines.push('How each documented `ret` of `POST /fuseapi/face` is answered. "Retry" says whether the same request may')
+  lines.push('succeed later; "billed" whether the upstream counts the failed call against the quota. Any other `ret` is')
+  lines.push('`FUSION_UPSTREAM_UNKNOWN_CODE` (502).', '')
+  lines.push('| ret | upstream meaning | code | HTTP | retry | billed |')
+  lines.push('| --- | --- | --- | --- | --- | --- |')
+  const sorted = [...LEGACY_RET_CODES].sort(([a], [b]) => (a === 1000 ? -1 : b === 1000 ? 1 : b - a))
+  for (const [ret, rule] of sorted) {
+    const status = ERROR_CATALOGUE[rule.code as ErrorCode].status
+    lines.push(`| ${ret} | ${cell(rule.meaning)} | \`${rule.code}\` | ${status} | ${rule.retryable ? 'yes' : 'no'} | ${rule.billed ? 'yes' : 'no'} |`)
+  }
+  lines.push('')
+  return lines.join('\n')
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  writeFileSync(new URL('../docs/errors.md', import.meta.url), renderErrorsDoc())
+}

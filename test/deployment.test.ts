@@ -1,0 +1,37 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { parse } from 'yaml'
+import { ConfigSchema } from '../src/config.js'
+
+const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
+const variables = Object.keys(ConfigSchema.properties)
+
+t.test('docker-compose.yml sets only variables the config schema knows', async (t) => {
+  const compose = parse(read('docker-compose.yml')) as { services: Record<string, { environment?: Record<string, unknown> }> }
+  const services = Object.entries(compose.services)
+  t.ok(services.length > 0)
+  for (const [name, service] of services) {
+    if (name !== 'face-fusion-bff') continue
+    const environment = Object.keys(service.environment ?? {})
+    t.ok(environment.length > 0, `${name} sets variables`)
+    for (const variable of environment) t.ok(variables.includes(variable), `${name}: ${variable} is in the schema`)
+  }
+})
+
+t.test('.env.example and docs/configuration.md list every variable', async (t) => {
+  const example = read('.env.example')
+  const reference = read('docs/configuration.md')
+  for (const variable of variables) {
+    t.match(example, new RegExp(`^#? ?${variable}=`, 'm'), `.env.example has ${variable}`)
+    t.ok(reference.includes(`\`${variable}\``), `docs/configuration.md has ${variable}`)
+  }
+})
+
+t.test('the container runs the current LTS as a non-root user, with a healthcheck', async (t) => {
+  const dockerfile = read('Dockerfile')
+  t.match(dockerfile, /^FROM node:24[^\s]* AS build$/m)
+  t.match(dockerfile, /^USER node$/m)
+  t.match(dockerfile, /^HEALTHCHECK /m)
+  t.match(dockerfile, /npm ci/)
+  t.match(read('.dockerignore'), /^node_modules$/m)
+})
