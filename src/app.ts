@@ -4,6 +4,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOpt
 import type { Config } from './config.js'
 import { ERROR_CATALOGUE, fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
 import { loggerOptions } from './logger.js'
+import imagePipelinePlugin from './plugins/image-pipeline.js'
 import multipartPlugin from './plugins/multipart.js'
 import upstreamPlugin from './plugins/upstream.js'
 import fuseRoute from './routes/fuse.js'
@@ -74,6 +75,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       error: STATUS_CODES[mapped.statusCode] ?? 'Client Closed Request',
       message: mapped.message,
       ...(mapped.upstreamCode !== undefined ? { upstreamCode: mapped.upstreamCode } : {}),
+      ...(mapped.format !== undefined ? { format: mapped.format } : {}),
       requestId: request.id
     })
   })
@@ -86,6 +88,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
 
   await app.register(multipartPlugin, { config })
+  await app.register(imagePipelinePlugin, { config })
   await app.register(upstreamPlugin, { config })
   await app.register(healthRoute)
   await app.register(fuseRoute, { config })

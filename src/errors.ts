@@ -21,12 +21,15 @@ export const ERROR_CATALOGUE = {
   FUSION_BODY_TOO_LARGE: { status: 413, message: 'The request body is larger than the upload limit.', cause: 'A JSON body larger than the base64 of `MAX_UPLOAD_BYTES` plus room for the other fields.' },
   FUSION_INVALID_BASE64: { status: 400, message: 'The `image` field is not valid base64.', cause: 'The JSON `image` is not standard or URL-safe base64 (a `data:image/...;base64,` prefix is accepted).' },
   FUSION_EMPTY_IMAGE: { status: 400, message: 'The photo is empty.', cause: 'A zero-byte file or an empty base64 string.' },
-  FUSION_UNSUPPORTED_IMAGE_FORMAT: { status: 415, message: 'This image format is not supported: send a JPEG, PNG or WebP photo.', cause: 'The bytes are not JPEG, PNG or WebP (GIF, SVG, TIFF, HEIC, PDF, text, …), whatever the declared type or file name says.' },
-  FUSION_ANIMATED_IMAGE: { status: 415, message: 'Animated images are not supported: send a still photo.', cause: 'A WebP (or other format) with more than one frame.' },
+  FUSION_UNSUPPORTED_IMAGE_FORMAT: { status: 415, message: 'This image format is not supported: send a JPEG, PNG, WebP or AVIF photo.', cause: 'The bytes are not JPEG, PNG, WebP or AVIF (GIF, SVG, TIFF, PDF, BMP, text, …), whatever the declared type or file name says. The answer\'s `format` names what was seen.' },
+  FUSION_HEIC_UNSUPPORTED: { status: 415, message: 'HEIC photos are not supported: send a JPEG or PNG. On iPhone, a file input with accept="image/jpeg,image/png" makes the browser convert the photo on upload.', cause: 'HEVC-coded HEIF (iPhone camera photos); the image library ships without an HEVC decoder. `format` is `heic`.' },
+  FUSION_ANIMATED_IMAGE: { status: 415, message: 'Animated images are not supported: send a still photo.', cause: 'A WebP, AVIF or other image with more than one frame. `format` names the container.' },
   FUSION_IMAGE_CORRUPT: { status: 422, message: 'The photo could not be decoded; it may be truncated or damaged.', cause: 'The bytes start like a JPEG, PNG or WebP but do not decode.' },
   FUSION_IMAGE_TOO_MANY_PIXELS: { status: 413, message: 'The photo has too many pixels.', cause: 'Width × height exceeds `IMAGE_MAX_INPUT_PIXELS` (checked from the header, before decoding).' },
+  FUSION_IMAGE_TIMEOUT: { status: 422, message: 'The photo took too long to process: send a smaller or simpler image.', cause: 'Decoding and resizing took longer than `IMAGE_TIMEOUT_SECONDS`.' },
   FUSION_IMAGE_TOO_SMALL: { status: 422, message: 'The photo is too small to find a face in: send at least 64 pixels on the short side.', cause: 'The upright image is under 64 px on its short side.' },
   FUSION_NOT_ACCEPTABLE: { status: 406, message: 'This API answers with application/json or image/jpeg.', cause: 'The `Accept` header allows neither JSON nor an image.' },
+  FUSION_OVERLOADED: { status: 503, message: 'The service is busy: retry after the delay in Retry-After.', cause: 'More photos in flight than `IMAGE_CONCURRENCY` + `IMAGE_QUEUE_LIMIT`; refused before the body is read. Carries `Retry-After`.' },
   FUSION_NOT_FOUND: { status: 404, message: 'No such route.', cause: 'The method and path match no route.' },
   FUSION_CLIENT_CLOSED_REQUEST: { status: 499, message: 'The client closed the request.', cause: 'The client disconnected before the answer was ready (logged; the client never sees it).' },
 
@@ -61,6 +64,8 @@ export interface FusionErrorDetails {
   upstreamCode?: string
   /** Seconds the client should wait before retrying (sets `Retry-After`). */
   retryAfterSeconds?: number
+  /** The image format seen in the bytes, for format refusals. */
+  format?: string
   cause?: unknown
 }
 
@@ -73,6 +78,7 @@ export interface FusionError extends Error {
   statusCode: number
   upstreamCode?: string
   retryAfterSeconds?: number
+  format?: string
 }
 
 export function fusionError (code: ErrorCode, details: FusionErrorDetails = {}): FusionError {
@@ -82,6 +88,7 @@ export function fusionError (code: ErrorCode, details: FusionErrorDetails = {}):
   if (details.cause !== undefined) error.cause = details.cause
   if (details.upstreamCode !== undefined) error.upstreamCode = details.upstreamCode
   if (details.retryAfterSeconds !== undefined) error.retryAfterSeconds = details.retryAfterSeconds
+  if (details.format !== undefined) error.format = details.format
   return error
 }
 

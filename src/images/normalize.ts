@@ -1,15 +1,17 @@
 import sharp, { type Metadata, type OutputInfo } from 'sharp'
 import { fusionError, isFusionError } from '../errors.js'
+import { sniffFormat, type SniffedFormat } from './sniff.js'
 
 /**
  * The image policy: untrusted bytes in, an upstream-ready JPEG out.
  *
- * Decided from the bytes, never from the declared type or file name. The photo
- * is decoded once: rotate (EXIF), shrink (inside the JPEG decoder where
- * possible), flatten alpha onto white and convert to sRGB in one sharp
- * pipeline to raw pixels; only the JPEG encode is repeated while searching for
- * the best quality that fits the byte budget. Metadata (EXIF, GPS, ICC, XMP) is
- * never copied to the output.
+ * The format is decided from the bytes, never from the declared type or file
+ * name, and the header is checked (format, frames, pixel count) before any
+ * pixel is decoded. The photo is then decoded once: rotate (EXIF), shrink
+ * (inside the JPEG decoder where possible), flatten alpha onto white and
+ * convert to 8-bit sRGB in one sharp pipeline to raw pixels; only the JPEG
+ * encode is repeated while searching for the best quality that fits the byte
+ * budget. Metadata (EXIF, GPS, ICC, XMP) is never copied to the output.
  */
 export interface ImagePolicy {
   /** Longest allowed side of the output, per upstream (legacy: 1080). */
@@ -20,9 +22,11 @@ export interface ImagePolicy {
   maxInputPixels: number
   /** A face cannot be found below this many pixels on the short side. */
   minShortSide: number
+  /** libvips gives up on one image after this long. */
+  timeoutSeconds: number
 }
 
-export const LEGACY_IMAGE_POLICY: Omit<ImagePolicy, 'maxInputPixels'> = {
+export const LEGACY_IMAGE_POLICY: Pick<ImagePolicy, 'maxSide' | 'maxBytes' | 'minShortSide'> = {
   maxSide: 1080,
   // "图片大小不超过 500k": kept under 500 000 bytes, the stricter reading.
   maxBytes: 500_000,
@@ -38,65 +42,87 @@ export interface NormalizedImage {
   bytesIn: number
 }
 
-const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp'])
+/** Formats the installed sharp decodes and the upstream's users send. */
+const ACCEPTED = new Set<SniffedFormat>(['jpeg', 'png', 'webp', 'avif', 'heif'])
 const HIGHEST_QUALITY = 90
 const LOWEST_QUALITY = 40
 
+const FORMAT_NAMES: Partial<Record<SniffedFormat, string>> = {
+  gif: 'GIF', svg: 'SVG', tiff: 'TIFF', pdf: 'PDF', bmp: 'BMP', ico: 'ICO', psd: 'Photoshop', jxl: 'JPEG XL', jp2: 'JPEG 2000'
+}
+
+/**
+ * Refuses a format from the first bytes alone, so an upload can be turned
+ * away before the rest of it is read.
+ */
+export function assertAcceptedFormat (head: Buffer): SniffedFormat {
+  const format = sniffFormat(head)
+  if (format === 'heic') throw fusionError('FUSION_HEIC_UNSUPPORTED', { format })
+  if (!ACCEPTED.has(format)) {
+    const name = FORMAT_NAMES[format]
+    const message = name === undefined
+      ? 'This file is not a supported image: send a JPEG, PNG, WebP or AVIF photo.'
+      : `${name} images are not supported: send a JPEG, PNG, WebP or AVIF photo.`
+    throw fusionError('FUSION_UNSUPPORTED_IMAGE_FORMAT', { message, format })
+  }
+  return format
+}
+
 export async function normalizeImage (input: Buffer, policy: ImagePolicy): Promise<NormalizedImage> {
   if (input.length === 0) throw fusionError('FUSION_EMPTY_IMAGE')
-
-  const format = await detectFormat(input, policy)
+  assertAcceptedFormat(input)
+  const metadata = await readHeader(input, policy)
   const { data, info } = await decodeUpright(input, policy)
   return {
     ...(await encodeWithinBudget(data, info, policy)),
-    inputFormat: format,
+    inputFormat: metadata.format === 'heif' ? 'avif' : metadata.format ?? 'unknown',
     bytesIn: input.length
   }
 }
 
-async function detectFormat (input: Buffer, policy: ImagePolicy): Promise<string> {
+async function readHeader (input: Buffer, policy: ImagePolicy): Promise<Metadata> {
   let metadata: Metadata
   try {
+    // Header only: the pixel limit is ours, checked below with a clear answer.
     metadata = await sharp(input, { limitInputPixels: false }).metadata()
-  } catch {
-    const seen = sniffFormat(input)
-    // Starts like a format we accept but sharp cannot even read its header.
-    if (seen !== undefined && ACCEPTED_FORMATS.has(seen)) throw fusionError('FUSION_IMAGE_CORRUPT')
-    throw fusionError('FUSION_UNSUPPORTED_IMAGE_FORMAT', seen ? { message: unsupportedMessage(seen) } : {})
+  } catch (error) {
+    throw fusionError('FUSION_IMAGE_CORRUPT', { cause: error })
   }
-  const format = metadata.format
-  if (format === undefined || !ACCEPTED_FORMATS.has(format)) {
-    throw fusionError('FUSION_UNSUPPORTED_IMAGE_FORMAT', { message: unsupportedMessage(format ?? 'unknown') })
+  if (metadata.format === 'heif' && metadata.compression === 'hevc') {
+    throw fusionError('FUSION_HEIC_UNSUPPORTED', { format: 'heic' })
   }
-  if ((metadata.pages ?? 1) > 1) throw fusionError('FUSION_ANIMATED_IMAGE')
+  if ((metadata.pages ?? 1) > 1) throw fusionError('FUSION_ANIMATED_IMAGE', { format: metadata.format === 'heif' ? 'avif' : metadata.format })
   const { width = 0, height = 0 } = metadata
   if (width * height > policy.maxInputPixels) {
     throw fusionError('FUSION_IMAGE_TOO_MANY_PIXELS', {
       message: `The photo has ${width}×${height} pixels; at most ${policy.maxInputPixels} are accepted.`
     })
   }
-  return format
+  return metadata
 }
 
 async function decodeUpright (input: Buffer, policy: ImagePolicy): Promise<{ data: Buffer, info: OutputInfo }> {
   try {
     const { data, info } = await sharp(input, {
       limitInputPixels: policy.maxInputPixels,
-      // Phones emit JPEGs with harmless warnings; refuse only what is cut short or broken.
+      // Phones emit JPEGs with harmless warnings (Samsung's among them); refuse only what is cut short or broken.
       failOn: 'truncated',
       pages: 1
     })
+      .timeout({ seconds: policy.timeoutSeconds })
       .rotate()
       .resize({ width: policy.maxSide, height: policy.maxSide, fit: 'inside', withoutEnlargement: true })
       .flatten({ background: '#ffffff' })
+      // CMYK through the embedded (or libvips' default) profile; 16-bit down to 8.
       .toColourspace('srgb')
-      .raw()
+      .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true })
     if (Math.min(info.width, info.height) < policy.minShortSide) throw fusionError('FUSION_IMAGE_TOO_SMALL')
     return { data, info }
   } catch (error) {
     if (isFusionError(error)) throw error
     const reason = error instanceof Error ? error.message : ''
+    if (/timeout/i.test(reason)) throw fusionError('FUSION_IMAGE_TIMEOUT', { cause: error })
     if (/pixel limit/i.test(reason)) throw fusionError('FUSION_IMAGE_TOO_MANY_PIXELS', { cause: error })
     throw fusionError('FUSION_IMAGE_CORRUPT', { cause: error })
   }
@@ -135,27 +161,4 @@ async function encodeWithinBudget (
     bestQuality = fitting.quality
   }
   return { jpeg: best, width: info.width, height: info.height, quality: bestQuality }
-}
-
-/** Names the format of bytes sharp could not read, so the answer says what was seen. */
-function sniffFormat (input: Buffer): string | undefined {
-  const head = input.subarray(0, 64)
-  const ascii = head.toString('latin1')
-  if (ascii.startsWith('GIF8')) return 'gif'
-  if (ascii.startsWith('%PDF')) return 'pdf'
-  if (ascii.startsWith('BM')) return 'bmp'
-  if (ascii.startsWith('II*\0') || ascii.startsWith('MM\0*')) return 'tiff'
-  if (ascii.slice(4, 8) === 'ftyp') return /heic|heix|hevc|mif1|msf1/.test(ascii.slice(8, 32)) ? 'heic' : 'heif'
-  if (/^\s*(<\?xml|<svg)/i.test(ascii)) return 'svg'
-  if (ascii.startsWith('\xFF\xD8')) return 'jpeg'
-  if (ascii.startsWith('\x89PNG')) return 'png'
-  if (ascii.startsWith('RIFF') && ascii.slice(8, 12) === 'WEBP') return 'webp'
-  return undefined
-}
-
-function unsupportedMessage (format: string): string {
-  const names: Record<string, string> = { gif: 'GIF', svg: 'SVG', pdf: 'PDF', tiff: 'TIFF', heif: 'HEIF/AVIF', heic: 'HEIC', bmp: 'BMP', unknown: 'This file' }
-  const name = names[format] ?? format.toUpperCase()
-  const subject = format === 'unknown' ? 'This file is not a supported image' : `${name} images are not supported`
-  return `${subject}: send a JPEG, PNG or WebP photo.`
 }

@@ -1,7 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Ajv, type ErrorObject } from 'ajv'
 import type { FastifyRequest } from 'fastify'
+import type { MultipartFile } from '@fastify/multipart'
 import { fusionError } from '../errors.js'
+import { assertAcceptedFormat } from '../images/normalize.js'
+import { SNIFF_BYTES } from '../images/sniff.js'
 import type { ResultType } from '../upstream/provider.js'
 
 /**
@@ -79,7 +82,7 @@ export async function readMultipartInput (request: FastifyRequest): Promise<Fusi
         part.file.resume()
         throw fusionError('FUSION_TOO_MANY_FILES', { message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.` })
       }
-      image = await part.toBuffer()
+      image = await readPhoto(part)
       continue
     }
     if (part.fieldnameTruncated || part.valueTruncated) {
@@ -96,6 +99,27 @@ export async function readMultipartInput (request: FastifyRequest): Promise<Fusi
   const checked = checkFields(withoutEmpty(fields))
   if (image === undefined) throw fusionError('FUSION_MISSING_IMAGE')
   return toInput(checked, image)
+}
+
+/**
+ * Reads the photo part. Its first bytes decide the format, so a PDF or a HEIC
+ * is refused before the rest of it is read; the size limit is enforced by the
+ * parser while the stream flows.
+ */
+async function readPhoto (part: MultipartFile): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  let sniffed = false
+  for await (const chunk of part.file as AsyncIterable<Buffer>) {
+    chunks.push(chunk)
+    size += chunk.length
+    if (!sniffed && size >= SNIFF_BYTES) {
+      sniffed = true
+      assertAcceptedFormat(Buffer.concat(chunks, size))
+    }
+  }
+  if (part.file.truncated) throw fusionError('FUSION_FILE_TOO_LARGE')
+  return Buffer.concat(chunks, size)
 }
 
 /**

@@ -2,7 +2,7 @@ import accepts from 'accepts'
 import type { FastifyPluginAsync } from 'fastify'
 import type { Config } from '../config.js'
 import { fusionError } from '../errors.js'
-import { LEGACY_IMAGE_POLICY, normalizeImage, type ImagePolicy } from '../images/normalize.js'
+import type { Admission } from '../images/pipeline.js'
 import { readJsonInput, readMultipartInput } from '../intake/fusion-input.js'
 
 const JSON_TYPE = 'application/json'
@@ -13,12 +13,19 @@ const IMAGE_TYPE = 'image/jpeg'
  * Answers JSON `{ requestId, imageUrl | imageBase64 }`, or the image bytes for
  * `Accept: image/jpeg`.
  */
+const admissions = new WeakMap<object, Admission>()
+
 const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
-  const policy: ImagePolicy = { ...LEGACY_IMAGE_POLICY, maxInputPixels: config.IMAGE_MAX_INPUT_PIXELS }
   // Room for base64 (4/3 of the bytes), a data: prefix and the short fields.
   const jsonBodyLimit = Math.ceil(config.MAX_UPLOAD_BYTES * 4 / 3) + 64 * 1024
 
-  app.post('/fuse', { bodyLimit: jsonBodyLimit }, async (request, reply) => {
+  app.post('/fuse', {
+    bodyLimit: jsonBodyLimit,
+    // A place in the image pipeline is taken before the body is read: when
+    // every place is taken, the upload is refused (503) without reading it.
+    onRequest: async (request) => { admissions.set(request, app.imagePipeline.admit()) },
+    onResponse: async (request) => { admissions.get(request)?.release() }
+  }, async (request, reply) => {
     const wanted = accepts(request.raw).type([JSON_TYPE, IMAGE_TYPE])
     if (wanted === false) throw fusionError('FUSION_NOT_ACCEPTABLE')
     const wantsImage = wanted === IMAGE_TYPE
@@ -33,7 +40,9 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
     }
 
-    const normalized = await normalizeImage(input.image, policy)
+    const normalized = await app.imagePipeline.normalize(input.image)
+    // The photo is one JPEG now; the place is free for the next upload while this one waits upstream.
+    admissions.get(request)?.release()
     request.log.info({
       image: {
         format: normalized.inputFormat,

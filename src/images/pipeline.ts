@@ -1,0 +1,63 @@
+import { availableParallelism } from 'node:os'
+import pLimit from 'p-limit'
+import { fusionError } from '../errors.js'
+import { normalizeImage, type ImagePolicy, type NormalizedImage } from './normalize.js'
+
+/**
+ * Image work is almost all of a request's CPU. It runs at most `concurrency`
+ * jobs at once (one per core by default), so libuv's thread pool keeps free
+ * slots for DNS, fs and zlib; a bounded number of photos may wait; anything
+ * beyond is refused before its body is read, so overload becomes a fast 503
+ * instead of a growing tail and a growing heap.
+ */
+export interface ImagePipelineOptions {
+  policy: ImagePolicy
+  /** 0: one per CPU the process may use. */
+  concurrency: number
+  /** Photos that may wait for a free job slot. */
+  queueLimit: number
+}
+
+export interface Admission {
+  /** Frees the place; safe to call more than once. */
+  release: () => void
+}
+
+export interface ImagePipeline {
+  /** Reserves a place for one photo, or refuses with 503 FUSION_OVERLOADED. */
+  admit: () => Admission
+  normalize: (input: Buffer) => Promise<NormalizedImage>
+  readonly concurrency: number
+  readonly capacity: number
+  readonly admitted: number
+}
+
+/** Seconds a refused client should wait: one job's time, rounded up. */
+const OVERLOAD_RETRY_AFTER_SECONDS = 1
+
+export function createImagePipeline (options: ImagePipelineOptions): ImagePipeline {
+  const concurrency = options.concurrency > 0 ? options.concurrency : availableParallelism()
+  const capacity = concurrency + options.queueLimit
+  const limit = pLimit(concurrency)
+  let admitted = 0
+
+  return {
+    concurrency,
+    capacity,
+    get admitted () { return admitted },
+    admit () {
+      if (admitted >= capacity) throw fusionError('FUSION_OVERLOADED', { retryAfterSeconds: OVERLOAD_RETRY_AFTER_SECONDS })
+      admitted++
+      let released = false
+      return {
+        release () {
+          if (!released) {
+            released = true
+            admitted--
+          }
+        }
+      }
+    },
+    normalize: async (input) => await limit(async () => await normalizeImage(input, options.policy))
+  }
+}
