@@ -61,9 +61,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     const socket = request.raw.socket as { destroyed?: boolean } | null
     const mapped = toFusionError(error, socket === null || socket.destroyed === true)
     if (mapped.statusCode >= 500) {
-      request.log.error({ err: error, code: mapped.code }, 'request failed')
+      request.log.error({ err: error, statusCode: mapped.statusCode, code: mapped.code }, 'request failed')
     } else {
-      request.log.info({ code: mapped.code, upstreamCode: mapped.upstreamCode, reason: error.message }, 'request refused')
+      request.log.info({ statusCode: mapped.statusCode, code: mapped.code, upstreamCode: mapped.upstreamCode, reason: error.message },
+        mapped.statusCode === 499 ? 'client closed the request' : 'request refused')
     }
     if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds))
     // An upload refused before it was read to the end: close the connection

@@ -110,6 +110,9 @@ async function readPhoto (part: MultipartFile): Promise<Buffer> {
   const chunks: Buffer[] = []
   let size = 0
   let sniffed = false
+  // busboy stops passing data at the limit but ends the stream only when the
+  // part ends; failing the stream here answers at once and leaves the rest unread.
+  part.file.once('limit', () => { part.file.destroy(fusionError('FUSION_FILE_TOO_LARGE')) })
   for await (const chunk of part.file as AsyncIterable<Buffer>) {
     chunks.push(chunk)
     size += chunk.length

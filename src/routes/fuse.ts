@@ -23,8 +23,12 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     bodyLimit: jsonBodyLimit,
     // A place in the image pipeline is taken before the body is read: when
     // every place is taken, the upload is refused (503) without reading it.
-    onRequest: async (request) => { admissions.set(request, app.imagePipeline.admit()) },
-    onResponse: async (request) => { admissions.get(request)?.release() }
+    onRequest: async (request, reply) => {
+      const admission = app.imagePipeline.admit()
+      admissions.set(request, admission)
+      // 'close' fires whether the answer was sent or the client went away.
+      reply.raw.once('close', admission.release)
+    }
   }, async (request, reply) => {
     const wanted = accepts(request.raw).type([JSON_TYPE, IMAGE_TYPE])
     if (wanted === false) throw fusionError('FUSION_NOT_ACCEPTABLE')
