@@ -73,7 +73,9 @@ function toInput (fields: FusionFields, image: Buffer): FusionInput {
  * Each part is consumed as it arrives (the multipart limits fire only while a
  * stream is read), and nothing is left unread that could stall the parser.
  */
-export async function readMultipartInput (request: FastifyRequest): Promise<FusionInput> {
+export async function readMultipartInput (request: FastifyRequest, maxImageBytes: number): Promise<FusionInput> {
+  const declared = Number(request.headers['content-length'])
+  const capacity = Number.isSafeInteger(declared) && declared > 0 ? Math.min(declared, maxImageBytes) : 0
   const fields: Record<string, string> = {}
   let image: Buffer | undefined
   for await (const part of request.parts()) {
@@ -82,7 +84,7 @@ export async function readMultipartInput (request: FastifyRequest): Promise<Fusi
         part.file.resume()
         throw fusionError('FUSION_TOO_MANY_FILES', { message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.` })
       }
-      image = await readPhoto(part)
+      image = await readPhoto(part, capacity)
       continue
     }
     if (part.fieldnameTruncated || part.valueTruncated) {
@@ -104,25 +106,51 @@ export async function readMultipartInput (request: FastifyRequest): Promise<Fusi
 /**
  * Reads the photo part. Its first bytes decide the format, so a PDF or a HEIC
  * is refused before the rest of it is read; the size limit is enforced by the
- * parser while the stream flows.
+ * parser while the stream flows. The bytes are copied once, into a buffer
+ * sized from Content-Length (an upper bound, capped by the upload limit), so
+ * the photo is never held twice.
  */
-async function readPhoto (part: MultipartFile): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  let size = 0
-  let sniffed = false
-  // busboy stops passing data at the limit but ends the stream only when the
-  // part ends; failing the stream here answers at once and leaves the rest unread.
-  part.file.once('limit', () => { part.file.destroy(fusionError('FUSION_FILE_TOO_LARGE')) })
-  for await (const chunk of part.file as AsyncIterable<Buffer>) {
-    chunks.push(chunk)
-    size += chunk.length
-    if (!sniffed && size >= SNIFF_BYTES) {
-      sniffed = true
-      assertAcceptedFormat(Buffer.concat(chunks, size))
+async function readPhoto (part: MultipartFile, capacity: number): Promise<Buffer> {
+  const file = part.file
+  return await new Promise<Buffer>((resolve, reject) => {
+    let buffer: Buffer | undefined = capacity > 0 ? Buffer.allocUnsafe(capacity) : undefined
+    const chunks: Buffer[] = []
+    let size = 0
+    let sniffed = false
+    const fail = (error: Error): void => {
+      file.removeAllListeners('data')
+      // Stops busboy feeding this part; the error handler then closes the connection.
+      file.destroy()
+      reject(error)
     }
-  }
-  if (part.file.truncated) throw fusionError('FUSION_FILE_TOO_LARGE')
-  return Buffer.concat(chunks, size)
+    file.on('data', (chunk: Buffer) => {
+      if (buffer !== undefined && size + chunk.length <= buffer.length) {
+        chunk.copy(buffer, size)
+      } else {
+        // Chunked upload, or a Content-Length that lied: fall back to collecting.
+        if (buffer !== undefined) chunks.push(buffer.subarray(0, size))
+        buffer = undefined
+        chunks.push(chunk)
+      }
+      size += chunk.length
+      if (!sniffed && size >= SNIFF_BYTES) {
+        sniffed = true
+        try {
+          assertAcceptedFormat(buffer !== undefined ? buffer.subarray(0, size) : Buffer.concat(chunks, size))
+        } catch (error) {
+          fail(error as Error)
+        }
+      }
+    })
+    // busboy stops passing data at the limit but ends the stream only when the
+    // part ends; failing here answers at once and leaves the rest unread.
+    file.once('limit', () => { fail(fusionError('FUSION_FILE_TOO_LARGE')) })
+    file.once('error', reject)
+    file.once('end', () => {
+      if (file.truncated) return reject(fusionError('FUSION_FILE_TOO_LARGE'))
+      resolve(buffer !== undefined ? buffer.subarray(0, size) : Buffer.concat(chunks, size))
+    })
+  })
 }
 
 /**

@@ -36,7 +36,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
 
     let input
     if (request.isMultipart()) {
-      input = await readMultipartInput(request)
+      input = await readMultipartInput(request, config.MAX_UPLOAD_BYTES)
     } else if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
       input = readJsonInput(request.body, config.MAX_UPLOAD_BYTES)
     } else {

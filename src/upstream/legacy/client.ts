@@ -55,11 +55,7 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
     const deadline = AbortSignal.timeout(options.timeoutMs)
     const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline
     const { credentials } = options
-    // The photo is written into the body once; only the short fields go through JSON.stringify.
-    const body =
-      `{"appid":${JSON.stringify(credentials.appId)},"uin":${JSON.stringify(credentials.uin)},` +
-      `"project_id":${JSON.stringify(request.projectId)},"model_id":${JSON.stringify(request.modelId)},` +
-      `"rsp_img_type":${JSON.stringify(request.resultType)},"img_data":"${request.image.toString('base64')}"}`
+    const body = legacyBody(credentials, request)
     const outcome: { status?: number, ret?: number, error?: string } = {}
     try {
       const response = await poolFor(url.origin).request({
@@ -109,6 +105,24 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
       pools.clear()
     }
   }
+}
+
+/**
+ * The JSON body as bytes. Only the short fields go through JSON.stringify; the
+ * base64 photo (which needs no escaping) is written into the buffer once,
+ * instead of being copied through string concatenation and re-encoded by the client.
+ */
+function legacyBody (credentials: LegacyCredentials, request: FusionRequest): Buffer {
+  const head = Buffer.from(
+    `{"appid":${JSON.stringify(credentials.appId)},"uin":${JSON.stringify(credentials.uin)},` +
+    `"project_id":${JSON.stringify(request.projectId)},"model_id":${JSON.stringify(request.modelId)},` +
+    `"rsp_img_type":${JSON.stringify(request.resultType)},"img_data":"`)
+  const photo = request.image.toString('base64')
+  const body = Buffer.allocUnsafe(head.length + photo.length + 2)
+  head.copy(body, 0)
+  body.write(photo, head.length, 'latin1')
+  body.write('"}', head.length + photo.length, 'latin1')
+  return body
 }
 
 class ResponseTooLargeError extends Error {}

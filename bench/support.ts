@@ -1,0 +1,77 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { createServer as createHttpServer, type Server } from 'node:http'
+import { createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import sharp from 'sharp'
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number }
+      probe.close(() => resolve(port))
+    })
+  })
+}
+
+/** A 12 MP (4000×3000) phone-like JPEG of about 3 MB, made from the corpus photo. */
+export async function phonePhoto (): Promise<Buffer> {
+  const source = readFileSync(join(root, 'test', 'fixtures', 'images', 'phone-photo-3000x4000.jpg'))
+  return await sharp(source).rotate(90).blur(0.7).jpeg({ quality: 85 }).toBuffer()
+}
+
+/** An upstream that answers every call at once with a fixed success: the bench measures the gateway, not a fusion. */
+export async function instantUpstream (): Promise<{ url: string, server: Server }> {
+  const server = createHttpServer((request, response) => {
+    request.resume()
+    request.on('end', () => {
+      response.writeHead(200, { 'content-type': 'application/json' })
+      response.end('{"ret":"0","img_url":"http://127.0.0.1/result.jpg"}')
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  return { url: `http://127.0.0.1:${port}/fuseapi/face`, server }
+}
+
+/** Starts the built service (`npm run build` first) and resolves once it listens. */
+export async function startBuiltService (env: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: ChildProcess, url: string }> {
+  const port = await freePort()
+  const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'server.js')], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('service did not start')), 20_000)
+    const poll = setInterval(() => {
+      fetch(`http://127.0.0.1:${port}/healthz`).then((response) => {
+        if (response.ok) { clearInterval(poll); clearTimeout(timer); resolve() }
+      }, () => {})
+    }, 100)
+  })
+  return { child, url: `http://127.0.0.1:${port}` }
+}
+
+export function multipartPhoto (photo: Buffer): { body: Buffer, contentType: string } {
+  const boundary = '----bench-boundary'
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="project_id"\r\n\r\n100307\r\n` +
+    `--${boundary}\r\nContent-Disposition: form-data; name="model_id"\r\n\r\nqc_100307_152854_1\r\n` +
+    `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="phone.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`)
+  return { body: Buffer.concat([head, photo, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` }
+}
+
+export const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+export const percentile = (values: number[], p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}

@@ -1,0 +1,99 @@
+/**
+ * Throughput of the image path against its floor: sharp alone turning a 12 MP
+ * phone JPEG into an upstream-ready 1080 px JPEG (two jobs at once), versus the
+ * whole service doing the same for 10 concurrent clients (multipart parse,
+ * sniff, normalise, sign, JSON body, upstream call to an instant stub).
+ * Rounds alternate the two, in one run; the figures quoted are medians.
+ *
+ *   npm run bench:throughput        (ROUNDS, REQUESTS, CLIENTS to change the run)
+ */
+import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { request } from 'undici'
+import sharp from 'sharp'
+import { instantUpstream, median, multipartPhoto, percentile, phonePhoto, startBuiltService } from './support.js'
+
+const rounds = Number(process.env.ROUNDS ?? 3)
+const requests = Number(process.env.REQUESTS ?? 40)
+const clients = Number(process.env.CLIENTS ?? 10)
+const jobs = availableParallelism()
+
+const photo = await phonePhoto()
+const { width, height } = await sharp(photo).metadata()
+console.log(`photo: ${width}×${height}, ${(photo.length / 1e6).toFixed(2)} MB; ${jobs} CPUs; ${clients} clients; ${requests} photos per round`)
+
+/** CPU seconds a process has used (user + system), from /proc. */
+function processCpuSeconds (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+const ownCpuSeconds = (): number => { const usage = process.cpuUsage(); return (usage.user + usage.system) / 1e6 }
+
+async function sharpAlone (): Promise<number> {
+  let next = 0
+  const started = performance.now()
+  await Promise.all(Array.from({ length: jobs }, async () => {
+    while (next++ < requests) {
+      await sharp(photo).rotate().resize({ width: 1080, height: 1080, fit: 'inside' }).jpeg({ quality: 90 }).toBuffer()
+    }
+  }))
+  return requests / ((performance.now() - started) / 1000)
+}
+
+const upstream = await instantUpstream()
+// IMAGE_CONCURRENCY and UV_THREADPOOL_SIZE pass through, to compare settings.
+const passthrough = Object.fromEntries(['IMAGE_CONCURRENCY', 'UV_THREADPOOL_SIZE', 'LD_PRELOAD', 'MALLOC_ARENA_MAX', 'NODE_OPTIONS'].flatMap((name) => process.env[name] === undefined ? [] : [[name, process.env[name]!]]))
+const service = await startBuiltService({ TENCENT_LEGACY_URL: upstream.url, ...passthrough })
+const { body, contentType } = multipartPhoto(photo)
+
+async function throughService (): Promise<{ rate: number, latencies: number[], statuses: Record<number, number>, serviceCpu: number, clientCpu: number }> {
+  let next = 0
+  const latencies: number[] = []
+  const statuses: Record<number, number> = {}
+  const started = performance.now()
+  const serviceCpuBefore = processCpuSeconds(service.child.pid!)
+  const clientCpuBefore = ownCpuSeconds()
+  await Promise.all(Array.from({ length: clients }, async () => {
+    while (next++ < requests) {
+      const sent = performance.now()
+      const response = await request(`${service.url}/fuse`, { method: 'POST', body, headers: { 'content-type': contentType } })
+      await response.body.dump()
+      statuses[response.statusCode] = (statuses[response.statusCode] ?? 0) + 1
+      latencies.push(performance.now() - sent)
+    }
+  }))
+  return {
+    rate: requests / ((performance.now() - started) / 1000),
+    latencies,
+    statuses,
+    serviceCpu: (processCpuSeconds(service.child.pid!) - serviceCpuBefore) / requests,
+    clientCpu: (ownCpuSeconds() - clientCpuBefore) / requests
+  }
+}
+
+// Warm both paths (JIT, libvips caches, keep-alive sockets).
+await sharpAlone()
+await throughService()
+
+const alone: number[] = []
+const served: number[] = []
+const ratios: number[] = []
+const p99s: number[] = []
+for (let round = 1; round <= rounds; round++) {
+  const cpuBefore = ownCpuSeconds()
+  const a = await sharpAlone()
+  const aloneCpu = (ownCpuSeconds() - cpuBefore) / requests
+  const s = await throughService()
+  alone.push(a)
+  served.push(s.rate)
+  ratios.push(s.rate / a)
+  p99s.push(percentile(s.latencies, 99))
+  console.log(`round ${round}: sharp alone ${a.toFixed(1)} photos/s; service ${s.rate.toFixed(1)} photos/s ` +
+    `(${(100 * s.rate / a).toFixed(0)} %); CPU per photo: sharp alone ${(1000 * aloneCpu).toFixed(0)} ms, service ${(1000 * s.serviceCpu).toFixed(0)} ms, ` +
+    `load client ${(1000 * s.clientCpu).toFixed(0)} ms; p50 ${percentile(s.latencies, 50).toFixed(0)} ms, p99 ${percentile(s.latencies, 99).toFixed(0)} ms, statuses ${JSON.stringify(s.statuses)}`)
+}
+console.log(`median: sharp alone ${median(alone).toFixed(1)} photos/s, service ${median(served).toFixed(1)} photos/s, ` +
+  `ratio ${(100 * median(ratios)).toFixed(0)} %, p99 ${median(p99s).toFixed(0)} ms`)
+
+service.child.kill('SIGTERM')
+upstream.server.close()
