@@ -21,6 +21,8 @@ export function renderErrorsDoc (): string {
   lines.push('```', '')
   lines.push('- `code` is the contract: switch on it, not on the message. Codes are never reused.')
   lines.push('- `upstreamCode` is present when the answer mirrors an upstream `ret`.')
+  lines.push('- `format` is present on image-format refusals and names what the bytes were: `gif`, `svg`, `tiff`, `pdf`, `bmp`,')
+  lines.push('  `ico`, `psd`, `jxl`, `jp2`, `heic`, `webp`/`avif` (animated), or `unknown`. The declared type and file name are never used.')
   lines.push('- `requestId` is also in the `x-request-id` header of every answer; quote it in support requests.')
   lines.push('- A `429` carries `Retry-After` in seconds.')
   lines.push('- A `5xx` message is always the generic one below; details go to the logs only.', '')
