@@ -6,6 +6,9 @@ import { ERROR_CATALOGUE, fusionError, isFusionError, type ErrorCode, type Fusio
 import { loggerOptions } from './logger.js'
 import imagePipelinePlugin from './plugins/image-pipeline.js'
 import multipartPlugin from './plugins/multipart.js'
+import rateLimitPlugin from './plugins/rate-limit.js'
+import redisPlugin from './plugins/redis.js'
+import upstreamBudgetPlugin from './plugins/upstream-budget.js'
 import upstreamPlugin from './plugins/upstream.js'
 import fuseRoute from './routes/fuse.js'
 import healthRoute from './routes/health.js'
@@ -49,7 +52,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     connectionTimeout: 120_000,
     requestTimeout: 120_000,
     keepAliveTimeout: 10_000,
-    ajv: { customOptions: { removeAdditional: false } }
+    ajv: { customOptions: { removeAdditional: false } },
+    // Only the listed proxies' X-Forwarded-For is believed; anyone else's is ignored.
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false
   }
   const app = Fastify(serverOptions)
 
@@ -88,8 +93,11 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     })
   })
 
+  await app.register(redisPlugin, { config })
+  await app.register(rateLimitPlugin, { config })
   await app.register(multipartPlugin, { config })
   await app.register(imagePipelinePlugin, { config })
+  await app.register(upstreamBudgetPlugin, { config })
   await app.register(upstreamPlugin, { config })
   await app.register(healthRoute)
   await app.register(fuseRoute, { config })

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 import { EMULATOR_ACCOUNT } from './emulator/accounts.js'
@@ -37,7 +38,23 @@ export const ConfigSchema = Type.Object({
   // 0: one image job per CPU the process may use.
   IMAGE_CONCURRENCY: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
   IMAGE_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 10_000, default: 16 }),
-  IMAGE_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 300, default: 10 })
+  IMAGE_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 300, default: 10 }),
+
+  // Traffic control.
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  // Addresses or CIDRs of the proxies in front (comma-separated); empty trusts none.
+  TRUST_PROXY: Type.Optional(Type.String({ pattern: '^[0-9A-Za-z.:/, ]+$' })),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 60 }),
+  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 60_000 }),
+  CLIENT_API_KEYS: Type.Optional(Type.String({ pattern: '^[!-~]+(,[!-~]+)*$' })),
+  RATE_LIMIT_API_KEY_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 }),
+  UPSTREAM_QPS: Type.Number({ exclusiveMinimum: 0, maximum: 100_000, default: 50 }),
+  // Lower quotas of single activities, "project_id=qps,project_id=qps".
+  UPSTREAM_PROJECT_QPS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+=[0-9.]+(,[A-Za-z0-9_-]+=[0-9.]+)*$' })),
+  UPSTREAM_BUDGET_WAIT_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1_000 }),
+  UPSTREAM_BACKOFF_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 2_000 }),
+  // Per-replica share of the budget while Redis is unreachable; 0: a quarter of UPSTREAM_QPS.
+  UPSTREAM_FALLBACK_QPS: Type.Number({ minimum: 0, maximum: 100_000, default: 0 })
 })
 
 export type RawConfig = Static<typeof ConfigSchema>
@@ -54,7 +71,12 @@ export type UpstreamSettings =
   // `legacyUrl` undefined: the app mounts the emulator itself and calls it over loopback.
   | { mode: 'emulator', legacyUrl: string | undefined, credentials: LegacyCredentials }
 
-export type Config = Omit<RawConfig, 'TENCENT_SECRET_KEY'> & { upstream: UpstreamSettings }
+export type Config = Omit<RawConfig, 'TENCENT_SECRET_KEY' | 'CLIENT_API_KEYS'> & {
+  upstream: UpstreamSettings
+  clientApiKeys: ReadonlySet<string>
+  projectQps: ReadonlyMap<string, number>
+  trustProxy: string[]
+}
 
 export const DEFAULT_TENCENT_LEGACY_URL = 'https://aiconsole.cloud.tencent.com/fuseapi/face'
 
@@ -98,8 +120,40 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     const issues = (error as { errors?: AjvIssue[] }).errors
     throw new ConfigError(issues ? describeIssues(issues) : ['the environment could not be read'])
   }
-  const { TENCENT_SECRET_KEY, ...rest } = raw
-  return { ...rest, upstream: resolveUpstream(raw) }
+  const { TENCENT_SECRET_KEY, CLIENT_API_KEYS, ...rest } = raw
+  return {
+    ...rest,
+    upstream: resolveUpstream(raw),
+    clientApiKeys: new Set(CLIENT_API_KEYS?.split(',') ?? []),
+    projectQps: parseProjectQps(raw.UPSTREAM_PROJECT_QPS),
+    trustProxy: parseTrustProxy(raw.TRUST_PROXY)
+  }
+}
+
+/** Addresses and CIDRs only: Fastify 5.12 disabled hop counts, which let direct clients spoof X-Forwarded-For. */
+function parseTrustProxy (value: string | undefined): string[] {
+  const entries = (value ?? '').split(',').map((entry) => entry.trim()).filter(Boolean)
+  for (const entry of entries) {
+    if (['loopback', 'linklocal', 'uniquelocal'].includes(entry)) continue
+    const [address = '', prefix] = entry.split('/')
+    const family = isIP(address)
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 6 ? 128 : 32))
+    if (family === 0 || !prefixOk) {
+      throw new ConfigError([`TRUST_PROXY: "${entry.slice(0, 60)}" is not an IP address, a CIDR, or loopback/linklocal/uniquelocal`])
+    }
+  }
+  return entries
+}
+
+function parseProjectQps (value: string | undefined): Map<string, number> {
+  const quotas = new Map<string, number>()
+  for (const pair of value?.split(',') ?? []) {
+    const [projectId, qps] = pair.split('=') as [string, string]
+    const parsed = Number(qps)
+    if (!(parsed > 0)) throw new ConfigError([`UPSTREAM_PROJECT_QPS: the quota of ${projectId} must be a number above 0`])
+    quotas.set(projectId, parsed)
+  }
+  return quotas
 }
 
 function resolveUpstream (raw: RawConfig): UpstreamSettings {

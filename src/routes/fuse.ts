@@ -1,7 +1,8 @@
 import accepts from 'accepts'
 import type { FastifyPluginAsync } from 'fastify'
 import type { Config } from '../config.js'
-import { fusionError } from '../errors.js'
+import { fusionError, isFusionError } from '../errors.js'
+import { presentedApiKey } from '../plugins/rate-limit.js'
 import type { Admission } from '../images/pipeline.js'
 import { readJsonInput, readMultipartInput } from '../intake/fusion-input.js'
 
@@ -21,13 +22,21 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
 
   app.post('/fuse', {
     bodyLimit: jsonBodyLimit,
-    // A place in the image pipeline is taken before the body is read: when
-    // every place is taken, the upload is refused (503) without reading it.
-    onRequest: async (request, reply) => {
+    // Per-client limits (plugins/rate-limit.ts), checked before the body is read.
+    config: { rateLimit: {} },
+    onRequest: async (request) => {
+      const key = presentedApiKey(request)
+      if (key !== undefined && config.clientApiKeys.size > 0 && !config.clientApiKeys.has(key)) throw fusionError('FUSION_UNKNOWN_API_KEY')
+    },
+    // A place in the image pipeline is taken once the client limit passed and
+    // before the body is read: when every place is taken, the upload is
+    // refused (503) without reading it.
+    preParsing: async (request, reply, payload) => {
       const admission = app.imagePipeline.admit()
       admissions.set(request, admission)
       // 'close' fires whether the answer was sent or the client went away.
       reply.raw.once('close', admission.release)
+      return payload
     }
   }, async (request, reply) => {
     const wanted = accepts(request.raw).type([JSON_TYPE, IMAGE_TYPE])
@@ -58,11 +67,13 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       }
     }, 'image normalised')
 
-    // The client's disconnect cancels the upstream call: nobody would read the answer.
+    // The client's disconnect cancels the wait and the upstream call: nobody would read the answer.
     const clientGone = new AbortController()
     const onClose = (): void => { if (!reply.raw.writableFinished) clientGone.abort() }
     reply.raw.once('close', onClose)
     try {
+      const { waitedMs } = await app.upstreamBudget.acquire(input.projectId, clientGone.signal)
+      if (waitedMs > 0) request.log.debug({ budget: { waitedMs } }, 'waited for the upstream budget')
       const result = await app.fusionProvider.fuse({
         projectId: input.projectId,
         modelId: input.modelId,
@@ -79,6 +90,15 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       return result.resultType === 'url'
         ? { requestId: request.id, imageUrl: result.imageUrl }
         : { requestId: request.id, imageBase64: result.imageBase64 }
+    } catch (error) {
+      // The upstream's frequency control: every replica pauses, not only this request.
+      if (isFusionError(error) && error.code === 'FUSION_RATE_LIMITED') {
+        const pauseMs = Math.max(config.UPSTREAM_BACKOFF_MS, (error.retryAfterSeconds ?? 0) * 1000)
+        await app.upstreamBudget.backOff(pauseMs)
+        // Honest: no call will go out before the pause ends.
+        error.retryAfterSeconds = Math.max(error.retryAfterSeconds ?? 1, Math.ceil(pauseMs / 1000))
+      }
+      throw error
     } finally {
       reply.raw.off('close', onClose)
     }

@@ -12,6 +12,24 @@ const healthRoute: FastifyPluginAsync = async (app) => {
         : {})
     }
   })
+
+  /**
+   * GET /readyz: ready to take traffic, and in what state the shared stores
+   * are. Redis being down does not make the replica unready: it keeps serving
+   * with client limits open and the budget at its per-replica share (a
+   * deliberate choice, see docs/configuration.md), and says so here.
+   */
+  app.get('/readyz', async () => {
+    const redisConfigured = app.redis !== undefined
+    const redisStatus = app.redis === undefined ? 'not configured' : app.redis.status === 'ready' ? 'ready' : 'unreachable'
+    return {
+      status: 'ready',
+      degraded: redisConfigured && redisStatus !== 'ready',
+      redis: redisStatus,
+      budget: redisConfigured ? (redisStatus === 'ready' ? 'shared' : 'per-replica fallback') : 'local',
+      clientLimits: redisConfigured ? (redisStatus === 'ready' ? 'shared' : 'fail open') : 'local'
+    }
+  })
 }
 
 export default healthRoute

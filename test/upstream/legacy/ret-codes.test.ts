@@ -24,7 +24,8 @@ t.test('ret arrives as a number or a numeric string', async (t) => {
 })
 
 t.test('every row of the table, end to end over HTTP', async (t) => {
-  const { url } = await startService(t)
+  // No pause after frequency control here: each row must reach the upstream.
+  const { url } = await startService(t, { UPSTREAM_BACKOFF_MS: '0' })
   const photo = fixture('face.jpg')
   for (const [ret, rule] of LEGACY_RET_CODES) {
     const reply = await fuseForm(url, photo, { model_id: `emulator_ret_${ret}` })
@@ -42,7 +43,7 @@ t.test('every row of the table, end to end over HTTP', async (t) => {
 })
 
 t.test('client faults are 4xx; ours and the upstream\'s are 5xx; unknown codes are 502', async (t) => {
-  const { url } = await startService(t)
+  const { url } = await startService(t, { UPSTREAM_BACKOFF_MS: '0' })
   const photo = fixture('face.jpg')
   const expectations: Array<[number, number, string]> = [
     [1000, 422, 'FUSION_NO_FACE'],
@@ -83,7 +84,8 @@ t.test('the upstream\'s frequency control becomes 429 with Retry-After', async (
   // A frozen clock: all three calls fall in the same second however slow the machine is.
   const frozen = Date.now()
   const emulator = await startEmulator(t, { qps: 1, clock: () => frozen })
-  const { url } = await startService(t, { TENCENT_LEGACY_URL: emulator.legacyUrl })
+  // A budget above the emulator's quota, so the upstream's own frequency control is what answers.
+  const { url } = await startService(t, { TENCENT_LEGACY_URL: emulator.legacyUrl, UPSTREAM_QPS: '1000', UPSTREAM_BACKOFF_MS: '0' })
   const photo = fixture('face.jpg')
   const replies = await Promise.all([0, 1, 2].map(async () => await fuseForm(url, photo)))
   const statuses = replies.map((reply) => reply.status).sort()

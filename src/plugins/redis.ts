@@ -1,0 +1,45 @@
+import fp from 'fastify-plugin'
+import { Redis } from 'ioredis'
+import type { Config } from '../config.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The shared Redis, when REDIS_URL is set. */
+    redis: Redis | undefined
+  }
+}
+
+/**
+ * One ioredis client for the shared stores, configured to fail fast: a request
+ * must never wait on a Redis that is down (the stores then fall back, see
+ * docs/configuration.md). It reconnects by itself when Redis comes back.
+ */
+export default fp<{ config: Config }>(async (app, { config }) => {
+  if (config.REDIS_URL === undefined) {
+    app.decorate('redis', undefined)
+    return
+  }
+  const redis = new Redis(config.REDIS_URL, {
+    connectTimeout: 500,
+    commandTimeout: 500,
+    maxRetriesPerRequest: 1,
+    // Commands fail at once while disconnected instead of queueing without bound.
+    enableOfflineQueue: false,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
+    lazyConnect: true
+  })
+  let reported = false
+  redis.on('error', (error: Error) => {
+    // One line per outage, not one per reconnection attempt.
+    if (!reported) app.log.warn({ redis: { error: error.message } }, 'redis unreachable: client limits fail open, the upstream budget runs on its per-replica share')
+    reported = true
+  })
+  redis.on('ready', () => {
+    if (reported) app.log.info('redis reachable again: shared limits restored')
+    reported = false
+  })
+  // The service starts even when Redis is down; the connection is retried in the background.
+  redis.connect().catch(() => {})
+  app.decorate('redis', redis)
+  app.addHook('onClose', async () => { redis.disconnect() })
+}, { name: 'redis' })
