@@ -42,6 +42,8 @@ export const ConfigSchema = Type.Object({
 
   // Traffic control.
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  // Separates deployments (staging, production) that share one Redis.
+  REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9:_.-]{1,64}$', default: 'face-fusion-bff:' }),
   // Addresses or CIDRs of the proxies in front (comma-separated); empty trusts none.
   TRUST_PROXY: Type.Optional(Type.String({ pattern: '^[0-9A-Za-z.:/, ]+$' })),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 60 }),

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -7,6 +8,7 @@ import type { DestinationStream } from 'pino'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { emulatorPlugin, type EmulatorOptions } from '../src/emulator/plugin.js'
+import { REDIS_INSTALL_HINT } from '../scripts/redis-server.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -92,4 +94,16 @@ export async function fuseForm (
     { name: 'image', value: image, filename: 'photo.jpg', contentType: 'image/jpeg' }
   ])
   return await post(`${serviceUrl}/fuse`, body, { 'content-type': contentType, ...headers })
+}
+
+/** The Redis the test command provides (scripts/with-redis.ts). A missing one fails the test, never skips it. */
+export function sharedRedisUrl (): string {
+  const url = process.env.REDIS_URL
+  if (url === undefined || url === '') throw new Error(`REDIS_URL is not set: run the tests with \`npm test\`.\n${REDIS_INSTALL_HINT}`)
+  return url
+}
+
+/** A key prefix of the test's own, so tests sharing one Redis never see each other's counters. */
+export function redisPrefix (): string {
+  return `test:${randomUUID()}:`
 }

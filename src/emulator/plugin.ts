@@ -27,6 +27,8 @@ export interface EmulatorOptions {
   maxStoredResults?: number
   /** Sees every photo that passed the upstream's checks, as received: lets tests inspect what was sent. */
   onPhoto?: (photo: Buffer) => void
+  /** Sees every `ret` the emulator answers with: lets tests count frequency-control rejections. */
+  onAnswer?: (ret: number) => void
 }
 
 export const LEGACY_BODY_LIMIT_BYTES = 6 * 1024 * 1024
@@ -92,12 +94,14 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
   const results = new Map<string, Buffer>()
   const recentCalls = new Map<string, number[]>()
 
-  const answer = (reply: FastifyReply, ret: number, extra: Record<string, unknown> = {}, status = 200): FastifyReply =>
-    reply.code(status).type('application/json').send({
+  const answer = (reply: FastifyReply, ret: number, extra: Record<string, unknown> = {}, status = 200): FastifyReply => {
+    options.onAnswer?.(ret)
+    return reply.code(status).type('application/json').send({
       ret: retType === 'string' ? String(ret) : ret,
       msg: RET_MESSAGES[ret] ?? '未知错误',
       ...extra
     })
+  }
 
   // The upstream reads the raw body itself: a wrong Content-Type is its own
   // code (-2100), not a framework 415, and a non-JSON body is -20006.

@@ -36,7 +36,7 @@ export default fp<{ config: Config }>(async (app, { config }) => {
       return key !== undefined ? `key:${createHash('sha256').update(key).digest('hex').slice(0, 32)}` : `ip:${normalizeIP(request.ip)}`
     },
     ...(app.redis !== undefined ? { redis: app.redis } : {}),
-    nameSpace: 'face-fusion-bff:rate-limit:',
+    nameSpace: `${config.REDIS_KEY_PREFIX}rate-limit:`,
     skipOnError: true,
     errorResponseBuilder: (_request, context) => fusionError('FUSION_CLIENT_RATE_LIMITED', {
       retryAfterSeconds: Math.max(1, Math.ceil(context.ttl / 1000))

@@ -38,8 +38,9 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     if (reported) app.log.info('redis reachable again: shared limits restored')
     reported = false
   })
-  // The service starts even when Redis is down; the connection is retried in the background.
-  redis.connect().catch(() => {})
+  // Connected before the first request when Redis is up; when it is down the
+  // service starts anyway (after the 500 ms connect timeout) and retries in the background.
+  await redis.connect().catch(() => {})
   app.decorate('redis', redis)
   app.addHook('onClose', async () => { redis.disconnect() })
 }, { name: 'redis' })

@@ -15,7 +15,7 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     projectQps: config.projectQps,
     maxWaitMs: config.UPSTREAM_BUDGET_WAIT_MS,
     fallbackQps: config.UPSTREAM_FALLBACK_QPS,
-    account: config.upstream.credentials.appId,
+    keyPrefix: `${config.REDIS_KEY_PREFIX}budget:${config.upstream.credentials.appId}`,
     ...(app.redis !== undefined ? { redis: app.redis } : {}),
     onFallback: (error) => {
       app.log.warn({ redis: { error: error instanceof Error ? error.message : String(error) } }, 'upstream budget on its per-replica share: redis unreachable')

@@ -23,8 +23,8 @@ export interface BudgetOptions {
   maxWaitMs: number
   /** Per-replica QPS used while Redis is unreachable. */
   fallbackQps: number
-  /** Namespaces the Redis keys; one budget per upstream account. */
-  account: string
+  /** The Redis key of this account's budget; activity keys extend it. */
+  keyPrefix: string
   redis?: Redis
   onFallback?: (error: unknown) => void
 }
@@ -96,7 +96,7 @@ class LocalSlots {
 }
 
 export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
-  const accountKey = `face-fusion-bff:budget:${options.account}`
+  const accountKey = options.keyPrefix
   const projectKey = (projectId: string): string => `${accountKey}:project:${projectId}`
   const fallbackShare = (options.fallbackQps > 0 ? options.fallbackQps : Math.max(options.qps / 4, 0.1)) / options.qps
   const local = new LocalSlots()
