@@ -42,7 +42,8 @@ export async function startBuiltService (env: Record<string, string>, nodeArgs: 
   const port = await freePort()
   const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'server.js')], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
+    // Client limits and the upstream budget off: these benches measure the image path.
+    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000', UPSTREAM_QPS: '100000', ...env },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   await new Promise<void>((resolve, reject) => {

@@ -95,7 +95,7 @@ t.test(`fuzzing POST /fuse (seed ${seed}, ${cases} cases)`, async (t) => {
   const port = await freePort()
   const server = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'server.ts')], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let exited: number | null | undefined
