@@ -84,3 +84,4 @@ for (const [name, r] of Object.entries(results)) {
     `3 s after ${median(r.after).toFixed(0)} MiB, 15 s after ${median(r.later).toFixed(0)} MiB`)
 }
 upstream.server.close()
+process.exit(0)

@@ -37,6 +37,9 @@ export async function instantUpstream (): Promise<{ url: string, server: Server 
   return { url: `http://127.0.0.1:${port}/fuseapi/face`, server }
 }
 
+const children = new Set<ChildProcess>()
+process.once('exit', () => { for (const child of children) child.kill('SIGKILL') })
+
 /** Starts the built service (`npm run build` first) and resolves once it listens. */
 export async function startBuiltService (env: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: ChildProcess, url: string }> {
   const port = await freePort()
@@ -44,8 +47,11 @@ export async function startBuiltService (env: Record<string, string>, nodeArgs: 
     cwd: root,
     // Client limits and the upstream budget off: these benches measure the image path.
     env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000', UPSTREAM_QPS: '100000', ...env },
-    stdio: ['ignore', 'pipe', 'inherit']
+    stdio: ['ignore', 'ignore', 'inherit']
   })
+  // A bench that stops early must not leave services behind.
+  children.add(child)
+  child.once('exit', () => children.delete(child))
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('service did not start')), 20_000)
     const poll = setInterval(() => {

@@ -97,3 +97,4 @@ console.log(`median: sharp alone ${median(alone).toFixed(1)} photos/s, service $
 
 service.child.kill('SIGTERM')
 upstream.server.close()
+process.exit(0)

@@ -18,6 +18,13 @@ t.test('docker-compose.yml sets only variables the config schema knows', async (
   }
 })
 
+t.test('docker-compose.yml runs the service with Redis', async (t) => {
+  const compose = parse(read('docker-compose.yml')) as { services: Record<string, { environment?: Record<string, unknown>, image?: string, depends_on?: Record<string, unknown> }> }
+  t.match(compose.services.redis?.image, /^redis:/)
+  t.match(String(compose.services['face-fusion-bff']?.environment?.REDIS_URL), /^redis:\/\/redis:6379$/)
+  t.ok(compose.services['face-fusion-bff']?.depends_on?.redis, 'the service waits for Redis')
+})
+
 t.test('.env.example and docs/configuration.md list every variable', async (t) => {
   const example = read('.env.example')
   const reference = read('docs/configuration.md')
