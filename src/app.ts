@@ -8,6 +8,7 @@ import imagePipelinePlugin from './plugins/image-pipeline.js'
 import multipartPlugin from './plugins/multipart.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
+import underPressurePlugin from './plugins/under-pressure.js'
 import upstreamBudgetPlugin from './plugins/upstream-budget.js'
 import upstreamPlugin from './plugins/upstream.js'
 import fuseRoute from './routes/fuse.js'
@@ -93,6 +94,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     })
   })
 
+  await app.register(underPressurePlugin, { config })
   await app.register(redisPlugin, { config })
   await app.register(rateLimitPlugin, { config })
   await app.register(multipartPlugin, { config })

@@ -40,6 +40,15 @@ export const ConfigSchema = Type.Object({
   IMAGE_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 10_000, default: 16 }),
   IMAGE_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 300, default: 10 }),
 
+  // Shutdown: how long in-flight requests may take to finish after SIGTERM.
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 25_000 }),
+
+  // Load shedding (@fastify/under-pressure); 0 turns a check off.
+  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1_000 }),
+  PRESSURE_MAX_RSS_BYTES: Type.Integer({ minimum: 0, default: 0 }),
+  PRESSURE_MAX_HEAP_USED_BYTES: Type.Integer({ minimum: 0, default: 0 }),
+  PRESSURE_SAMPLE_INTERVAL_MS: Type.Integer({ minimum: 10, maximum: 60_000, default: 1_000 }),
+
   // Traffic control.
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   // Separates deployments (staging, production) that share one Redis.

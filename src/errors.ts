@@ -33,6 +33,7 @@ export const ERROR_CATALOGUE = {
   FUSION_CLIENT_RATE_LIMITED: { status: 429, message: 'Too many requests from this client: retry after the delay in Retry-After.', cause: 'More than `RATE_LIMIT_MAX` requests in `RATE_LIMIT_WINDOW_MS` from one client IP (or `RATE_LIMIT_API_KEY_MAX` for one API key). Refused before the body is read; carries `Retry-After` and the `x-ratelimit-*` headers.' },
   FUSION_UPSTREAM_BUSY: { status: 503, message: 'The fusion service quota is in full use: retry after the delay in Retry-After.', cause: 'No call of the shared upstream budget (`UPSTREAM_QPS`, `UPSTREAM_PROJECT_QPS`) frees up within `UPSTREAM_BUDGET_WAIT_MS`, or the upstream asked us to back off. Carries `Retry-After`.' },
   FUSION_OVERLOADED: { status: 503, message: 'The service is busy: retry after the delay in Retry-After.', cause: 'More photos in flight than `IMAGE_CONCURRENCY` + `IMAGE_QUEUE_LIMIT`; refused before the body is read. Carries `Retry-After`.' },
+  FUSION_SATURATED: { status: 503, message: 'The service is saturated: retry after the delay in Retry-After.', cause: 'Event-loop delay, RSS or heap past `PRESSURE_MAX_*`; refused before anything is read. Carries `Retry-After`.' },
   FUSION_NOT_FOUND: { status: 404, message: 'No such route.', cause: 'The method and path match no route.' },
   FUSION_CLIENT_CLOSED_REQUEST: { status: 499, message: 'The client closed the request.', cause: 'The client disconnected before the answer was ready (logged; the client never sees it).' },
 

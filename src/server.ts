@@ -20,10 +20,14 @@ try {
 
 const app = await buildApp(config)
 
-closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+// SIGTERM: stop accepting (new requests get 503 while closing), let in-flight
+// fusions finish within the grace period, then close the upstream pool and
+// Redis (onClose hooks) and exit 0. Past the grace period the process exits 1.
+closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
-  else app.log.info({ signal }, 'closing')
+  else app.log.info({ signal, graceMs: config.SHUTDOWN_GRACE_MS }, 'closing: finishing in-flight requests')
   await app.close()
+  app.log.info('closed')
 })
 
 await app.listen({ port: config.PORT, host: config.HOST })

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 
 /** GET /healthz: alive, and which upstream answers. Cheap: touches nothing remote. */
 const healthRoute: FastifyPluginAsync = async (app) => {
-  app.get('/healthz', async () => {
+  app.get('/healthz', { config: { health: true } }, async () => {
     const upstream = app.fusionProvider.describe()
     return {
       status: 'ok',
@@ -19,7 +19,7 @@ const healthRoute: FastifyPluginAsync = async (app) => {
    * with client limits open and the budget at its per-replica share (a
    * deliberate choice, see docs/configuration.md), and says so here.
    */
-  app.get('/readyz', async () => {
+  app.get('/readyz', { config: { health: true } }, async () => {
     const redisConfigured = app.redis !== undefined
     const redisStatus = app.redis === undefined ? 'not configured' : app.redis.status === 'ready' ? 'ready' : 'unreachable'
     return {

@@ -1,0 +1,26 @@
+import t from 'tap'
+import { request } from 'undici'
+import { post, startService } from '../helper.js'
+
+t.test('a blocked event loop sheds new requests with 503; health routes still answer', async (t) => {
+  const { url } = await startService(t, { PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '50', PRESSURE_SAMPLE_INTERVAL_MS: '200' })
+  t.equal((await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })).status, 400, 'not under pressure: served')
+
+  // The service runs in this process: block its event loop as a pile-up of synchronous work would.
+  const until = Date.now() + 300
+  while (Date.now() < until) { /* busy */ }
+  // The sampler runs right after the block (its timer is overdue); the next sample is 200 ms away.
+  await new Promise((resolve) => setTimeout(resolve, 20))
+
+  const shed = await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })
+  t.equal(shed.status, 503)
+  t.match(shed.json(), { code: 'FUSION_SATURATED', statusCode: 503 })
+  t.equal(shed.headers['retry-after'], '2')
+  const health = await request(`${url}/healthz`)
+  t.equal(health.statusCode, 200, '/healthz is exempt')
+  await health.body.dump()
+
+  // Once the loop is idle again, sampling clears the pressure.
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  t.equal((await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })).status, 400, 'served again')
+})
