@@ -25,11 +25,17 @@ export const ConfigSchema = Type.Object({
   // and "the in-process emulator" without them (see resolveUpstream).
   TENCENT_LEGACY_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s]*)?$' })),
 
+  // One deadline per request: intake, waiting for the budget and the upstream call together.
+  REQUEST_DEADLINE_MS: Type.Integer({ minimum: 1_000, maximum: 300_000, default: 30_000 }),
+
   // Upstream client.
   UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 15_000 }),
   UPSTREAM_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 3_000 }),
   UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1024, default: 32 }),
   UPSTREAM_MAX_RESPONSE_BYTES: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 16 * 1024 * 1024 }),
+  // Retries of safe failures only (see src/upstream/retrying.ts).
+  UPSTREAM_RETRIES: Type.Integer({ minimum: 0, maximum: 2, default: 1 }),
+  UPSTREAM_RETRY_DELAY_MS: Type.Integer({ minimum: 0, maximum: 10_000, default: 100 }),
   LEGACY_SIGNATURE_TTL_SECONDS: Type.Integer({ minimum: 30, maximum: 7_776_000, default: 300 }),
 
   // Intake.

@@ -70,6 +70,8 @@ export interface FusionErrorDetails {
   retryAfterSeconds?: number
   /** The image format seen in the bytes, for format refusals. */
   format?: string
+  /** The same request may be sent again safely: nothing was billed, nothing may have been fused. */
+  retryable?: boolean
   cause?: unknown
 }
 
@@ -83,6 +85,7 @@ export interface FusionError extends Error {
   upstreamCode?: string
   retryAfterSeconds?: number
   format?: string
+  retryable?: boolean
 }
 
 export function fusionError (code: ErrorCode, details: FusionErrorDetails = {}): FusionError {
@@ -93,6 +96,7 @@ export function fusionError (code: ErrorCode, details: FusionErrorDetails = {}):
   if (details.upstreamCode !== undefined) error.upstreamCode = details.upstreamCode
   if (details.retryAfterSeconds !== undefined) error.retryAfterSeconds = details.retryAfterSeconds
   if (details.format !== undefined) error.format = details.format
+  if (details.retryable === true) error.retryable = true
   return error
 }
 

@@ -3,11 +3,11 @@ import type { AddressInfo } from 'node:net'
 import type { Config } from '../config.js'
 import { emulatorPlugin } from '../emulator/plugin.js'
 import { createLegacyClient } from '../upstream/legacy/client.js'
-import type { FusionProvider } from '../upstream/provider.js'
+import { withRetries, type RetryingProvider } from '../upstream/retrying.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    fusionProvider: FusionProvider
+    fusionProvider: RetryingProvider
   }
 }
 
@@ -29,7 +29,7 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     url = () => `${loopbackOrigin(app.server.address())}${IN_PROCESS_EMULATOR_PREFIX}/fuseapi/face`
   }
 
-  const provider = createLegacyClient({
+  const client = createLegacyClient({
     url,
     mode: upstream.mode,
     credentials: upstream.credentials,
@@ -38,6 +38,13 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     connections: config.UPSTREAM_CONNECTIONS,
     maxResponseBytes: config.UPSTREAM_MAX_RESPONSE_BYTES
+  })
+  const provider = withRetries(client, {
+    retries: config.UPSTREAM_RETRIES,
+    initialDelayMs: config.UPSTREAM_RETRY_DELAY_MS,
+    maxDelayMs: Math.max(config.UPSTREAM_RETRY_DELAY_MS, 1_000),
+    // A retry needs time for the call itself; a connect takes at most UPSTREAM_CONNECT_TIMEOUT_MS.
+    minRemainingMs: config.UPSTREAM_CONNECT_TIMEOUT_MS
   })
   app.decorate('fusionProvider', provider)
   app.addHook('onClose', async () => { await provider.close() })

@@ -15,6 +15,7 @@ const IMAGE_TYPE = 'image/jpeg'
  * `Accept: image/jpeg`.
  */
 const admissions = new WeakMap<object, Admission>()
+const deadlines = new WeakMap<object, number>()
 
 const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
   // Room for base64 (4/3 of the bytes), a data: prefix and the short fields.
@@ -25,6 +26,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     // Per-client limits (plugins/rate-limit.ts), checked before the body is read.
     config: { rateLimit: {} },
     onRequest: async (request) => {
+      deadlines.set(request, Date.now() + config.REQUEST_DEADLINE_MS)
       const key = presentedApiKey(request)
       if (key !== undefined && config.clientApiKeys.size > 0 && !config.clientApiKeys.has(key)) throw fusionError('FUSION_UNKNOWN_API_KEY')
     },
@@ -72,16 +74,22 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     const onClose = (): void => { if (!reply.raw.writableFinished) clientGone.abort() }
     reply.raw.once('close', onClose)
     try {
-      const { waitedMs } = await app.upstreamBudget.acquire(input.projectId, clientGone.signal)
-      if (waitedMs > 0) request.log.debug({ budget: { waitedMs } }, 'waited for the upstream budget')
+      const deadline = deadlines.get(request) ?? Date.now() + config.REQUEST_DEADLINE_MS
       const result = await app.fusionProvider.fuse({
         projectId: input.projectId,
         modelId: input.modelId,
         // Image bytes are only ever taken from a base64 answer: the gateway never fetches URLs.
         resultType: wantsImage ? 'base64' : input.resultType,
         image: normalized.jpeg,
-        signal: clientGone.signal
-      }, request.log)
+        signal: clientGone.signal,
+        deadline
+      }, request.log, {
+        // Every attempt, retries included, spends a slot of the shared budget, waiting no longer than the deadline allows.
+        beforeAttempt: async (signal) => {
+          const { waitedMs } = await app.upstreamBudget.acquire(input.projectId, signal, deadline - Date.now() - config.UPSTREAM_CONNECT_TIMEOUT_MS)
+          if (waitedMs > 0) request.log.debug({ budget: { waitedMs } }, 'waited for the upstream budget')
+        }
+      })
 
       if (wantsImage && result.resultType === 'base64') {
         const bytes = Buffer.from(result.imageBase64, 'base64')

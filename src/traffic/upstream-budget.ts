@@ -31,7 +31,7 @@ export interface BudgetOptions {
 
 export interface UpstreamBudget {
   /** Resolves when the call may start; rejects with 503 FUSION_UPSTREAM_BUSY when no slot frees up in time. */
-  acquire: (projectId: string, signal?: AbortSignal) => Promise<{ waitedMs: number }>
+  acquire: (projectId: string, signal?: AbortSignal, maxWaitMs?: number) => Promise<{ waitedMs: number }>
   /** The upstream said "too frequent": no call starts for `ms`, on any replica. */
   backOff: (ms: number) => Promise<void>
   /** 'shared' (Redis), 'fallback' (Redis configured but unreachable at the last call) or 'local' (no Redis). */
@@ -115,25 +115,25 @@ export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
     return keys
   }
 
-  async function reserve (projectId: string): Promise<Slot> {
+  async function reserve (projectId: string, maxWaitMs: number): Promise<Slot> {
     if (redis !== undefined) {
       try {
         const keys = keysFor(projectId, 1)
-        const [granted, waitMs] = await redis.fusionBudgetReserve(keys.length, ...keys.map(([key]) => key), options.maxWaitMs, ...keys.map(([, interval]) => interval))
+        const [granted, waitMs] = await redis.fusionBudgetReserve(keys.length, ...keys.map(([key]) => key), maxWaitMs, ...keys.map(([, interval]) => interval))
         lastMode = 'shared'
         return { granted: granted === 1, waitMs }
       } catch (error) {
         if (lastMode !== 'fallback') options.onFallback?.(error)
         lastMode = 'fallback'
       }
-      return local.reserve(keysFor(projectId, fallbackShare), options.maxWaitMs)
+      return local.reserve(keysFor(projectId, fallbackShare), maxWaitMs)
     }
-    return local.reserve(keysFor(projectId, 1), options.maxWaitMs)
+    return local.reserve(keysFor(projectId, 1), maxWaitMs)
   }
 
   return {
-    async acquire (projectId, signal) {
-      const slot = await reserve(projectId)
+    async acquire (projectId, signal, maxWaitMs) {
+      const slot = await reserve(projectId, Math.max(0, Math.min(options.maxWaitMs, maxWaitMs ?? Infinity)))
       if (!slot.granted) {
         throw fusionError('FUSION_UPSTREAM_BUSY', { retryAfterSeconds: Math.max(1, Math.ceil(slot.waitMs / 1000)) })
       }

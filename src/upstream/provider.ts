@@ -12,6 +12,8 @@ export interface FusionRequest {
   resultType: ResultType
   /** Aborts the upstream call (client gone, deadline passed). */
   signal?: AbortSignal
+  /** Epoch ms by which the whole request must be answered; bounds this call's own timeout. */
+  deadline?: number
 }
 
 export type FusionResult =

@@ -19,6 +19,8 @@ export interface LegacyClientOptions {
 
 // Transport failures we can name; anything else is an internal error.
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
+// Failures before a connection existed: no byte of the request left, so a retry cannot double-bill.
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
 const UNREACHABLE_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE',
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_INFO'
@@ -52,7 +54,9 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
   async function fuse (request: FusionRequest, log?: UpstreamLogger): Promise<FusionResult> {
     const url = currentUrl()
     const started = performance.now()
-    const deadline = AbortSignal.timeout(options.timeoutMs)
+    const timeoutMs = Math.min(options.timeoutMs, request.deadline !== undefined ? request.deadline - Date.now() : Infinity)
+    if (timeoutMs <= 0) throw fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: new Error('no time left before the request deadline') })
+    const deadline = AbortSignal.timeout(timeoutMs)
     const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline
     const { credentials } = options
     const body = legacyBody(credentials, request)
@@ -179,7 +183,10 @@ function interpret (
 
   if (ret !== 0) {
     const rule = LEGACY_RET_CODES.get(ret) ?? UNKNOWN_RET_CODE
-    return failWith(rule.code, String(ret), rule.code === 'FUSION_RATE_LIMITED' ? retryAfterFrom(headers) : undefined)
+    const frequencyControl = rule.code === 'FUSION_RATE_LIMITED'
+    // Frequency control is never retried (that is the budget's job); billed answers never are.
+    const retryable = rule.retryable && !rule.billed && !frequencyControl
+    return failWith(rule.code, String(ret), frequencyControl ? retryAfterFrom(headers) : undefined, retryable)
   }
 
   if (resultType === 'url') {
@@ -199,8 +206,8 @@ function interpret (
   return { resultType: 'base64', imageBase64: candidate.replace(/^data:[^,]*,/, '') }
 }
 
-function failWith (code: FusionError['code'], upstreamCode: string, retryAfterSeconds?: number): never {
-  throw fusionError(code, retryAfterSeconds === undefined ? { upstreamCode } : { upstreamCode, retryAfterSeconds })
+function failWith (code: FusionError['code'], upstreamCode: string, retryAfterSeconds: number | undefined, retryable: boolean): never {
+  throw fusionError(code, { upstreamCode, retryable, ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }) })
 }
 
 function classify (error: unknown, clientSignal: AbortSignal | undefined, deadline: AbortSignal): FusionError {
@@ -212,14 +219,17 @@ function classify (error: unknown, clientSignal: AbortSignal | undefined, deadli
     return fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error('response over UPSTREAM_MAX_RESPONSE_BYTES') })
   }
   if (clientSignal?.aborted === true) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
-  if (deadline.aborted) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error })
   const code = (error as { code?: unknown })?.code
+  const notSent = typeof code === 'string' && NOT_SENT_CODES.has(code)
+  if (deadline.aborted && !notSent) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error })
   if (error instanceof undiciErrors.UndiciError || typeof code === 'string') {
-    if (typeof code === 'string' && TIMEOUT_CODES.has(code)) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error })
-    if (typeof code === 'string' && UNREACHABLE_CODES.has(code)) return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error })
+    if (typeof code === 'string' && TIMEOUT_CODES.has(code)) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error, retryable: notSent })
+    if (typeof code === 'string' && (UNREACHABLE_CODES.has(code) || notSent)) return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error, retryable: notSent })
   }
   // A connect failure surfaces wrapped in some Node versions; look one level down.
   const causeCode = (error as { cause?: { code?: unknown } })?.cause?.code
-  if (typeof causeCode === 'string' && UNREACHABLE_CODES.has(causeCode)) return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error })
+  if (typeof causeCode === 'string' && (UNREACHABLE_CODES.has(causeCode) || NOT_SENT_CODES.has(causeCode))) {
+    return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error, retryable: NOT_SENT_CODES.has(causeCode) })
+  }
   return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error })
 }
