@@ -54,6 +54,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     requestTimeout: 120_000,
     keepAliveTimeout: 10_000,
     ajv: { customOptions: { removeAdditional: false } },
+    // While closing, requests already on open connections are still served (the in-process
+    // emulator's calls among them); new connections are refused and idle ones closed.
+    return503OnClosing: false,
     // Only the listed proxies' X-Forwarded-For is believed; anyone else's is ignored.
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false
   }

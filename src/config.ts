@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { parseEnv } from 'node:util'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 import { EMULATOR_ACCOUNT } from './emulator/accounts.js'
@@ -130,9 +132,13 @@ function describeIssues (issues: AjvIssue[]): string[] {
 export function loadConfig (env: Record<string, string | undefined> = process.env, options: { dotenv?: boolean } = {}): Config {
   let raw: RawConfig
   // Empty strings mean "unset": compose files and shells often export VAR= .
-  const data = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''))
+  const present = (entries: Record<string, string | undefined>): Record<string, string> =>
+    Object.fromEntries(Object.entries(entries).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''))
+  // The environment wins over the .env file.
+  const data = { ...present(options.dotenv === true ? readDotenv() : {}), ...present(env) }
   try {
-    raw = envSchema<RawConfig>({ schema: ConfigSchema, data, dotenv: options.dotenv ?? false })
+    // `env: false`: validate exactly `data`; env-schema would otherwise merge the raw process.env back in.
+    raw = envSchema<RawConfig>({ schema: ConfigSchema, data, env: false, dotenv: false })
   } catch (error) {
     const issues = (error as { errors?: AjvIssue[] }).errors
     throw new ConfigError(issues ? describeIssues(issues) : ['the environment could not be read'])
@@ -171,6 +177,15 @@ function parseProjectQps (value: string | undefined): Map<string, number> {
     quotas.set(projectId, parsed)
   }
   return quotas
+}
+
+function readDotenv (): Record<string, string> {
+  try {
+    return parseEnv(readFileSync('.env', 'utf8')) as Record<string, string>
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') return {}
+    throw new ConfigError(['.env: could not be read'])
+  }
 }
 
 function resolveUpstream (raw: RawConfig): UpstreamSettings {

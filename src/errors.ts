@@ -41,7 +41,7 @@ export const ERROR_CATALOGUE = {
   FUSION_NO_FACE: { status: 422, message: 'No face was found in the photo.', cause: 'Upstream `ret` 1000.' },
   FUSION_FACE_DETECTION_FAILED: { status: 422, message: 'The face in the photo could not be processed: try a clear, frontal photo.', cause: 'Upstream `ret` -4 or -1008.' },
   FUSION_IMAGE_REJECTED: { status: 422, message: 'The upstream could not process this photo: try another one.', cause: 'Upstream `ret` -1001 (image processing error).' },
-  FUSION_IMAGE_TOO_LARGE: { status: 413, message: 'The photo is too large for the fusion service.', cause: 'Upstream `ret` -3.' },
+  FUSION_IMAGE_TOO_LARGE: { status: 413, message: 'The photo is too large for the fusion service.', cause: 'Upstream `ret` -3, or a photo too detailed to fit the upstream\'s byte budget even at the lowest JPEG quality.' },
   FUSION_TEMPLATE_NO_FACE: { status: 422, message: 'The chosen template has no face to fuse into.', cause: 'Upstream `ret` -8.' },
   FUSION_INVALID_PARAMETER: { status: 400, message: 'The fusion service rejected a parameter: check project_id and model_id.', cause: 'Upstream `ret` -6 or -1000.' },
   FUSION_TEMPLATE_NOT_FOUND: { status: 404, message: 'No such template (model_id) in this activity (project_id).', cause: 'Upstream `ret` -2102.' },

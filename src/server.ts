@@ -3,13 +3,12 @@
  * and closes gracefully on SIGINT/SIGTERM. Everything else lives in app.ts.
  */
 import closeWithGrace from 'close-with-grace'
-import { existsSync } from 'node:fs'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 
 let config: Config
 try {
-  config = loadConfig(process.env, { dotenv: existsSync('.env') })
+  config = loadConfig(process.env, { dotenv: true })
 } catch (error) {
   if (error instanceof ConfigError) {
     process.stderr.write(`face-fusion-bff: ${error.message}\n`)

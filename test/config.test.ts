@@ -62,6 +62,18 @@ t.test('empty values count as unset', async (t) => {
   t.equal(config.upstream.mode, 'emulator')
 })
 
+t.test('only the given environment counts, and its empty values are unset, as compose passes them', async (t) => {
+  const saved = { ...process.env }
+  t.teardown(() => { process.env = saved })
+  Object.assign(process.env, { TENCENT_APPID: '', TENCENT_UIN: '', TENCENT_SECRET_ID: '', TENCENT_SECRET_KEY: '', TRUST_PROXY: '', UPSTREAM_QPS: '', REDIS_URL: '' })
+  const config = loadConfig(process.env)
+  t.equal(config.upstream.mode, 'emulator')
+  t.equal(config.UPSTREAM_QPS, 50)
+  t.equal(config.REDIS_URL, undefined)
+  process.env.REDIS_URL = 'redis://127.0.0.1:1'
+  t.equal(loadConfig({}).REDIS_URL, undefined, 'a variable outside the given environment is not read')
+})
+
 t.test('a .env file is read, and the environment wins over it', async (t) => {
   const dir = t.testdir({ '.env': 'PORT=4100\nLOG_LEVEL=debug\n' })
   const previous = process.cwd()

@@ -171,10 +171,10 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
 
     const projectId = text('project_id')
     const modelId = text('model_id')
-    if (overQps(verdict.appId, projectId)) return answer(reply, -20004)
-
     const project = findProject(projectId)
     if (project === undefined) return answer(reply, -2103)
+    // Counted per known activity only, so random ids cannot grow the counters.
+    if (overQps(verdict.appId, projectId)) return answer(reply, -20004)
     if (project.requiresApi3) return answer(reply, -20013)
 
     const forced = FORCED_RET.exec(modelId)

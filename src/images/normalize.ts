@@ -99,6 +99,8 @@ async function readHeader (input: Buffer, policy: ImagePolicy): Promise<Metadata
       message: `The photo has ${width}×${height} pixels; at most ${policy.maxInputPixels} are accepted.`
     })
   }
+  // Judged on the photo as sent (orientation does not change the short side), not on the resized output.
+  if (Math.min(width, height) < policy.minShortSide) throw fusionError('FUSION_IMAGE_TOO_SMALL')
   return metadata
 }
 
@@ -125,7 +127,6 @@ async function decodeAndEncode (input: Buffer, metadata: Metadata, policy: Image
     const { data, info } = await pipeline
       .jpeg({ quality: HIGHEST_QUALITY, chromaSubsampling: '4:2:0' })
       .toBuffer({ resolveWithObject: true })
-    if (Math.min(info.width, info.height) < policy.minShortSide) throw fusionError('FUSION_IMAGE_TOO_SMALL')
     return { jpeg: data, width: info.width, height: info.height, quality: HIGHEST_QUALITY }
   } catch (error) {
     if (isFusionError(error)) throw error

@@ -26,7 +26,8 @@ export interface Admission {
 export interface ImagePipeline {
   /** Reserves a place for one photo, or refuses with 503 FUSION_OVERLOADED. */
   admit: () => Admission
-  normalize: (input: Buffer) => Promise<NormalizedImage>
+  /** Runs when a job slot is free; skipped if `signal` aborted while it waited (the client left). */
+  normalize: (input: Buffer, signal?: AbortSignal) => Promise<NormalizedImage>
   readonly concurrency: number
   readonly capacity: number
   readonly admitted: number
@@ -36,7 +37,9 @@ export interface ImagePipeline {
 const OVERLOAD_RETRY_AFTER_SECONDS = 1
 
 export function createImagePipeline (options: ImagePipelineOptions): ImagePipeline {
-  const concurrency = options.concurrency > 0 ? options.concurrency : availableParallelism()
+  // One job per CPU, but always leaving a libuv thread free (UV_THREADPOOL_SIZE, 4 by default) for DNS, files and zlib.
+  const threadPool = Number(process.env.UV_THREADPOOL_SIZE) > 0 ? Number(process.env.UV_THREADPOOL_SIZE) : 4
+  const concurrency = options.concurrency > 0 ? options.concurrency : Math.max(1, Math.min(availableParallelism(), threadPool - 1))
   const capacity = concurrency + options.queueLimit
   const limit = pLimit(concurrency)
   let admitted = 0
@@ -58,6 +61,9 @@ export function createImagePipeline (options: ImagePipelineOptions): ImagePipeli
         }
       }
     },
-    normalize: async (input) => await limit(async () => await normalizeImage(input, options.policy))
+    normalize: async (input, signal) => await limit(async () => {
+      if (signal?.aborted === true) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
+      return await normalizeImage(input, options.policy)
+    })
   }
 }

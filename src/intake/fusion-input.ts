@@ -148,7 +148,9 @@ async function readPhoto (part: MultipartFile, capacity: number): Promise<Buffer
     file.once('error', reject)
     file.once('end', () => {
       if (file.truncated) return reject(fusionError('FUSION_FILE_TOO_LARGE'))
-      resolve(buffer !== undefined ? buffer.subarray(0, size) : Buffer.concat(chunks, size))
+      if (buffer === undefined) return resolve(Buffer.concat(chunks, size))
+      // Content-Length also counted the other fields; a much smaller photo gets a buffer of its own size.
+      resolve(size < buffer.length / 2 ? Buffer.from(buffer.subarray(0, size)) : buffer.subarray(0, size))
     })
   })
 }

@@ -19,7 +19,8 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     sampleInterval: config.PRESSURE_SAMPLE_INTERVAL_MS,
     retryAfter: RETRY_AFTER_SECONDS,
     pressureHandler: async (request, _reply, type) => {
-      if (request.routeOptions.config.health === true) return
+      // The in-process emulator stands in for a remote upstream: shedding its calls would fail fusions already admitted.
+      if (request.routeOptions.config.health === true || request.url.startsWith('/emulator/')) return
       throw fusionError('FUSION_SATURATED', { retryAfterSeconds: RETRY_AFTER_SECONDS, cause: new Error(`under pressure: ${type}`) })
     }
   })

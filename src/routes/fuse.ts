@@ -1,50 +1,103 @@
 import accepts from 'accepts'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
 import { fusionError, isFusionError } from '../errors.js'
+import type { NormalizedImage } from '../images/normalize.js'
 import { presentedApiKey } from '../plugins/rate-limit.js'
-import type { Admission } from '../images/pipeline.js'
 import { readJsonInput, readMultipartInput } from '../intake/fusion-input.js'
+import type { FusionResult, ResultType } from '../upstream/provider.js'
 
 const JSON_TYPE = 'application/json'
 const IMAGE_TYPE = 'image/jpeg'
+
+/** What one request carries from hook to handler. */
+interface RequestState {
+  /** Epoch ms by which the answer must be ready. */
+  deadline: number
+  /** Aborted when the client goes away before the answer is sent. */
+  clientGone: AbortController
+  /** Gives the image-pipeline place back; safe to call more than once. */
+  release: () => void
+}
+
+const states = new WeakMap<FastifyRequest, RequestState>()
 
 /**
  * POST /fuse: one photo and a template in, a fused picture out.
  * Answers JSON `{ requestId, imageUrl | imageBase64 }`, or the image bytes for
  * `Accept: image/jpeg`.
  */
-const admissions = new WeakMap<object, Admission>()
-const deadlines = new WeakMap<object, number>()
-
 const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
-  // Room for base64 (4/3 of the bytes), a data: prefix and the short fields.
-  const jsonBodyLimit = Math.ceil(config.MAX_UPLOAD_BYTES * 4 / 3) + 64 * 1024
+  // Room for base64 (4/3 of the bytes, plus 3 % for `\/` escapes or line breaks some encoders add), a data: prefix and the short fields.
+  const jsonBodyLimit = Math.ceil(config.MAX_UPLOAD_BYTES * 4 / 3 * 1.03) + 64 * 1024
 
   app.post('/fuse', {
     bodyLimit: jsonBodyLimit,
-    // Per-client limits (plugins/rate-limit.ts), checked before the body is read.
+    // Per-client limits (plugins/rate-limit.ts), checked in onRequest, before anything below.
     config: { rateLimit: {} },
-    onRequest: async (request) => {
-      deadlines.set(request, Date.now() + config.REQUEST_DEADLINE_MS)
+    // After the client limit passed (so even a refused key is counted) and before the body is read.
+    preParsing: async (request, reply, payload) => {
       const key = presentedApiKey(request)
       if (key !== undefined && config.clientApiKeys.size > 0 && !config.clientApiKeys.has(key)) throw fusionError('FUSION_UNKNOWN_API_KEY')
-    },
-    // A place in the image pipeline is taken once the client limit passed and
-    // before the body is read: when every place is taken, the upload is
-    // refused (503) without reading it.
-    preParsing: async (request, reply, payload) => {
+      // A place in the image pipeline: when every place is taken, the upload is refused (503) unread.
       const admission = app.imagePipeline.admit()
-      admissions.set(request, admission)
-      // 'close' fires whether the answer was sent or the client went away.
-      reply.raw.once('close', admission.release)
+      const state: RequestState = {
+        deadline: Date.now() + config.REQUEST_DEADLINE_MS,
+        clientGone: new AbortController(),
+        release: admission.release
+      }
+      states.set(request, state)
+      // An upload still arriving at the deadline is cut off, so a slow client cannot hold a place for long.
+      const uploadTimer = setTimeout(() => { if (!request.raw.complete) request.raw.destroy() }, config.REQUEST_DEADLINE_MS)
+      reply.raw.once('close', () => {
+        clearTimeout(uploadTimer)
+        if (!reply.raw.writableFinished) state.clientGone.abort()
+        state.release()
+      })
       return payload
     }
   }, async (request, reply) => {
     const wanted = accepts(request.raw).type([JSON_TYPE, IMAGE_TYPE])
     if (wanted === false) throw fusionError('FUSION_NOT_ACCEPTABLE')
     const wantsImage = wanted === IMAGE_TYPE
+    const state = states.get(request)!
 
+    const { projectId, modelId, resultType, normalized } = await intake(request, state)
+    // The photo is one JPEG now (the upload is no longer referenced): its place goes to the next upload.
+    state.release()
+    if (state.clientGone.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
+
+    try {
+      const result = await app.fusionProvider.fuse({
+        projectId,
+        modelId,
+        // Image bytes are only ever taken from a base64 answer: the gateway never fetches URLs.
+        resultType: wantsImage ? 'base64' : resultType,
+        image: normalized.jpeg,
+        signal: state.clientGone.signal,
+        deadline: state.deadline
+      }, request.log, {
+        // Every attempt, retries included, spends a slot of the shared budget, waiting no longer than the deadline allows.
+        beforeAttempt: async (signal) => {
+          const { waitedMs } = await app.upstreamBudget.acquire(projectId, signal, state.deadline - Date.now() - config.UPSTREAM_CONNECT_TIMEOUT_MS)
+          if (waitedMs > 0) request.log.debug({ budget: { waitedMs } }, 'waited for the upstream budget')
+        }
+      })
+      return await answer(reply, request.id, result, wantsImage)
+    } catch (error) {
+      // The upstream's frequency control: every replica pauses, not only this request.
+      if (isFusionError(error) && error.code === 'FUSION_RATE_LIMITED' && config.UPSTREAM_BACKOFF_MS > 0) {
+        const pauseMs = Math.max(config.UPSTREAM_BACKOFF_MS, (error.retryAfterSeconds ?? 0) * 1000)
+        await app.upstreamBudget.backOff(pauseMs)
+        // Honest: no call will go out before the pause ends.
+        error.retryAfterSeconds = Math.max(error.retryAfterSeconds ?? 1, Math.ceil(pauseMs / 1000))
+      }
+      throw error
+    }
+  })
+
+  /** Reads the body and normalises the photo; the upload buffer lives only inside this call. */
+  async function intake (request: FastifyRequest, state: RequestState): Promise<{ projectId: string, modelId: string, resultType: ResultType, normalized: NormalizedImage }> {
     let input
     if (request.isMultipart()) {
       input = await readMultipartInput(request, config.MAX_UPLOAD_BYTES)
@@ -54,10 +107,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       // Fastify parses text/plain by default; this route takes only forms and JSON.
       throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
     }
-
-    const normalized = await app.imagePipeline.normalize(input.image)
-    // The photo is one JPEG now; the place is free for the next upload while this one waits upstream.
-    admissions.get(request)?.release()
+    const normalized = await app.imagePipeline.normalize(input.image, state.clientGone.signal)
     request.log.info({
       image: {
         format: normalized.inputFormat,
@@ -68,49 +118,18 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
         quality: normalized.quality
       }
     }, 'image normalised')
+    return { projectId: input.projectId, modelId: input.modelId, resultType: input.resultType, normalized }
+  }
+}
 
-    // The client's disconnect cancels the wait and the upstream call: nobody would read the answer.
-    const clientGone = new AbortController()
-    const onClose = (): void => { if (!reply.raw.writableFinished) clientGone.abort() }
-    reply.raw.once('close', onClose)
-    try {
-      const deadline = deadlines.get(request) ?? Date.now() + config.REQUEST_DEADLINE_MS
-      const result = await app.fusionProvider.fuse({
-        projectId: input.projectId,
-        modelId: input.modelId,
-        // Image bytes are only ever taken from a base64 answer: the gateway never fetches URLs.
-        resultType: wantsImage ? 'base64' : input.resultType,
-        image: normalized.jpeg,
-        signal: clientGone.signal,
-        deadline
-      }, request.log, {
-        // Every attempt, retries included, spends a slot of the shared budget, waiting no longer than the deadline allows.
-        beforeAttempt: async (signal) => {
-          const { waitedMs } = await app.upstreamBudget.acquire(input.projectId, signal, deadline - Date.now() - config.UPSTREAM_CONNECT_TIMEOUT_MS)
-          if (waitedMs > 0) request.log.debug({ budget: { waitedMs } }, 'waited for the upstream budget')
-        }
-      })
-
-      if (wantsImage && result.resultType === 'base64') {
-        const bytes = Buffer.from(result.imageBase64, 'base64')
-        return await reply.type(sniffImageType(bytes)).send(bytes)
-      }
-      return result.resultType === 'url'
-        ? { requestId: request.id, imageUrl: result.imageUrl }
-        : { requestId: request.id, imageBase64: result.imageBase64 }
-    } catch (error) {
-      // The upstream's frequency control: every replica pauses, not only this request.
-      if (isFusionError(error) && error.code === 'FUSION_RATE_LIMITED') {
-        const pauseMs = Math.max(config.UPSTREAM_BACKOFF_MS, (error.retryAfterSeconds ?? 0) * 1000)
-        await app.upstreamBudget.backOff(pauseMs)
-        // Honest: no call will go out before the pause ends.
-        error.retryAfterSeconds = Math.max(error.retryAfterSeconds ?? 1, Math.ceil(pauseMs / 1000))
-      }
-      throw error
-    } finally {
-      reply.raw.off('close', onClose)
-    }
-  })
+async function answer (reply: FastifyReply, requestId: string, result: FusionResult, wantsImage: boolean): Promise<unknown> {
+  if (wantsImage && result.resultType === 'base64') {
+    const bytes = Buffer.from(result.imageBase64, 'base64')
+    return await reply.type(sniffImageType(bytes)).send(bytes)
+  }
+  return result.resultType === 'url'
+    ? { requestId, imageUrl: result.imageUrl }
+    : { requestId, imageBase64: result.imageBase64 }
 }
 
 /** The upstream returns the material's own format (JPEG or PNG); say which. */

@@ -59,13 +59,14 @@ end
 return {1, wait}
 `
 
-// KEYS: the account key. ARGV: pause (ms).
+// KEYS: the account key, the pause marker. ARGV: pause (ms).
 const BACK_OFF_SCRIPT = `
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local resume = now + tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if resume > tat then redis.call('SET', KEYS[1], resume, 'PX', tonumber(ARGV[1]) + 1000) end
+redis.call('SET', KEYS[2], resume, 'PX', tonumber(ARGV[1]))
 return 1
 `
 
@@ -98,6 +99,19 @@ class LocalSlots {
 export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
   const accountKey = options.keyPrefix
   const projectKey = (projectId: string): string => `${accountKey}:project:${projectId}`
+  const pauseKey = `${accountKey}:paused`
+  let pausedUntil = 0
+
+  /** Milliseconds left of a pause ordered after the slot was granted (0: none). */
+  async function pauseLeft (): Promise<number> {
+    const local = pausedUntil - Date.now()
+    if (local > 0 || redis === undefined || lastMode !== 'shared') return Math.max(0, local)
+    try {
+      return Math.max(0, await redis.pttl(pauseKey))
+    } catch {
+      return 0
+    }
+  }
   const fallbackShare = (options.fallbackQps > 0 ? options.fallbackQps : Math.max(options.qps / 4, 0.1)) / options.qps
   const local = new LocalSlots()
   let lastMode: 'shared' | 'fallback' | 'local' = options.redis ? 'shared' : 'local'
@@ -105,7 +119,7 @@ export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
   const redis = options.redis
   if (redis !== undefined) {
     redis.defineCommand('fusionBudgetReserve', { lua: RESERVE_SCRIPT })
-    redis.defineCommand('fusionBudgetBackOff', { lua: BACK_OFF_SCRIPT, numberOfKeys: 1 })
+    redis.defineCommand('fusionBudgetBackOff', { lua: BACK_OFF_SCRIPT, numberOfKeys: 2 })
   }
 
   function keysFor (projectId: string, share: number): Array<[string, number]> {
@@ -137,14 +151,21 @@ export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
       if (!slot.granted) {
         throw fusionError('FUSION_UPSTREAM_BUSY', { retryAfterSeconds: Math.max(1, Math.ceil(slot.waitMs / 1000)) })
       }
-      if (slot.waitMs > 0) await sleep(slot.waitMs, undefined, signal === undefined ? {} : { signal })
+      if (slot.waitMs > 0) {
+        await sleep(slot.waitMs, undefined, signal === undefined ? {} : { signal })
+        // Slots granted before a back-off must not fire into it.
+        const left = await pauseLeft()
+        if (left > 0) throw fusionError('FUSION_UPSTREAM_BUSY', { retryAfterSeconds: Math.max(1, Math.ceil(left / 1000)) })
+      }
       return { waitedMs: Math.max(0, slot.waitMs) }
     },
     async backOff (ms) {
+      if (ms <= 0) return
       local.backOff(accountKey, ms)
+      pausedUntil = Math.max(pausedUntil, Date.now() + ms)
       if (redis !== undefined) {
         try {
-          await redis.fusionBudgetBackOff(accountKey, ms)
+          await redis.fusionBudgetBackOff(accountKey, pauseKey, ms)
         } catch {
           // Redis is down: the local pause above still protects the upstream from this replica.
         }

@@ -72,8 +72,15 @@ t.test('a known API key has its own bucket and limit; an unknown one is refused'
   t.equal((await cheap(url, { 'x-api-key': 'partner-key-1' })).status, 400)
   t.equal((await cheap(url, { 'x-api-key': 'partner-key-1' })).status, 429)
   t.equal((await cheap(url, { 'x-api-key': 'partner-key-2' })).status, 400, 'another key has its own bucket')
-  const unknown = await cheap(url, { 'x-api-key': 'guessed-key' })
+  t.equal((await cheap(url, { 'x-api-key': 'guessed-key' })).status, 429, 'an unknown key is counted against the IP, whose bucket is spent')
+})
+
+t.test('an unknown API key is refused, and guessing keys is rate-limited like anything else', async (t) => {
+  const { url } = await startService(t, { RATE_LIMIT_MAX: '2', CLIENT_API_KEYS: 'partner-key-1', REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
+  const unknown = await cheap(url, { 'x-api-key': 'guessed-key-1' })
   t.match({ status: unknown.status, code: unknown.json().code }, { status: 401, code: 'FUSION_UNKNOWN_API_KEY' })
+  t.equal((await cheap(url, { 'x-api-key': 'guessed-key-2' })).status, 401)
+  t.equal((await cheap(url, { 'x-api-key': 'guessed-key-3' })).status, 429, 'the third guess from this IP is throttled')
 })
 
 t.test('replicas sharing Redis count together', async (t) => {

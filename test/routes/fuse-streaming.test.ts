@@ -125,3 +125,36 @@ t.test('when every image place is taken, the next upload gets 503 before its bod
   t.equal(app.imagePipeline.admitted, 0)
   t.equal((await fuseForm(url, fixture('face.jpg'))).status, 200, 'and the place is free again')
 })
+
+t.test('a client that leaves after its upload costs no upstream call, and its place is given back', async (t) => {
+  let upstreamCalls = 0
+  const emulator = await startEmulator(t, { onPhoto: () => { upstreamCalls++ } })
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: emulator.legacyUrl })
+  const { body, contentType } = multipart([
+    { name: 'project_id', value: '100307' },
+    { name: 'model_id', value: 'qc_100307_152854_1' },
+    { name: 'image', value: fixture('phone-photo-3000x4000.jpg'), filename: 'big.jpg', contentType: 'image/jpeg' }
+  ])
+  const upload = openUpload(url, contentType, body.length)
+  upload.socket.end(body)
+  // Gone while its (multi-megapixel) photo is being normalised.
+  await wait(30)
+  upload.socket.destroy()
+  await wait(1_500)
+  t.equal(upstreamCalls, 0, 'the upstream was not called for a client that left')
+  t.equal(app.imagePipeline.admitted, 0)
+})
+
+t.test('an upload still arriving at the request deadline is cut off, and its place given back', async (t) => {
+  const { url, app } = await startService(t, { REQUEST_DEADLINE_MS: '1000' })
+  const { body, contentType } = multipart([{ name: 'image', value: fixture('face.jpg'), filename: 'me.jpg', contentType: 'image/jpeg' }])
+  const upload = openUpload(url, contentType, body.length)
+  upload.socket.write(body.subarray(0, 1000))
+  await wait(200)
+  t.equal(app.imagePipeline.admitted, 1, 'the stalled upload holds a place')
+  const started = Date.now()
+  await upload.closed
+  t.ok(Date.now() - started < 3_000, 'the server closed the connection at the deadline')
+  await wait(50)
+  t.equal(app.imagePipeline.admitted, 0, 'and the place is free')
+})

@@ -129,6 +129,8 @@ function legacyBody (credentials: LegacyCredentials, request: FusionRequest): Bu
   return body
 }
 
+const MAX_RETRY_AFTER_SECONDS = 60
+
 class ResponseTooLargeError extends Error {}
 
 async function readCapped (body: AsyncIterable<Buffer> & { destroy: (error?: Error) => unknown }, limit: number): Promise<string> {
@@ -150,9 +152,10 @@ function retryAfterFrom (headers: Record<string, string | string[] | undefined>)
   const value = Array.isArray(raw) ? raw[0] : raw
   if (value !== undefined) {
     const seconds = Number(value)
-    if (Number.isFinite(seconds) && seconds >= 0) return Math.max(1, Math.ceil(seconds))
+    // Capped: a proxy's "Retry-After: 86400" must not pause every replica for a day.
+    if (Number.isFinite(seconds) && seconds >= 0) return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(seconds)))
     const date = Date.parse(value)
-    if (!Number.isNaN(date)) return Math.max(1, Math.ceil((date - Date.now()) / 1000))
+    if (!Number.isNaN(date)) return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil((date - Date.now()) / 1000)))
   }
   return FREQUENCY_CONTROL_RETRY_AFTER_SECONDS
 }
@@ -231,5 +234,5 @@ function classify (error: unknown, clientSignal: AbortSignal | undefined, deadli
   if (typeof causeCode === 'string' && (UNREACHABLE_CODES.has(causeCode) || NOT_SENT_CODES.has(causeCode))) {
     return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error, retryable: NOT_SENT_CODES.has(causeCode) })
   }
-  return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error })
+  return fusionError('FUSION_INTERNAL_ERROR', { cause: error })
 }
