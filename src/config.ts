@@ -38,6 +38,12 @@ export const ConfigSchema = Type.Object({
   // Retries of safe failures only (see src/upstream/retrying.ts).
   UPSTREAM_RETRIES: Type.Integer({ minimum: 0, maximum: 2, default: 1 }),
   UPSTREAM_RETRY_DELAY_MS: Type.Integer({ minimum: 0, maximum: 10_000, default: 100 }),
+  // Circuit breaker around the upstream client.
+  UPSTREAM_BREAKER_FAILURE_RATIO: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.5 }),
+  UPSTREAM_BREAKER_MIN_CALLS: Type.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
+  UPSTREAM_BREAKER_WINDOW: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
+  UPSTREAM_BREAKER_OPEN_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
   LEGACY_SIGNATURE_TTL_SECONDS: Type.Integer({ minimum: 30, maximum: 7_776_000, default: 300 }),
 
   // Intake.

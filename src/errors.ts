@@ -54,6 +54,7 @@ export const ERROR_CATALOGUE = {
   FUSION_UPSTREAM_REJECTED_REQUEST: { status: 502, message: 'The fusion service rejected the gateway\'s request.', cause: 'Upstream `ret` -1009, -2100, -20006…-20012: a request the gateway built wrong.' },
   FUSION_UPSTREAM_UNKNOWN_CODE: { status: 502, message: 'The fusion service answered with an unknown code.', cause: 'An upstream `ret` that is not in the table.' },
   FUSION_UPSTREAM_BAD_RESPONSE: { status: 502, message: 'The fusion service sent an answer the gateway cannot read.', cause: 'Not JSON, no `ret`, no result image, an HTML error page, or an answer over `UPSTREAM_MAX_RESPONSE_BYTES`.' },
+  FUSION_UPSTREAM_UNAVAILABLE: { status: 503, message: 'The fusion service is failing; the gateway is not calling it for now. Retry after the delay in Retry-After.', cause: 'The circuit breaker is open after too many upstream failures (`UPSTREAM_BREAKER_*`), or probing the upstream one call at a time. Carries `Retry-After`.' },
   FUSION_UPSTREAM_UNREACHABLE: { status: 502, message: 'The fusion service cannot be reached.', cause: 'Connection refused, reset or DNS failure.' },
   FUSION_UPSTREAM_TIMEOUT: { status: 504, message: 'The fusion service did not answer in time.', cause: 'No complete answer within `UPSTREAM_TIMEOUT_MS` (or no connection within `UPSTREAM_CONNECT_TIMEOUT_MS`).' },
   FUSION_INTERNAL_ERROR: { status: 500, message: 'Internal error.', cause: 'A fault in the gateway itself; details are logged, never returned.' }

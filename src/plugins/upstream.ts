@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { Config } from '../config.js'
 import { emulatorPlugin } from '../emulator/plugin.js'
 import { createLegacyClient } from '../upstream/legacy/client.js'
+import { withBreaker } from '../upstream/circuit-breaker.js'
 import { withRetries, type RetryingProvider } from '../upstream/retrying.js'
 
 declare module 'fastify' {
@@ -39,7 +40,18 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     connections: config.UPSTREAM_CONNECTIONS,
     maxResponseBytes: config.UPSTREAM_MAX_RESPONSE_BYTES
   })
-  const provider = withRetries(client, {
+  const guarded = withBreaker(client, {
+    failureRatio: config.UPSTREAM_BREAKER_FAILURE_RATIO,
+    minimumCalls: config.UPSTREAM_BREAKER_MIN_CALLS,
+    windowSize: config.UPSTREAM_BREAKER_WINDOW,
+    openMs: config.UPSTREAM_BREAKER_OPEN_MS,
+    halfOpenSuccesses: config.UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES,
+    onStateChange: (state) => {
+      const log = state === 'open' ? app.log.warn.bind(app.log) : app.log.info.bind(app.log)
+      log({ upstream: { breaker: state } }, `upstream circuit ${state}`)
+    }
+  })
+  const provider = withRetries(guarded, {
     retries: config.UPSTREAM_RETRIES,
     initialDelayMs: config.UPSTREAM_RETRY_DELAY_MS,
     maxDelayMs: Math.max(config.UPSTREAM_RETRY_DELAY_MS, 1_000),

@@ -19,11 +19,15 @@ const healthRoute: FastifyPluginAsync = async (app) => {
    * with client limits open and the budget at its per-replica share (a
    * deliberate choice, see docs/configuration.md), and says so here.
    */
-  app.get('/readyz', { config: { health: true } }, async () => {
+  app.get('/readyz', { config: { health: true } }, async (_request, reply) => {
+    // An open circuit: this replica would only answer 503; let the gateway send traffic elsewhere.
+    const breaker = app.fusionProvider.breakerState()
+    if (breaker === 'open') reply.code(503)
     const redisConfigured = app.redis !== undefined
     const redisStatus = app.redis === undefined ? 'not configured' : app.redis.status === 'ready' ? 'ready' : 'unreachable'
     return {
-      status: 'ready',
+      status: breaker === 'open' ? 'not ready' : 'ready',
+      upstreamBreaker: breaker,
       degraded: redisConfigured && redisStatus !== 'ready',
       redis: redisStatus,
       budget: redisConfigured ? (redisStatus === 'ready' ? 'shared' : 'per-replica fallback') : 'local',

@@ -1,6 +1,7 @@
 import { ExponentialBackoff, handleWhen, retry } from 'cockatiel'
 import { isFusionError } from '../errors.js'
-import type { FusionProvider, FusionRequest, FusionResult, UpstreamLogger } from './provider.js'
+import type { GuardedProvider } from './circuit-breaker.js'
+import type { FusionRequest, FusionResult, UpstreamLogger } from './provider.js'
 
 /**
  * Retries only what is safe to send again. Every upstream call may be billed,
@@ -27,14 +28,16 @@ export interface AttemptHooks {
   beforeAttempt?: (signal: AbortSignal) => Promise<unknown>
 }
 
-export type RetryingProvider = Omit<FusionProvider, 'fuse'> & {
+export type RetryingProvider = Omit<GuardedProvider, 'fuse'> & {
   fuse: (request: FusionRequest, log?: UpstreamLogger, hooks?: AttemptHooks) => Promise<FusionResult>
 }
 
-export function withRetries (inner: FusionProvider, options: RetryOptions): RetryingProvider {
+export function withRetries (inner: GuardedProvider, options: RetryOptions): RetryingProvider {
   return {
     describe: inner.describe,
     close: inner.close,
+    checkAvailable: inner.checkAvailable,
+    breakerState: inner.breakerState,
     async fuse (request, log, hooks) {
       const timeLeft = (): number => request.deadline === undefined ? Infinity : request.deadline - Date.now()
       const policy = retry(
@@ -52,6 +55,8 @@ export function withRetries (inner: FusionProvider, options: RetryOptions): Retr
       })
       return await policy.execute(async ({ signal }) => {
         attempt++
+        // An open circuit fails at once, before a slot of the upstream budget is spent.
+        inner.checkAvailable()
         await hooks?.beforeAttempt?.(signal)
         return await inner.fuse(request, log)
       }, request.signal)

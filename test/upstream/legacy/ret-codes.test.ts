@@ -4,6 +4,8 @@ import { DOCUMENTED_RET_CODES } from '../../../src/emulator/plugin.js'
 import { LEGACY_RET_CODES, parseRet } from '../../../src/upstream/legacy/ret-codes.js'
 import { fixture, fuseForm, startEmulator, startService } from '../../helper.js'
 
+const ONE_CALL_PER_REQUEST = { UPSTREAM_RETRIES: '0', UPSTREAM_BREAKER_MIN_CALLS: '10000', UPSTREAM_BREAKER_WINDOW: '10000' }
+
 t.test('the table covers every documented code', async (t) => {
   const documented = DOCUMENTED_RET_CODES.filter((ret) => ret !== 0).sort((a, b) => a - b)
   t.same([...LEGACY_RET_CODES.keys()].sort((a, b) => a - b), documented)
@@ -24,8 +26,8 @@ t.test('ret arrives as a number or a numeric string', async (t) => {
 })
 
 t.test('every row of the table, end to end over HTTP', async (t) => {
-  // No pause after frequency control here: each row must reach the upstream.
-  const { url } = await startService(t, { UPSTREAM_BACKOFF_MS: '0' })
+  // Each row must reach the upstream once: no pause after frequency control, no retries, no breaker in the way.
+  const { url } = await startService(t, { UPSTREAM_BACKOFF_MS: '0', ...ONE_CALL_PER_REQUEST })
   const photo = fixture('face.jpg')
   for (const [ret, rule] of LEGACY_RET_CODES) {
     const reply = await fuseForm(url, photo, { model_id: `emulator_ret_${ret}` })
@@ -43,7 +45,7 @@ t.test('every row of the table, end to end over HTTP', async (t) => {
 })
 
 t.test('client faults are 4xx; ours and the upstream\'s are 5xx; unknown codes are 502', async (t) => {
-  const { url } = await startService(t, { UPSTREAM_BACKOFF_MS: '0' })
+  const { url } = await startService(t, { UPSTREAM_BACKOFF_MS: '0', ...ONE_CALL_PER_REQUEST })
   const photo = fixture('face.jpg')
   const expectations: Array<[number, number, string]> = [
     [1000, 422, 'FUSION_NO_FACE'],

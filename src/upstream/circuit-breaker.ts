@@ -1,0 +1,121 @@
+import { BrokenCircuitError, CircuitState, CountBreaker, circuitBreaker, handleWhen, type IDisposable } from 'cockatiel'
+import { fusionError, isFusionError, type ErrorCode } from '../errors.js'
+import type { FusionProvider } from './provider.js'
+
+/**
+ * A circuit breaker around the upstream client (cockatiel): once enough calls
+ * were made (`minimumCalls`) and too many of the last `windowSize` failed
+ * (timeouts, unreachable, 5xx-like answers), it opens and calls fail at once
+ * with 503 for `openMs`, instead of piling up behind a sick upstream.
+ *
+ * cockatiel closes a half-open circuit after a single success; one lucky call
+ * says little about an upstream that was failing, so this layer keeps the
+ * circuit on probation until `halfOpenSuccesses` calls in a row succeeded, one
+ * call at a time. A failure on probation opens it again.
+ */
+export interface BreakerOptions {
+  failureRatio: number
+  minimumCalls: number
+  windowSize: number
+  openMs: number
+  halfOpenSuccesses: number
+  onStateChange?: (state: BreakerState) => void
+}
+
+export type BreakerState = 'closed' | 'open' | 'half-open'
+
+/** Failures that say the upstream is unwell, as opposed to answers about this request. */
+const SICK_UPSTREAM: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'FUSION_UPSTREAM_TIMEOUT', 'FUSION_UPSTREAM_UNREACHABLE', 'FUSION_UPSTREAM_FAILED',
+  'FUSION_UPSTREAM_BAD_RESPONSE', 'FUSION_UPSTREAM_UNKNOWN_CODE'
+])
+
+export const isUpstreamFailure = (error: unknown): boolean => isFusionError(error) && SICK_UPSTREAM.has(error.code)
+
+export type GuardedProvider = FusionProvider & {
+  /** Throws 503 FUSION_UPSTREAM_UNAVAILABLE at once when no call may be made now. */
+  checkAvailable: () => void
+  breakerState: () => BreakerState
+}
+
+export function withBreaker (inner: FusionProvider, options: BreakerOptions): GuardedProvider {
+  const policy = circuitBreaker(handleWhen(isUpstreamFailure), {
+    halfOpenAfter: options.openMs,
+    breaker: new CountBreaker({ threshold: options.failureRatio, size: options.windowSize, minimumNumberOfCalls: options.minimumCalls })
+  })
+  let openedAt = 0
+  let probationLeft = 0
+  let probeInFlight = false
+  let reopened: IDisposable | undefined
+  let reported: BreakerState = 'closed'
+
+  const state = (): BreakerState => {
+    if (policy.state === CircuitState.Isolated) return 'open'
+    // cockatiel moves to half-open lazily, on the first call after the open period.
+    if (policy.state === CircuitState.Open) return Date.now() >= openedAt + options.openMs ? 'half-open' : 'open'
+    if (policy.state === CircuitState.HalfOpen || probationLeft > 0) return 'half-open'
+    return 'closed'
+  }
+  const report = (): void => {
+    const now = state()
+    if (now !== reported) {
+      reported = now
+      options.onStateChange?.(now)
+    }
+  }
+  policy.onBreak(() => { openedAt = Date.now(); report() })
+  policy.onHalfOpen(() => report())
+  // cockatiel closed the circuit after one success: the rest of the probation is ours.
+  policy.onReset(() => { probationLeft = Math.max(0, options.halfOpenSuccesses - 1); report() })
+
+  const unavailable = (): Error => fusionError('FUSION_UPSTREAM_UNAVAILABLE', {
+    retryAfterSeconds: Math.max(1, Math.ceil((openedAt + options.openMs - Date.now()) / 1000))
+  })
+
+  function reopen (): void {
+    probationLeft = 0
+    openedAt = Date.now()
+    reopened = policy.isolate()
+    report()
+    setTimeout(() => {
+      reopened?.dispose()
+      reopened = undefined
+      // Back from the second opening: the whole probation again.
+      probationLeft = options.halfOpenSuccesses
+      report()
+    }, options.openMs).unref()
+  }
+
+  function checkAvailable (): void {
+    if (state() === 'open' || (probationLeft > 0 && probeInFlight)) throw unavailable()
+  }
+
+  return {
+    describe: inner.describe,
+    close: async () => {
+      reopened?.dispose()
+      await inner.close()
+    },
+    checkAvailable,
+    breakerState: state,
+    async fuse (request, log) {
+      checkAvailable()
+      const probing = probationLeft > 0
+      if (probing) probeInFlight = true
+      try {
+        const result = await policy.execute(async () => await inner.fuse(request, log))
+        if (probing) {
+          probationLeft = Math.max(0, probationLeft - 1)
+          report()
+        }
+        return result
+      } catch (error) {
+        if (error instanceof BrokenCircuitError) throw unavailable()
+        if (probing && isUpstreamFailure(error)) reopen()
+        throw error
+      } finally {
+        if (probing) probeInFlight = false
+      }
+    }
+  }
+}
