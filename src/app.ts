@@ -5,6 +5,7 @@ import type { Config } from './config.js'
 import { ERROR_CATALOGUE, fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
 import { loggerOptions } from './logger.js'
 import imagePipelinePlugin from './plugins/image-pipeline.js'
+import metricsPlugin from './plugins/metrics.js'
 import multipartPlugin from './plugins/multipart.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
@@ -97,6 +98,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     })
   })
 
+  await app.register(metricsPlugin, { config })
   await app.register(underPressurePlugin, { config })
   await app.register(redisPlugin, { config })
   await app.register(rateLimitPlugin, { config })

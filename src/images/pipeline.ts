@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os'
 import pLimit from 'p-limit'
-import { fusionError } from '../errors.js'
+import { fusionError, isFusionError } from '../errors.js'
 import { normalizeImage, type ImagePolicy, type NormalizedImage } from './normalize.js'
 
 /**
@@ -16,6 +16,8 @@ export interface ImagePipelineOptions {
   concurrency: number
   /** Photos that may wait for a free job slot. */
   queueLimit: number
+  /** Sees every job: its duration, outcome (`ok` or the error code) and bytes in and out. */
+  onJob?: (job: { durationMs: number, outcome: string, bytesIn: number, bytesOut: number }) => void
 }
 
 export interface Admission {
@@ -63,7 +65,15 @@ export function createImagePipeline (options: ImagePipelineOptions): ImagePipeli
     },
     normalize: async (input, signal) => await limit(async () => {
       if (signal?.aborted === true) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
-      return await normalizeImage(input, options.policy)
+      const started = performance.now()
+      try {
+        const normalized = await normalizeImage(input, options.policy)
+        options.onJob?.({ durationMs: performance.now() - started, outcome: 'ok', bytesIn: input.length, bytesOut: normalized.jpeg.length })
+        return normalized
+      } catch (error) {
+        options.onJob?.({ durationMs: performance.now() - started, outcome: isFusionError(error) ? error.code : 'error', bytesIn: input.length, bytesOut: 0 })
+        throw error
+      }
     })
   }
 }

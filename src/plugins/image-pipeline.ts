@@ -18,6 +18,11 @@ export default fp<{ config: Config }>(async (app, { config }) => {
       timeoutSeconds: config.IMAGE_TIMEOUT_SECONDS
     },
     concurrency: config.IMAGE_CONCURRENCY,
-    queueLimit: config.IMAGE_QUEUE_LIMIT
+    queueLimit: config.IMAGE_QUEUE_LIMIT,
+    onJob: ({ durationMs, outcome, bytesIn, bytesOut }) => {
+      app.metrics.imageDuration.observe({ outcome }, durationMs / 1000)
+      app.metrics.imageBytesIn.inc(bytesIn)
+      app.metrics.imageBytesOut.inc(bytesOut)
+    }
   }))
-}, { name: 'image-pipeline' })
+}, { name: 'image-pipeline', dependencies: ['metrics'] })

@@ -2,6 +2,8 @@ import fp from 'fastify-plugin'
 import type { AddressInfo } from 'node:net'
 import type { Config } from '../config.js'
 import { emulatorPlugin } from '../emulator/plugin.js'
+import { isFusionError } from '../errors.js'
+import { BREAKER_STATE_VALUE } from '../metrics.js'
 import { createLegacyClient } from '../upstream/legacy/client.js'
 import { withBreaker } from '../upstream/circuit-breaker.js'
 import { withRetries, type RetryingProvider } from '../upstream/retrying.js'
@@ -38,7 +40,12 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
     connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     connections: config.UPSTREAM_CONNECTIONS,
-    maxResponseBytes: config.UPSTREAM_MAX_RESPONSE_BYTES
+    maxResponseBytes: config.UPSTREAM_MAX_RESPONSE_BYTES,
+    onCall: ({ ok, code, durationMs }) => {
+      const outcome = ok ? 'success' : 'error'
+      app.metrics.upstreamCalls.inc({ provider: 'legacy', outcome, code })
+      app.metrics.upstreamDuration.observe({ provider: 'legacy', outcome }, durationMs / 1000)
+    }
   })
   const guarded = withBreaker(client, {
     failureRatio: config.UPSTREAM_BREAKER_FAILURE_RATIO,
@@ -47,6 +54,7 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     openMs: config.UPSTREAM_BREAKER_OPEN_MS,
     halfOpenSuccesses: config.UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES,
     onStateChange: (state) => {
+      app.metrics.breakerState.set({ provider: 'legacy' }, BREAKER_STATE_VALUE[state])
       const log = state === 'open' ? app.log.warn.bind(app.log) : app.log.info.bind(app.log)
       log({ upstream: { breaker: state } }, `upstream circuit ${state}`)
     }
@@ -56,11 +64,15 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     initialDelayMs: config.UPSTREAM_RETRY_DELAY_MS,
     maxDelayMs: Math.max(config.UPSTREAM_RETRY_DELAY_MS, 1_000),
     // A retry needs time for the call itself; a connect takes at most UPSTREAM_CONNECT_TIMEOUT_MS.
-    minRemainingMs: config.UPSTREAM_CONNECT_TIMEOUT_MS
+    minRemainingMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
+    onRetry: (error) => {
+      app.metrics.upstreamRetries.inc({ provider: 'legacy', code: isFusionError(error) ? error.upstreamCode ?? error.code : 'unknown' })
+    }
   })
+  app.metrics.breakerState.set({ provider: 'legacy' }, 0)
   app.decorate('fusionProvider', provider)
   app.addHook('onClose', async () => { await provider.close() })
-}, { name: 'upstream' })
+}, { name: 'upstream', dependencies: ['metrics'] })
 
 function loopbackOrigin (address: string | AddressInfo | null): string {
   if (address === null || typeof address === 'string') {

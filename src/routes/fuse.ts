@@ -79,8 +79,14 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       }, request.log, {
         // Every attempt, retries included, spends a slot of the shared budget, waiting no longer than the deadline allows.
         beforeAttempt: async (signal) => {
-          const { waitedMs } = await app.upstreamBudget.acquire(projectId, signal, state.deadline - Date.now() - config.UPSTREAM_CONNECT_TIMEOUT_MS)
-          if (waitedMs > 0) request.log.debug({ budget: { waitedMs } }, 'waited for the upstream budget')
+          try {
+            const { waitedMs } = await app.upstreamBudget.acquire(projectId, signal, state.deadline - Date.now() - config.UPSTREAM_CONNECT_TIMEOUT_MS)
+            app.metrics.budgetWait.observe(waitedMs / 1000)
+            if (waitedMs > 0) request.log.debug({ budget: { waitedMs } }, 'waited for the upstream budget')
+          } catch (error) {
+            if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') app.metrics.budgetRefusals.inc()
+            throw error
+          }
         }
       })
       return await answer(reply, request.id, result, wantsImage)
@@ -89,6 +95,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       if (isFusionError(error) && error.code === 'FUSION_RATE_LIMITED' && config.UPSTREAM_BACKOFF_MS > 0) {
         const pauseMs = Math.max(config.UPSTREAM_BACKOFF_MS, (error.retryAfterSeconds ?? 0) * 1000)
         await app.upstreamBudget.backOff(pauseMs)
+        app.metrics.budgetBackOffs.inc()
         // Honest: no call will go out before the pause ends.
         error.retryAfterSeconds = Math.max(error.retryAfterSeconds ?? 1, Math.ceil(pauseMs / 1000))
       }

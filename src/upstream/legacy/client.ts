@@ -15,6 +15,8 @@ export interface LegacyClientOptions {
   connectTimeoutMs: number
   connections: number
   maxResponseBytes: number
+  /** Sees every call's outcome: `code` is the upstream's ret, or our error code when there was none. */
+  onCall?: (outcome: { ok: boolean, code: string, durationMs: number }) => void
 }
 
 // Transport failures we can name; anything else is an internal error.
@@ -83,6 +85,12 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
       if (mapped.upstreamCode !== undefined) outcome.ret = Number(mapped.upstreamCode)
       throw mapped
     } finally {
+      const durationMs = performance.now() - started
+      options.onCall?.({
+        ok: outcome.ret === 0,
+        code: outcome.ret !== undefined ? String(outcome.ret) : outcome.error ?? 'unknown',
+        durationMs
+      })
       log?.info({
         upstream: {
           provider: 'legacy',
@@ -91,7 +99,7 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
           ret: outcome.ret,
           error: outcome.error,
           bytesOut: body.length,
-          durationMs: Math.round(performance.now() - started)
+          durationMs: Math.round(durationMs)
         }
       }, 'upstream call')
     }

@@ -1,0 +1,76 @@
+import { timingSafeEqual } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
+import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
+import { createMetrics, type Metrics } from '../metrics.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: Metrics
+  }
+}
+
+const started = Symbol('metrics.started')
+declare module 'fastify' {
+  interface FastifyRequest {
+    [started]?: number
+  }
+}
+
+/**
+ * Prometheus metrics. `/metrics` is served on the main port, or on a port of
+ * its own (METRICS_PORT) so it can stay inside the cluster network; with
+ * METRICS_TOKEN it asks for `Authorization: Bearer <token>`.
+ */
+export default fp<{ config: Config }>(async (app, { config }) => {
+  const metrics = createMetrics()
+  app.decorate('metrics', metrics)
+
+  // Decremented once, whether the request ends with an answer or with the client leaving.
+  const inFlight = new WeakSet<object>()
+  const done = (request: object): void => { if (inFlight.delete(request)) metrics.httpInFlight.dec() }
+  app.addHook('onRequest', async (request) => {
+    request[started] = performance.now()
+    inFlight.add(request)
+    metrics.httpInFlight.inc()
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    done(request)
+    const labels = { route: request.routeOptions.url ?? 'unmatched', method: request.method, status: String(reply.statusCode) }
+    metrics.httpRequests.inc(labels)
+    metrics.httpDuration.observe(labels, (performance.now() - (request[started] ?? performance.now())) / 1000)
+  })
+  // A request whose client left never reaches onResponse.
+  app.addHook('onRequestAbort', async (request) => { done(request) })
+
+  const authorized = (header: string | undefined): boolean => {
+    if (config.METRICS_TOKEN === undefined) return true
+    const expected = Buffer.from(`Bearer ${config.METRICS_TOKEN}`)
+    const given = Buffer.from(header ?? '')
+    return given.length === expected.length && timingSafeEqual(given, expected)
+  }
+
+  if (config.METRICS_PORT === 0) {
+    app.get('/metrics', { config: { health: true }, logLevel: 'warn' }, async (request, reply) => {
+      if (!authorized(request.headers.authorization)) return await reply.code(401).header('www-authenticate', 'Bearer').send('unauthorized\n')
+      return await reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
+    })
+    return
+  }
+
+  let server: Server | undefined
+  app.addHook('onListen', async () => {
+    server = createServer((request, response) => {
+      if (request.url !== '/metrics') return response.writeHead(404).end()
+      if (!authorized(request.headers.authorization)) return response.writeHead(401, { 'www-authenticate': 'Bearer' }).end('unauthorized\n')
+      metrics.registry.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        () => response.writeHead(500).end()
+      )
+    })
+    await new Promise<void>((resolve) => server!.listen(config.METRICS_PORT, config.HOST, resolve))
+  })
+  app.addHook('onClose', async () => {
+    if (server !== undefined) await new Promise((resolve) => server!.close(resolve))
+  })
+}, { name: 'metrics' })
