@@ -7,6 +7,7 @@ import { loggerOptions } from './logger.js'
 import imagePipelinePlugin from './plugins/image-pipeline.js'
 import metricsPlugin from './plugins/metrics.js'
 import multipartPlugin from './plugins/multipart.js'
+import openapiPlugin from './plugins/openapi.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
 import underPressurePlugin from './plugins/under-pressure.js'
@@ -98,6 +99,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     })
   })
 
+  await app.register(openapiPlugin)
   await app.register(metricsPlugin, { config })
   await app.register(underPressurePlugin, { config })
   await app.register(redisPlugin, { config })

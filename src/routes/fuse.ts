@@ -6,6 +6,7 @@ import type { NormalizedImage } from '../images/normalize.js'
 import { presentedApiKey } from '../plugins/rate-limit.js'
 import { readJsonInput, readMultipartInput } from '../intake/fusion-input.js'
 import type { FusionResult, ResultType } from '../upstream/provider.js'
+import { FuseAnswer, FuseForm, FuseJson, fuseErrorStatuses } from '../schemas.js'
 
 const JSON_TYPE = 'application/json'
 const IMAGE_TYPE = 'image/jpeg'
@@ -33,6 +34,24 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
 
   app.post('/fuse', {
     bodyLimit: jsonBodyLimit,
+    schema: {
+      tags: ['fusion'],
+      summary: 'Fuse a photo into a template',
+      description: 'A photo and a template in; the fused picture out, as a URL, as base64, or (Accept: image/jpeg) as the image itself.',
+      body: { content: { 'multipart/form-data': { schema: FuseForm }, 'application/json': { schema: FuseJson } } },
+      response: {
+        200: {
+          description: 'The fused picture.',
+          content: {
+            'application/json': { schema: FuseAnswer },
+            'image/jpeg': { schema: { type: 'string', format: 'binary' } }
+          }
+        },
+        ...Object.fromEntries(fuseErrorStatuses.map((status) => [status, { $ref: 'ErrorResponse#' }]))
+      }
+    },
+    // The schemas above document the contract; src/intake validates, with the same codes for forms and JSON.
+    validatorCompiler: () => () => true,
     // Per-client limits (plugins/rate-limit.ts), checked in onRequest, before anything below.
     config: { rateLimit: {} },
     // After the client limit passed (so even a refused key is counted) and before the body is read.

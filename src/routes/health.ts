@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 
 /** GET /healthz: alive, and which upstream answers. Cheap: touches nothing remote. */
 const healthRoute: FastifyPluginAsync = async (app) => {
-  app.get('/healthz', { config: { health: true } }, async () => {
+  app.get('/healthz', { config: { health: true }, schema: { tags: ['operations'], summary: 'Alive, and which upstream answers' } }, async () => {
     const upstream = app.fusionProvider.describe()
     return {
       status: 'ok',
@@ -19,7 +19,7 @@ const healthRoute: FastifyPluginAsync = async (app) => {
    * with client limits open and the budget at its per-replica share (a
    * deliberate choice, see docs/configuration.md), and says so here.
    */
-  app.get('/readyz', { config: { health: true } }, async (_request, reply) => {
+  app.get('/readyz', { config: { health: true }, schema: { tags: ['operations'], summary: 'Ready for traffic (503 while the upstream circuit is open); state of the shared stores' } }, async (_request, reply) => {
     // An open circuit: this replica would only answer 503; let the gateway send traffic elsewhere.
     const breaker = app.fusionProvider.breakerState()
     if (breaker === 'open') reply.code(503)

@@ -1,0 +1,41 @@
+import { Type } from '@sinclair/typebox'
+import { ERROR_CATALOGUE } from './errors.js'
+
+/**
+ * The HTTP contract, as JSON Schema for the OpenAPI document (docs/openapi.json).
+ * The fuse route's input is validated by src/intake (one path for forms and
+ * JSON); these schemas describe it and shape the answers.
+ */
+export const ErrorResponse = Type.Object({
+  statusCode: Type.Integer({ description: 'The HTTP status, repeated.' }),
+  code: Type.Union(Object.keys(ERROR_CATALOGUE).map((code) => Type.Literal(code)), { description: 'Stable error code: switch on this. See docs/errors.md.' }),
+  error: Type.String({ description: 'The HTTP reason phrase.' }),
+  message: Type.String({ description: 'A message a front-end can show.' }),
+  upstreamCode: Type.Optional(Type.String({ description: 'The upstream\'s own code (legacy `ret`), when the error mirrors one.' })),
+  format: Type.Optional(Type.String({ description: 'The image format seen in the bytes, on format refusals.' })),
+  requestId: Type.String({ description: 'Also in the x-request-id header.' })
+}, { $id: 'ErrorResponse', title: 'Error' })
+
+const ids = {
+  project_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Activity id.', examples: ['100307'] }),
+  model_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Material (template) id.', examples: ['qc_100307_152854_1'] }),
+  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')], { default: 'url', description: 'How the fused picture comes back.' }))
+}
+
+export const FuseForm = Type.Object({
+  image: Type.String({ format: 'binary', description: 'The photo: JPEG, PNG, WebP or AVIF, decided from the bytes. Exactly one file.' }),
+  ...ids
+}, { additionalProperties: false })
+
+export const FuseJson = Type.Object({
+  image: Type.String({ description: 'The photo as base64; a data:image/...;base64, prefix is accepted.' }),
+  ...ids
+}, { additionalProperties: false })
+
+export const FuseAnswer = Type.Union([
+  Type.Object({ requestId: Type.String(), imageUrl: Type.String({ format: 'uri', description: 'The fused picture (rsp_img_type=url).' }) }),
+  Type.Object({ requestId: Type.String(), imageBase64: Type.String({ description: 'The fused picture as base64 (rsp_img_type=base64).' }) })
+])
+
+/** Every status /fuse can answer with an error, from the catalogue. */
+export const fuseErrorStatuses = [...new Set(Object.values(ERROR_CATALOGUE).map((entry) => entry.status))].filter((status) => status !== 499).sort()
