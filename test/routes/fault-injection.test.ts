@@ -1,0 +1,95 @@
+import t, { type Test } from 'tap'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
+import { request } from 'undici'
+import { freePort } from '../../scripts/redis-server.js'
+import { fixture, fuseForm, multipart, startService } from '../helper.js'
+
+/**
+ * Faults of the upstream and of the client, over real HTTP through the whole
+ * service: each case asserts the answer, the retries the service made (read
+ * from /metrics), that nothing hung, and that the service still serves after.
+ */
+type Behaviour = (request: IncomingMessage, response: ServerResponse) => void
+
+async function misbehavingUpstream (t: Test, behaviour: Behaviour, onConnection?: (socket: import('node:net').Socket) => void): Promise<{ url: string, calls: () => number }> {
+  let calls = 0
+  const server = createServer((incoming, response) => {
+    incoming.resume()
+    incoming.on('end', () => { calls++; behaviour(incoming, response) })
+  })
+  if (onConnection !== undefined) server.on('connection', onConnection)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/fuseapi/face`, calls: () => calls }
+}
+
+async function retriesMade (serviceUrl: string): Promise<number> {
+  const text = await (await request(`${serviceUrl}/metrics`)).body.text()
+  return text.split('\n').filter((line) => line.startsWith('fusion_upstream_retries_total{')).reduce((sum, line) => sum + Number(line.split(' ').pop()), 0)
+}
+
+const photo = fixture('orientation-1.jpg')
+const serviceEnv = { UPSTREAM_TIMEOUT_MS: '600', UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_DELAY_MS: '10', UPSTREAM_MAX_RESPONSE_BYTES: '1048576' }
+
+const cases: Array<{ name: string, behaviour?: Behaviour, onConnection?: (socket: import('node:net').Socket) => void, status: number, code: string, retries: number }> = [
+  { name: 'upstream timeout', behaviour: () => { /* never answers */ }, status: 504, code: 'FUSION_UPSTREAM_TIMEOUT', retries: 0 },
+  { name: 'connection reset before the request was written', onConnection: (socket) => { socket.destroy() }, status: 502, code: 'FUSION_UPSTREAM_UNREACHABLE', retries: 0 },
+  { name: 'connection reset after the request was written', behaviour: (incoming) => { incoming.socket.destroy() }, status: 502, code: 'FUSION_UPSTREAM_UNREACHABLE', retries: 0 },
+  { name: 'a slow body', behaviour: (_q, response) => { response.writeHead(200, { 'content-type': 'application/json' }); response.write('{"ret":"0",') }, status: 504, code: 'FUSION_UPSTREAM_TIMEOUT', retries: 0 },
+  { name: 'invalid JSON', behaviour: (_q, response) => { response.writeHead(200, { 'content-type': 'application/json' }).end('{"ret":"0","img_url":') }, status: 502, code: 'FUSION_UPSTREAM_BAD_RESPONSE', retries: 0 },
+  { name: 'an HTML error page', behaviour: (_q, response) => { response.writeHead(502, { 'content-type': 'text/html' }).end('<html><body><h1>502 Bad Gateway</h1></body></html>') }, status: 502, code: 'FUSION_UPSTREAM_BAD_RESPONSE', retries: 0 },
+  { name: 'a 500', behaviour: (_q, response) => { response.writeHead(500).end() }, status: 502, code: 'FUSION_UPSTREAM_BAD_RESPONSE', retries: 0 },
+  { name: 'a body larger than any real result', behaviour: (_q, response) => { response.writeHead(200, { 'content-type': 'application/json' }).end(`{"ret":0,"img_base64":"${'A'.repeat(4 * 1024 * 1024)}"}`) }, status: 502, code: 'FUSION_UPSTREAM_BAD_RESPONSE', retries: 0 },
+  { name: 'a transient upstream fault, every time', behaviour: (_q, response) => { response.writeHead(200, { 'content-type': 'application/json' }).end('{"ret":"-1003"}') }, status: 502, code: 'FUSION_UPSTREAM_FAILED', retries: 2 }
+]
+
+for (const fault of cases) {
+  t.test(fault.name, async (t) => {
+    const upstream = await misbehavingUpstream(t, fault.behaviour ?? (() => {}), fault.onConnection)
+    const { url } = await startService(t, { ...serviceEnv, TENCENT_LEGACY_URL: upstream.url })
+    const started = Date.now()
+    const reply = await fuseForm(url, photo)
+    t.equal(reply.status, fault.status)
+    t.match(reply.json(), { statusCode: fault.status, code: fault.code, requestId: String })
+    t.ok(Date.now() - started < 5_000, `answered in ${Date.now() - started} ms`)
+    t.equal(await retriesMade(url), fault.retries, `${fault.retries} retries`)
+    const health = await request(`${url}/healthz`)
+    t.equal(health.statusCode, 200, 'the service still serves')
+    await health.body.dump()
+  })
+}
+
+t.test('an upstream that refuses connections: retried, then 502', async (t) => {
+  const { url } = await startService(t, { ...serviceEnv, TENCENT_LEGACY_URL: `http://127.0.0.1:${await freePort()}/fuseapi/face` })
+  const reply = await fuseForm(url, photo)
+  t.match({ status: reply.status, code: reply.json().code }, { status: 502, code: 'FUSION_UPSTREAM_UNREACHABLE' })
+  t.equal(await retriesMade(url), 2, 'nothing was sent, so both retries were made')
+})
+
+t.test('a client that leaves mid-upstream-call cancels the call', async (t) => {
+  let upstreamClosed = false
+  let received = false
+  const upstream = await misbehavingUpstream(t, (incoming) => {
+    received = true
+    incoming.socket.on('close', () => { upstreamClosed = true })
+  })
+  const { url } = await startService(t, { ...serviceEnv, UPSTREAM_TIMEOUT_MS: '20000', TENCENT_LEGACY_URL: upstream.url })
+  const { body, contentType } = multipart([
+    { name: 'project_id', value: '100307' },
+    { name: 'model_id', value: 'qc_100307_152854_1' },
+    { name: 'image', value: photo, filename: 'me.jpg', contentType: 'image/jpeg' }
+  ])
+  const socket = connect(Number(new URL(url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write(`POST /fuse HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`)
+  socket.write(body)
+  const deadline = Date.now() + 5_000
+  while (!received && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.ok(received, 'the upstream call was under way')
+  socket.destroy()
+  while (!upstreamClosed && Date.now() < deadline + 2_000) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.ok(upstreamClosed, 'the upstream connection was closed: the call was cancelled')
+  t.equal(upstream.calls(), 1)
+  t.equal(await retriesMade(url), 0)
+})
