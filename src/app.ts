@@ -108,7 +108,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(imagePipelinePlugin, { config })
   await app.register(upstreamBudgetPlugin, { config })
   await app.register(upstreamPlugin, { config })
-  await app.register(healthRoute)
+  await app.register(healthRoute, { config })
   await app.register(fuseRoute, { config })
   return app
 }

@@ -54,6 +54,9 @@ export const ConfigSchema = Type.Object({
   IMAGE_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 10_000, default: 16 }),
   IMAGE_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 300, default: 10 }),
 
+  // /readyz answers 503 while Redis is unreachable (default: ready, degraded; the replica still serves safely).
+  READYZ_REQUIRES_REDIS: Type.Boolean({ default: false }),
+
   // Metrics: 0 serves /metrics on PORT; another port keeps it off the public listener.
   METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 256, pattern: '^[!-~]+$' })),

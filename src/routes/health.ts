@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify'
+import type { Config } from '../config.js'
 
 /** GET /healthz: alive, and which upstream answers. Cheap: touches nothing remote. */
-const healthRoute: FastifyPluginAsync = async (app) => {
+const healthRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
   app.get('/healthz', { config: { health: true }, schema: { tags: ['operations'], summary: 'Alive, and which upstream answers' } }, async () => {
     const upstream = app.fusionProvider.describe()
     return {
@@ -15,9 +16,11 @@ const healthRoute: FastifyPluginAsync = async (app) => {
 
   /**
    * GET /readyz: ready to take traffic, and in what state the shared stores
-   * are. Redis being down does not make the replica unready: it keeps serving
-   * with client limits open and the budget at its per-replica share (a
-   * deliberate choice, see docs/configuration.md), and says so here.
+   * are. By default Redis being down does not make the replica unready: it
+   * keeps serving with client limits open and the budget at its per-replica
+   * share (a deliberate choice, see docs/configuration.md), and says so here;
+   * if every replica went unready at once the gateway would have no backend
+   * at all. READYZ_REQUIRES_REDIS=true makes it 503 instead.
    */
   app.get('/readyz', { config: { health: true }, schema: { tags: ['operations'], summary: 'Ready for traffic (503 while the upstream circuit is open); state of the shared stores' } }, async (_request, reply) => {
     // An open circuit: this replica would only answer 503; let the gateway send traffic elsewhere.
@@ -25,8 +28,10 @@ const healthRoute: FastifyPluginAsync = async (app) => {
     if (breaker === 'open') reply.code(503)
     const redisConfigured = app.redis !== undefined
     const redisStatus = app.redis === undefined ? 'not configured' : app.redis.status === 'ready' ? 'ready' : 'unreachable'
+    const redisBlocks = config.READYZ_REQUIRES_REDIS && redisStatus === 'unreachable'
+    if (redisBlocks) reply.code(503)
     return {
-      status: breaker === 'open' ? 'not ready' : 'ready',
+      status: breaker === 'open' || redisBlocks ? 'not ready' : 'ready',
       upstreamBreaker: breaker,
       degraded: redisConfigured && redisStatus !== 'ready',
       redis: redisStatus,

@@ -3,9 +3,9 @@ import { request } from 'undici'
 import { startRedisServer } from '../../scripts/redis-server.js'
 import { fixture, fuseForm, post, redisPrefix, startService } from '../helper.js'
 
-const readiness = async (url: string): Promise<Record<string, unknown>> => {
+const readiness = async (url: string, status = 200): Promise<Record<string, unknown>> => {
   const reply = await request(`${url}/readyz`)
-  t.equal(reply.statusCode, 200)
+  t.equal(reply.statusCode, status)
   return await reply.body.json() as Record<string, unknown>
 }
 
@@ -48,4 +48,21 @@ t.test('Redis stopped mid-run and restarted: the documented fallback, and nothin
   t.equal((await fuseForm(url, photo)).status, 200)
   t.equal(await cheap(), 400, 'the restarted Redis is empty: counting starts again')
   t.equal(await cheap(), 429, 'and the shared limit holds again')
+})
+
+t.test('with READYZ_REQUIRES_REDIS, an unreachable Redis makes the replica unready', async (t) => {
+  const redis = await startRedisServer()
+  t.teardown(async () => await redis.stop())
+  const { url } = await startService(t, { REDIS_URL: redis.url, REDIS_KEY_PREFIX: redisPrefix(), READYZ_REQUIRES_REDIS: 'true' })
+  t.match(await readiness(url), { status: 'ready', redis: 'ready' })
+  await redis.stop()
+  const deadline = Date.now() + 5_000
+  let reply = await request(`${url}/readyz`)
+  while (reply.statusCode !== 503 && Date.now() < deadline) {
+    await reply.body.dump()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    reply = await request(`${url}/readyz`)
+  }
+  t.equal(reply.statusCode, 503)
+  t.match(await reply.body.json(), { status: 'not ready', redis: 'unreachable' })
 })
