@@ -39,7 +39,7 @@ export const ConfigSchema = Type.Object({
   UPSTREAM_RETRIES: Type.Integer({ minimum: 0, maximum: 2, default: 1 }),
   UPSTREAM_RETRY_DELAY_MS: Type.Integer({ minimum: 0, maximum: 10_000, default: 100 }),
   // Circuit breaker around the upstream client.
-  UPSTREAM_BREAKER_FAILURE_RATIO: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.5 }),
+  UPSTREAM_BREAKER_FAILURE_RATIO: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, default: 0.5 }),
   UPSTREAM_BREAKER_MIN_CALLS: Type.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
   UPSTREAM_BREAKER_WINDOW: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
   UPSTREAM_BREAKER_OPEN_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
@@ -155,6 +155,9 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
   } catch (error) {
     const issues = (error as { errors?: AjvIssue[] }).errors
     throw new ConfigError(issues ? describeIssues(issues) : ['the environment could not be read'])
+  }
+  if (raw.UPSTREAM_BREAKER_MIN_CALLS > raw.UPSTREAM_BREAKER_WINDOW) {
+    throw new ConfigError(['UPSTREAM_BREAKER_MIN_CALLS: must be at most UPSTREAM_BREAKER_WINDOW'])
   }
   const { TENCENT_SECRET_KEY, CLIENT_API_KEYS, ...rest } = raw
   return {

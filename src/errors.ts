@@ -87,6 +87,8 @@ export interface FusionError extends Error {
   retryAfterSeconds?: number
   format?: string
   retryable?: boolean
+  /** A timeout that the request's own deadline caused. */
+  byDeadline?: boolean
 }
 
 export function fusionError (code: ErrorCode, details: FusionErrorDetails = {}): FusionError {

@@ -33,7 +33,7 @@ export const FuseJson = Type.Object({
 }, { additionalProperties: false })
 
 export const FuseAnswer = Type.Union([
-  Type.Object({ requestId: Type.String(), imageUrl: Type.String({ format: 'uri', description: 'The fused picture (rsp_img_type=url).' }) }),
+  Type.Object({ requestId: Type.String(), imageUrl: Type.String({ description: 'The fused picture\'s URL (rsp_img_type=url), as the upstream gave it.' }) }),
   Type.Object({ requestId: Type.String(), imageBase64: Type.String({ description: 'The fused picture as base64 (rsp_img_type=base64).' }) })
 ])
 

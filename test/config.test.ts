@@ -50,6 +50,8 @@ t.test('bad values name the variable and the rule, never the value', async (t) =
   t.match(problems({ LOG_LEVEL: 'loud' }), /LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent/)
   t.match(problems({ TENCENT_LEGACY_URL: 'ftp://example.com/x' }), /TENCENT_LEGACY_URL: must match pattern/)
   t.match(problems({ UPSTREAM_TIMEOUT_MS: '10' }), /UPSTREAM_TIMEOUT_MS: must be >= 100/)
+  t.match(problems({ UPSTREAM_BREAKER_FAILURE_RATIO: '1' }), /UPSTREAM_BREAKER_FAILURE_RATIO: must be < 1/)
+  t.match(problems({ UPSTREAM_BREAKER_MIN_CALLS: '30', UPSTREAM_BREAKER_WINDOW: '20' }), /UPSTREAM_BREAKER_MIN_CALLS: must be at most UPSTREAM_BREAKER_WINDOW/)
   const secret = 'has spaces in the secret'
   const message = problems({ ...credentials, TENCENT_SECRET_KEY: secret })
   t.match(message, /TENCENT_SECRET_KEY: must match pattern/)

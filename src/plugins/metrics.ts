@@ -29,12 +29,18 @@ export default fp<{ config: Config }>(async (app, { config }) => {
   // Decremented once, whether the request ends with an answer or with the client leaving.
   const inFlight = new WeakSet<object>()
   const done = (request: object): void => { if (inFlight.delete(request)) metrics.httpInFlight.dec() }
-  app.addHook('onRequest', async (request) => {
+  // The in-process emulator stands in for the remote upstream: its requests are not the service's.
+  const counted = (url: string): boolean => !url.startsWith('/emulator/')
+  app.addHook('onRequest', async (request, reply) => {
+    if (!counted(request.url)) return
     request[started] = performance.now()
     inFlight.add(request)
     metrics.httpInFlight.inc()
+    // 'close' comes for every request, answered or abandoned after its body was read.
+    reply.raw.once('close', () => done(request))
   })
   app.addHook('onResponse', async (request, reply) => {
+    if (!counted(request.url)) return
     done(request)
     const labels = { route: request.routeOptions.url ?? 'unmatched', method: request.method, status: String(reply.statusCode) }
     metrics.httpRequests.inc(labels)
@@ -68,7 +74,10 @@ export default fp<{ config: Config }>(async (app, { config }) => {
         () => response.writeHead(500).end()
       )
     })
-    await new Promise<void>((resolve) => server!.listen(config.METRICS_PORT, config.HOST, resolve))
+    await new Promise<void>((resolve, reject) => {
+      server!.once('error', reject)
+      server!.listen(config.METRICS_PORT, config.HOST, resolve)
+    })
   })
   app.addHook('onClose', async () => {
     if (server !== undefined) await new Promise((resolve) => server!.close(resolve))

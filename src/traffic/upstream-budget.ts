@@ -147,6 +147,7 @@ export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
 
   return {
     async acquire (projectId, signal, maxWaitMs) {
+      signal?.throwIfAborted()
       const slot = await reserve(projectId, Math.max(0, Math.min(options.maxWaitMs, maxWaitMs ?? Infinity)))
       if (!slot.granted) {
         throw fusionError('FUSION_UPSTREAM_BUSY', { retryAfterSeconds: Math.max(1, Math.ceil(slot.waitMs / 1000)) })

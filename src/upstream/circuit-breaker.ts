@@ -30,7 +30,7 @@ const SICK_UPSTREAM: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'FUSION_UPSTREAM_BAD_RESPONSE', 'FUSION_UPSTREAM_UNKNOWN_CODE'
 ])
 
-export const isUpstreamFailure = (error: unknown): boolean => isFusionError(error) && SICK_UPSTREAM.has(error.code)
+export const isUpstreamFailure = (error: unknown): boolean => isFusionError(error) && SICK_UPSTREAM.has(error.code) && error.byDeadline !== true
 
 export type GuardedProvider = FusionProvider & {
   /** Throws 503 FUSION_UPSTREAM_UNAVAILABLE at once when no call may be made now. */
@@ -39,7 +39,11 @@ export type GuardedProvider = FusionProvider & {
 }
 
 export function withBreaker (inner: FusionProvider, options: BreakerOptions): GuardedProvider {
-  const policy = circuitBreaker(handleWhen(isUpstreamFailure), {
+  // A client leaving during the half-open test says nothing good about the upstream: cockatiel
+  // would count any unhandled error there as a success and close the circuit.
+  const counts = (error: Error): boolean => isUpstreamFailure(error) ||
+    (policy.state === CircuitState.HalfOpen && isFusionError(error) && error.code === 'FUSION_CLIENT_CLOSED_REQUEST')
+  const policy = circuitBreaker(handleWhen(counts), {
     halfOpenAfter: options.openMs,
     breaker: new CountBreaker({ threshold: options.failureRatio, size: options.windowSize, minimumNumberOfCalls: options.minimumCalls })
   })
@@ -47,6 +51,8 @@ export function withBreaker (inner: FusionProvider, options: BreakerOptions): Gu
   let probationLeft = 0
   let probeInFlight = false
   let reopened: IDisposable | undefined
+  let reopenTimer: NodeJS.Timeout | undefined
+  let halfOpenTimer: NodeJS.Timeout | undefined
   let reported: BreakerState = 'closed'
 
   const state = (): BreakerState => {
@@ -63,10 +69,16 @@ export function withBreaker (inner: FusionProvider, options: BreakerOptions): Gu
       options.onStateChange?.(now)
     }
   }
-  policy.onBreak(() => { openedAt = Date.now(); report() })
+  policy.onBreak(() => {
+    openedAt = Date.now()
+    report()
+    // The state turns half-open with time alone; say so without waiting for the next call.
+    clearTimeout(halfOpenTimer)
+    halfOpenTimer = setTimeout(report, options.openMs).unref()
+  })
   policy.onHalfOpen(() => report())
-  // cockatiel closed the circuit after one success: the rest of the probation is ours.
-  policy.onReset(() => { probationLeft = Math.max(0, options.halfOpenSuccesses - 1); report() })
+  // cockatiel closed the circuit after its test call succeeded (counted as a probe in fuse): the rest of the probation is ours.
+  policy.onReset(() => { probationLeft = options.halfOpenSuccesses; report() })
 
   const unavailable = (): Error => fusionError('FUSION_UPSTREAM_UNAVAILABLE', {
     retryAfterSeconds: Math.max(1, Math.ceil((openedAt + options.openMs - Date.now()) / 1000))
@@ -77,7 +89,7 @@ export function withBreaker (inner: FusionProvider, options: BreakerOptions): Gu
     openedAt = Date.now()
     reopened = policy.isolate()
     report()
-    setTimeout(() => {
+    reopenTimer = setTimeout(() => {
       reopened?.dispose()
       reopened = undefined
       // Back from the second opening: the whole probation again.
@@ -86,21 +98,26 @@ export function withBreaker (inner: FusionProvider, options: BreakerOptions): Gu
     }, options.openMs).unref()
   }
 
+  /** Half-open, and a probe is already out: everyone else waits (fails fast). */
   function checkAvailable (): void {
-    if (state() === 'open' || (probationLeft > 0 && probeInFlight)) throw unavailable()
+    const now = state()
+    if (now === 'open' || (now === 'half-open' && probeInFlight)) throw unavailable()
   }
 
   return {
     describe: inner.describe,
     close: async () => {
-      reopened?.dispose()
+      clearTimeout(reopenTimer)
+      clearTimeout(halfOpenTimer)
+      reopened = undefined
       await inner.close()
     },
     checkAvailable,
     breakerState: state,
     async fuse (request, log) {
       checkAvailable()
-      const probing = probationLeft > 0
+      // One call at a time while half-open: cockatiel's own test call and the probation that follows.
+      const probing = state() === 'half-open'
       if (probing) probeInFlight = true
       try {
         const result = await policy.execute(async () => await inner.fuse(request, log))

@@ -48,13 +48,18 @@ export function withRetries (inner: GuardedProvider, options: RetryOptions): Ret
         }
       )
       let attempt = 0
+      let lastError: unknown
       policy.onRetry((event) => {
         const error = 'error' in event ? event.error : undefined
+        lastError = error
         log?.warn({ upstream: { retry: attempt, delayMs: Math.round(event.delay), code: isFusionError(error) ? error.code : undefined, upstreamCode: isFusionError(error) ? error.upstreamCode : undefined } }, 'retrying the upstream call')
         options.onRetry?.(error, attempt)
       })
       return await policy.execute(async ({ signal }) => {
         attempt++
+        // The client may have left during the back-off delay, which does not watch the signal.
+        request.signal?.throwIfAborted()
+        if (attempt > 1 && timeLeft() <= options.minRemainingMs) throw lastError
         // An open circuit fails at once, before a slot of the upstream budget is spent.
         inner.checkAvailable()
         await hooks?.beforeAttempt?.(signal)

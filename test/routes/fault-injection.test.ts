@@ -92,4 +92,16 @@ t.test('a client that leaves mid-upstream-call cancels the call', async (t) => {
   t.ok(upstreamClosed, 'the upstream connection was closed: the call was cancelled')
   t.equal(upstream.calls(), 1)
   t.equal(await retriesMade(url), 0)
+  const text = await (await request(`${url}/metrics`)).body.text()
+  t.match(text, /^fusion_http_requests_in_flight 1$/m, 'the abandoned request left the in-flight gauge (only the scrape is in flight)')
+})
+
+t.test('a result URL with characters outside ASCII is passed through as given', async (t) => {
+  const upstream = await misbehavingUpstream(t, (_q, response) => {
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ret: '0', img_url: 'https://cos.example/融合 结果/a.jpg' }))
+  })
+  const { url } = await startService(t, { ...serviceEnv, TENCENT_LEGACY_URL: upstream.url })
+  const reply = await fuseForm(url, photo)
+  t.equal(reply.status, 200)
+  t.equal(reply.json().imageUrl, 'https://cos.example/融合 结果/a.jpg')
 })

@@ -77,3 +77,37 @@ t.test('answers about the request itself never open the circuit', async (t) => {
   })
   for (let i = 0; i < 5; i++) t.equal((await fuseForm(url, fixture('orientation-1.jpg'))).status, 422, 'no face is the photo\'s problem, not the upstream\'s')
 })
+
+t.test('half-open lets one call through at a time; a crowd arriving then fails fast', async (t) => {
+  let healthy = false
+  let concurrent = 0
+  let maxConcurrent = 0
+  const upstream = createServer((incoming, response) => {
+    incoming.resume()
+    incoming.on('end', () => {
+      concurrent++
+      maxConcurrent = Math.max(maxConcurrent, concurrent)
+      setTimeout(() => {
+        concurrent--
+        if (healthy) response.writeHead(200, { 'content-type': 'application/json' }).end('{"ret":0,"img_url":"https://example.invalid/ok.jpg"}')
+        else response.writeHead(500).end()
+      }, 100)
+    })
+  })
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
+  const { url } = await startService(t, {
+    TENCENT_LEGACY_URL: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/fuseapi/face`,
+    UPSTREAM_RETRIES: '0', UPSTREAM_BREAKER_MIN_CALLS: '2', UPSTREAM_BREAKER_WINDOW: '2', UPSTREAM_BREAKER_OPEN_MS: '400', UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES: '2'
+  })
+  const photo = fixture('orientation-1.jpg')
+  await fuseForm(url, photo)
+  await fuseForm(url, photo)
+  healthy = true
+  maxConcurrent = 0
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const crowd = await Promise.all(Array.from({ length: 6 }, async () => (await fuseForm(url, photo)).status))
+  t.equal(maxConcurrent, 1, 'the upstream saw one probe at a time')
+  t.equal(crowd.filter((status) => status === 200).length, 1, 'one probe went through')
+  t.equal(crowd.filter((status) => status === 503).length, 5, 'the rest failed fast')
+})

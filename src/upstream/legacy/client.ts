@@ -57,7 +57,7 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
     const url = currentUrl()
     const started = performance.now()
     const timeoutMs = Math.min(options.timeoutMs, request.deadline !== undefined ? request.deadline - Date.now() : Infinity)
-    if (timeoutMs <= 0) throw fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: new Error('no time left before the request deadline') })
+    if (timeoutMs <= 0) throw byDeadline(fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: new Error('no time left before the request deadline') }))
     const deadline = AbortSignal.timeout(timeoutMs)
     const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline
     const { credentials } = options
@@ -81,6 +81,8 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
       return result
     } catch (error) {
       const mapped = classify(error, request.signal, deadline)
+      // Cut short by the request's own deadline, not by the upstream's slowness.
+      if (mapped.code === 'FUSION_UPSTREAM_TIMEOUT' && timeoutMs < options.timeoutMs) byDeadline(mapped)
       outcome.error = mapped.code
       if (mapped.upstreamCode !== undefined) outcome.ret = Number(mapped.upstreamCode)
       throw mapped
@@ -138,6 +140,12 @@ function legacyBody (credentials: LegacyCredentials, request: FusionRequest): Bu
 }
 
 const MAX_RETRY_AFTER_SECONDS = 60
+
+/** Marks a timeout the request's deadline caused: the circuit breaker does not blame the upstream for it. */
+function byDeadline (error: FusionError): FusionError {
+  error.byDeadline = true
+  return error
+}
 
 class ResponseTooLargeError extends Error {}
 
