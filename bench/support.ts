@@ -1,21 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type Server } from 'node:http'
-import { createServer } from 'node:net'
+import { freePort } from '../scripts/free-port.js'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import sharp from 'sharp'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
-}
 
 /** A 12 MP (4000×3000) phone-like JPEG of about 3 MB, made from the corpus photo. */
 export async function phonePhoto (): Promise<Buffer> {

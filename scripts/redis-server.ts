@@ -4,7 +4,8 @@
  * restart Redis on purpose.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
+import { freePort } from './free-port.js'
 
 export const REDIS_INSTALL_HINT =
   'redis-server was not found on PATH, and REDIS_URL is not set. The Redis tests need a real Redis server.\n' +
@@ -13,15 +14,6 @@ export const REDIS_INSTALL_HINT =
 
 export function redisServerAvailable (): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0
-}
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const address = probe.address()
-      probe.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
-    })
-  })
 }
 
 async function answersPing (port: number): Promise<boolean> {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
-import { ERROR_CATALOGUE, fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
+import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
 import { loggerOptions } from './logger.js'
 import imagePipelinePlugin from './plugins/image-pipeline.js'
 import metricsPlugin from './plugins/metrics.js'
@@ -92,11 +92,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     })
   })
 
-  app.setNotFoundHandler(async (request, reply) => {
-    const error = fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${request.url.split('?')[0]?.slice(0, 200) ?? ''}.` })
-    return await reply.code(404).send({
-      statusCode: 404, code: error.code, error: 'Not Found', message: error.message, requestId: request.id
-    })
+  // Through the error handler above, so a 404 has the same shape as every other error.
+  app.setNotFoundHandler(async (request) => {
+    throw fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${request.url.split('?')[0]?.slice(0, 200) ?? ''}.` })
   })
 
   await app.register(openapiPlugin)
@@ -128,4 +126,3 @@ function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
   return fusionError('FUSION_INTERNAL_ERROR', { cause: error })
 }
 
-export { ERROR_CATALOGUE }

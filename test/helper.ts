@@ -1,5 +1,8 @@
+import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -107,4 +110,96 @@ export function sharedRedisUrl (): string {
 /** A key prefix of the test's own, so tests sharing one Redis never see each other's counters. */
 export function redisPrefix (): string {
   return `test:${randomUUID()}:`
+}
+
+export interface StubCall {
+  /** 1 for the first call. */
+  number: number
+  request: IncomingMessage
+  body: Buffer
+}
+
+/**
+ * An upstream of the test's own on a free loopback port: `respond` sees each
+ * call once its body has arrived, and answers (or misbehaves) as the test
+ * needs. `onConnection` sees each raw connection first.
+ */
+export async function stubUpstream (
+  t: Teardown,
+  respond: (call: StubCall, response: ServerResponse) => void,
+  options: { onConnection?: (socket: Socket) => void } = {}
+): Promise<{ url: string, calls: StubCall[] }> {
+  const calls: StubCall[] = []
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = []
+    request.on('data', (chunk: Buffer) => chunks.push(chunk))
+    request.on('end', () => {
+      const call = { number: calls.length + 1, request, body: Buffer.concat(chunks) }
+      calls.push(call)
+      respond(call, response)
+    })
+  })
+  if (options.onConnection !== undefined) server.on('connection', options.onConnection)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  })
+  const { port } = server.address() as { port: number }
+  return { url: `http://127.0.0.1:${port}/fuseapi/face`, calls }
+}
+
+/** A JSON answer from a stub upstream. */
+export function answerJson (response: ServerResponse, body: unknown, status = 200, headers: Record<string, string> = {}): void {
+  response.writeHead(status, { 'content-type': 'application/json', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body))
+}
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+export interface RunningProcess {
+  exited: Promise<number | null>
+  /** Everything it wrote to stdout and stderr so far. */
+  output: () => string
+  kill: (signal: NodeJS.Signals) => void
+  /** Resolves once the output matches; fails after 20 s, or if the process exits first. */
+  waitFor: (pattern: RegExp) => Promise<void>
+}
+
+/**
+ * Runs one of the project's entry points (src/server.ts, src/emulator/server.ts)
+ * as a real process with exactly `env` (and PATH), killed at the end of the test.
+ */
+export function runProcess (t: Teardown, script: string, env: Record<string, string>): RunningProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, script)], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  t.teardown(() => { child.kill('SIGKILL') })
+  let output = ''
+  const listeners = new Set<() => void>()
+  const collect = (chunk: Buffer): void => { output += String(chunk); listeners.forEach((listener) => listener()) }
+  child.stdout.on('data', collect)
+  child.stderr.on('data', collect)
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code); listeners.forEach((listener) => listener()) }))
+  return {
+    exited,
+    output: () => output,
+    kill: (signal) => child.kill(signal),
+    waitFor: async (pattern) => await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => finish(new Error(`timed out waiting for ${String(pattern)}; output:\n${output}`)), 20_000)
+      const finish = (error?: Error): void => {
+        clearTimeout(timer)
+        listeners.delete(check)
+        if (error !== undefined) reject(error)
+        else resolve()
+      }
+      const check = (): void => {
+        if (pattern.test(output)) finish()
+        else if (child.exitCode !== null) finish(new Error(`exited (${child.exitCode}) before ${String(pattern)}; output:\n${output}`))
+      }
+      listeners.add(check)
+      check()
+    })
+  }
 }

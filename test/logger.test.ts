@@ -1,8 +1,6 @@
 import t from 'tap'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
-import { fixture, fuseForm, startService } from './helper.js'
+import { answerJson, fixture, fuseForm, startService, stubUpstream } from './helper.js'
 
 /** Collects every log line the service writes. */
 function captureLogs (): { stream: Writable, text: () => string, lines: () => Array<Record<string, unknown>> } {
@@ -18,18 +16,11 @@ t.test('no secret, signature, API key or image data reaches a log line', async (
   // An upstream of the test's own records exactly what the service signed and sent.
   let authorization = ''
   let imgData = ''
-  const upstream = createServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      authorization = String(request.headers.authorization)
-      imgData = JSON.parse(Buffer.concat(chunks).toString()).img_data
-      response.writeHead(200, { 'content-type': 'application/json' })
-      response.end(JSON.stringify({ ret: 0, img_base64: Buffer.from('fused picture bytes').toString('base64') }))
-    })
+  const upstream = await stubUpstream(t, ({ request, body }, response) => {
+    authorization = String(request.headers.authorization)
+    imgData = JSON.parse(body.toString()).img_data
+    answerJson(response, { ret: 0, img_base64: Buffer.from('fused picture bytes').toString('base64') })
   })
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => upstream.close())
 
   const secretKey = 'sEcReT-kEy-that-must-never-be-logged'
   const logs = captureLogs()
@@ -39,7 +30,7 @@ t.test('no secret, signature, API key or image data reaches a log line', async (
     TENCENT_UIN: '100000000002',
     TENCENT_SECRET_ID: 'secret-id-of-the-operator',
     TENCENT_SECRET_KEY: secretKey,
-    TENCENT_LEGACY_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/fuseapi/face`
+    TENCENT_LEGACY_URL: upstream.url
   }, { logStream: logs.stream })
 
   const photo = fixture('face.jpg')

@@ -76,9 +76,14 @@ export async function normalizeImage (input: Buffer, policy: ImagePolicy): Promi
   const fitted = first.jpeg.length <= policy.maxBytes ? first : await reencodeWithinBudget(first.jpeg, policy)
   return {
     ...fitted,
-    inputFormat: metadata.format === 'heif' ? 'avif' : metadata.format ?? 'unknown',
+    inputFormat: formatName(metadata),
     bytesIn: input.length
   }
+}
+
+/** sharp calls AVIF "heif"; HEVC-coded HEIF is refused before this is asked. */
+function formatName (metadata: Metadata): string {
+  return metadata.format === 'heif' ? 'avif' : metadata.format ?? 'unknown'
 }
 
 async function readHeader (input: Buffer, policy: ImagePolicy): Promise<Metadata> {
@@ -92,7 +97,7 @@ async function readHeader (input: Buffer, policy: ImagePolicy): Promise<Metadata
   if (metadata.format === 'heif' && metadata.compression === 'hevc') {
     throw fusionError('FUSION_HEIC_UNSUPPORTED', { format: 'heic' })
   }
-  if ((metadata.pages ?? 1) > 1) throw fusionError('FUSION_ANIMATED_IMAGE', { format: metadata.format === 'heif' ? 'avif' : metadata.format })
+  if ((metadata.pages ?? 1) > 1) throw fusionError('FUSION_ANIMATED_IMAGE', { format: formatName(metadata) })
   const { width = 0, height = 0 } = metadata
   if (width * height > policy.maxInputPixels) {
     throw fusionError('FUSION_IMAGE_TOO_MANY_PIXELS', {

@@ -29,8 +29,6 @@ export interface FusionInput {
   image: Buffer
 }
 
-export const TEXT_FIELDS = new Set(['project_id', 'model_id', 'rsp_img_type'])
-
 const ajv = new Ajv({ allErrors: false, strict: true })
 const validateFields = ajv.compile<FusionFields>(FusionFieldsSchema)
 

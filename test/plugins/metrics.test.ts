@@ -1,8 +1,7 @@
 import t from 'tap'
-import { createServer } from 'node:http'
 import { request } from 'undici'
-import { freePort } from '../../scripts/redis-server.js'
-import { fixture, fuseForm, startService } from '../helper.js'
+import { freePort } from '../../scripts/free-port.js'
+import { answerJson, fixture, fuseForm, startService, stubUpstream } from '../helper.js'
 
 async function scrape (url: string, headers: Record<string, string> = {}): Promise<{ status: number, text: string }> {
   const reply = await request(`${url}/metrics`, { headers })
@@ -33,17 +32,8 @@ t.test('/metrics counts requests, upstream calls and the image pipeline', async 
 })
 
 t.test('retries and upstream codes are counted', async (t) => {
-  let calls = 0
-  const upstream = createServer((incoming, response) => {
-    incoming.resume()
-    incoming.on('end', () => {
-      calls++
-      response.writeHead(200, { 'content-type': 'application/json' }).end(calls === 1 ? '{"ret":-5}' : '{"ret":0,"img_url":"https://example.invalid/a.jpg"}')
-    })
-  })
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
-  const { url } = await startService(t, { TENCENT_LEGACY_URL: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/fuseapi/face`, UPSTREAM_RETRY_DELAY_MS: '10' })
+  const upstream = await stubUpstream(t, ({ number }, response) => answerJson(response, number === 1 ? { ret: -5 } : { ret: 0, img_url: 'https://example.invalid/a.jpg' }))
+  const { url } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, UPSTREAM_RETRY_DELAY_MS: '10' })
   t.equal((await fuseForm(url, fixture('orientation-1.jpg'))).status, 200)
   const { text } = await scrape(url)
   t.equal(value(text, 'fusion_upstream_retries_total{provider="legacy",code="-5"}'), 1)

@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { connect } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { connect, type Socket } from 'node:net'
 import { request } from 'undici'
-import { freePort } from '../../scripts/redis-server.js'
-import { fixture, fuseForm, multipart, startService } from '../helper.js'
+import { freePort } from '../../scripts/free-port.js'
+import { fixture, fuseForm, multipart, startService, stubUpstream } from '../helper.js'
 
 /**
  * Faults of the upstream and of the client, over real HTTP through the whole
@@ -12,16 +12,9 @@ import { fixture, fuseForm, multipart, startService } from '../helper.js'
  */
 type Behaviour = (request: IncomingMessage, response: ServerResponse) => void
 
-async function misbehavingUpstream (t: Test, behaviour: Behaviour, onConnection?: (socket: import('node:net').Socket) => void): Promise<{ url: string, calls: () => number }> {
-  let calls = 0
-  const server = createServer((incoming, response) => {
-    incoming.resume()
-    incoming.on('end', () => { calls++; behaviour(incoming, response) })
-  })
-  if (onConnection !== undefined) server.on('connection', onConnection)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { server.closeAllConnections(); server.close() })
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/fuseapi/face`, calls: () => calls }
+async function misbehavingUpstream (t: Test, behaviour: Behaviour, onConnection?: (socket: Socket) => void): Promise<{ url: string, calls: () => number }> {
+  const upstream = await stubUpstream(t, ({ request }, response) => behaviour(request, response), onConnection !== undefined ? { onConnection } : {})
+  return { url: upstream.url, calls: () => upstream.calls.length }
 }
 
 async function retriesMade (serviceUrl: string): Promise<number> {
@@ -32,7 +25,7 @@ async function retriesMade (serviceUrl: string): Promise<number> {
 const photo = fixture('orientation-1.jpg')
 const serviceEnv = { UPSTREAM_TIMEOUT_MS: '600', UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_DELAY_MS: '10', UPSTREAM_MAX_RESPONSE_BYTES: '1048576' }
 
-const cases: Array<{ name: string, behaviour?: Behaviour, onConnection?: (socket: import('node:net').Socket) => void, status: number, code: string, retries: number }> = [
+const cases: Array<{ name: string, behaviour?: Behaviour, onConnection?: (socket: Socket) => void, status: number, code: string, retries: number }> = [
   { name: 'upstream timeout', behaviour: () => { /* never answers */ }, status: 504, code: 'FUSION_UPSTREAM_TIMEOUT', retries: 0 },
   { name: 'connection reset before the request was written', onConnection: (socket) => { socket.destroy() }, status: 502, code: 'FUSION_UPSTREAM_UNREACHABLE', retries: 0 },
   { name: 'connection reset after the request was written', behaviour: (incoming) => { incoming.socket.destroy() }, status: 502, code: 'FUSION_UPSTREAM_UNREACHABLE', retries: 0 },

@@ -1,10 +1,7 @@
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { fixture, multipart, type Part } from '../helper.js'
+import { freePort } from '../../scripts/free-port.js'
+import { fixture, multipart, runProcess, type Part } from '../helper.js'
 
 /**
  * A bounded, seeded fuzz run against the real server process: valid photos and
@@ -14,7 +11,6 @@ import { fixture, multipart, type Part } from '../helper.js'
  */
 const seed = Number(process.env.FUZZ_SEED ?? 20261125)
 const cases = Number(process.env.FUZZ_CASES ?? 160)
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 /** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
 function prng (state: number): () => number {
@@ -82,33 +78,12 @@ const bodyMutations: Record<string, (body: Buffer, boundary: string) => { body: 
   lyingContentType: (body) => ({ body, contentType: pick(['application/json', 'text/plain', 'image/jpeg', 'multipart/mixed; boundary=x']) })
 }
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
-}
-
 t.test(`fuzzing POST /fuse (seed ${seed}, ${cases} cases)`, async (t) => {
   const port = await freePort()
-  const server = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'server.ts')], {
-    cwd: root,
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
+  const server = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000' })
   let exited: number | null | undefined
-  server.on('exit', (code) => { exited = code })
-  let output = ''
-  server.stdout.on('data', (chunk: Buffer) => { output += String(chunk) })
-  server.stderr.on('data', (chunk: Buffer) => { output += String(chunk) })
-  t.teardown(() => { server.kill('SIGKILL') })
-  const started = Date.now()
-  while (!output.includes('EMULATOR MODE')) {
-    if (Date.now() - started > 20_000 || exited !== undefined) throw new Error(`server did not start:\n${output}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
+  void server.exited.then((code) => { exited = code })
+  await server.waitFor(/EMULATOR MODE/)
 
   const outcomes: Record<string, number> = {}
   const failures: string[] = []
@@ -156,5 +131,5 @@ t.test(`fuzzing POST /fuse (seed ${seed}, ${cases} cases)`, async (t) => {
   const health = await request(`http://127.0.0.1:${port}/healthz`)
   t.equal(health.statusCode, 200, 'and still answers')
   await health.body.dump()
-  t.notMatch(output, /"level":(50|60)/, 'nothing was logged as an error')
+  t.notMatch(server.output(), /"level":(50|60)/, 'nothing was logged as an error')
 })

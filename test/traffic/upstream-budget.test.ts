@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { createUpstreamBudget, type BudgetOptions } from '../../src/traffic/upstream-budget.js'
-import { freePort } from '../../scripts/redis-server.js'
+import { freePort } from '../../scripts/free-port.js'
 import { redisPrefix, sharedRedisUrl } from '../helper.js'
 
 function redisClient (t: { teardown: (fn: () => unknown) => void }, url = sharedRedisUrl()): Redis {

@@ -1,23 +1,16 @@
 import t from 'tap'
-import { createServer } from 'node:http'
 import { request } from 'undici'
-import { fixture, fuseForm, startService } from '../helper.js'
+import { answerJson, fixture, fuseForm, startService, stubUpstream } from '../helper.js'
 
 t.test('the breaker opens after a minimum volume of failures, fails fast, and needs several successes to close', async (t) => {
   let healthy = false
-  let calls = 0
-  const upstream = createServer((incoming, response) => {
-    incoming.resume()
-    incoming.on('end', () => {
-      calls++
-      if (healthy) response.writeHead(200, { 'content-type': 'application/json' }).end('{"ret":0,"img_url":"https://example.invalid/ok.jpg"}')
-      else response.writeHead(500, { 'content-type': 'text/html' }).end('<h1>500 Internal Server Error</h1>')
-    })
+  const upstream = await stubUpstream(t, (_call, response) => {
+    if (healthy) answerJson(response, { ret: 0, img_url: 'https://example.invalid/ok.jpg' })
+    else response.writeHead(500, { 'content-type': 'text/html' }).end('<h1>500 Internal Server Error</h1>')
   })
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
+  const calls = (): number => upstream.calls.length
   const { url } = await startService(t, {
-    TENCENT_LEGACY_URL: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/fuseapi/face`,
+    TENCENT_LEGACY_URL: upstream.url,
     UPSTREAM_RETRIES: '0',
     UPSTREAM_BREAKER_MIN_CALLS: '4',
     UPSTREAM_BREAKER_WINDOW: '4',
@@ -33,13 +26,13 @@ t.test('the breaker opens after a minimum volume of failures, fails fast, and ne
 
   for (let i = 0; i < 3; i++) t.equal((await fuseForm(url, photo)).status, 502, `failure ${i + 1} below the minimum volume: still calling`)
   t.equal((await fuseForm(url, photo)).status, 502)
-  t.equal(calls, 4)
+  t.equal(calls(), 4)
 
   const fast = await fuseForm(url, photo)
   t.equal(fast.status, 503)
   t.match(fast.json(), { code: 'FUSION_UPSTREAM_UNAVAILABLE' })
   t.ok(Number(fast.headers['retry-after']) >= 1, 'with Retry-After')
-  t.equal(calls, 4, 'the open circuit made no call')
+  t.equal(calls(), 4, 'the open circuit made no call')
   t.match(await readiness(), { status: 503, body: { status: 'not ready', upstreamBreaker: 'open' } })
 
   healthy = true
@@ -59,20 +52,15 @@ t.test('the breaker opens after a minimum volume of failures, fails fast, and ne
   healthy = false
   t.equal((await fuseForm(url, photo)).status, 502, 'probe 2 fails')
   t.match(await readiness(), { status: 503, body: { upstreamBreaker: 'open' } }, 'a failure on probation re-opens the circuit')
-  const callsBefore = calls
+  const callsBefore = calls()
   t.equal((await fuseForm(url, photo)).status, 503)
-  t.equal(calls, callsBefore, 'and calls fail fast again')
+  t.equal(calls(), callsBefore, 'and calls fail fast again')
 })
 
 t.test('answers about the request itself never open the circuit', async (t) => {
-  const upstream = createServer((incoming, response) => {
-    incoming.resume()
-    incoming.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end('{"ret":1000}'))
-  })
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
+  const upstream = await stubUpstream(t, (_call, response) => answerJson(response, { ret: 1000 }))
   const { url } = await startService(t, {
-    TENCENT_LEGACY_URL: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/fuseapi/face`,
+    TENCENT_LEGACY_URL: upstream.url,
     UPSTREAM_BREAKER_MIN_CALLS: '2', UPSTREAM_BREAKER_WINDOW: '2'
   })
   for (let i = 0; i < 5; i++) t.equal((await fuseForm(url, fixture('orientation-1.jpg'))).status, 422, 'no face is the photo\'s problem, not the upstream\'s')
@@ -82,22 +70,17 @@ t.test('half-open lets one call through at a time; a crowd arriving then fails f
   let healthy = false
   let concurrent = 0
   let maxConcurrent = 0
-  const upstream = createServer((incoming, response) => {
-    incoming.resume()
-    incoming.on('end', () => {
-      concurrent++
-      maxConcurrent = Math.max(maxConcurrent, concurrent)
-      setTimeout(() => {
-        concurrent--
-        if (healthy) response.writeHead(200, { 'content-type': 'application/json' }).end('{"ret":0,"img_url":"https://example.invalid/ok.jpg"}')
-        else response.writeHead(500).end()
-      }, 100)
-    })
+  const upstream = await stubUpstream(t, (_call, response) => {
+    concurrent++
+    maxConcurrent = Math.max(maxConcurrent, concurrent)
+    setTimeout(() => {
+      concurrent--
+      if (healthy) answerJson(response, { ret: 0, img_url: 'https://example.invalid/ok.jpg' })
+      else response.writeHead(500).end()
+    }, 100)
   })
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
   const { url } = await startService(t, {
-    TENCENT_LEGACY_URL: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/fuseapi/face`,
+    TENCENT_LEGACY_URL: upstream.url,
     UPSTREAM_RETRIES: '0', UPSTREAM_BREAKER_MIN_CALLS: '2', UPSTREAM_BREAKER_WINDOW: '2', UPSTREAM_BREAKER_OPEN_MS: '400', UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES: '2'
   })
   const photo = fixture('orientation-1.jpg')

@@ -1,34 +1,15 @@
-import t, { type Test } from 'tap'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import t from 'tap'
 import { Writable } from 'node:stream'
-import { freePort } from '../../scripts/redis-server.js'
-import { fixture, fuseForm, startService } from '../helper.js'
+import { freePort } from '../../scripts/free-port.js'
+import { answerJson, fixture, fuseForm, startService, stubUpstream } from '../helper.js'
 
-type Script = (call: number, request: IncomingMessage, response: ServerResponse) => void
+type Script = Parameters<typeof stubUpstream>[1]
 
-/** An upstream of the test's own that answers call n as the script says, and records each call. */
-async function scriptedUpstream (t: Test, script: Script): Promise<{ url: string, calls: Array<{ authorization: string }> }> {
-  const calls: Array<{ authorization: string }> = []
-  const server = createServer((request, response) => {
-    request.resume()
-    request.on('end', () => {
-      calls.push({ authorization: String(request.headers.authorization) })
-      script(calls.length, request, response)
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { server.closeAllConnections(); server.close() })
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/fuseapi/face`, calls }
-}
-
-const answer = (response: ServerResponse, body: Record<string, unknown>): void => {
-  response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body))
-}
 const success = { ret: '0', img_url: 'https://example.invalid/fused.jpg' }
 const photo = fixture('orientation-1.jpg')
 
 t.test('a transient upstream fault is retried once, and the retry succeeds', async (t) => {
-  const upstream = await scriptedUpstream(t, (call, _q, response) => answer(response, call === 1 ? { ret: -5 } : success))
+  const upstream = await stubUpstream(t, ({ number }, response) => answerJson(response, number === 1 ? { ret: -5 } : success))
   const { url } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, UPSTREAM_RETRY_DELAY_MS: '10' })
   const reply = await fuseForm(url, photo)
   t.equal(reply.status, 200)
@@ -36,15 +17,15 @@ t.test('a transient upstream fault is retried once, and the retry succeeds', asy
 })
 
 t.test('an expired signature is re-signed and retried', async (t) => {
-  const upstream = await scriptedUpstream(t, (call, _q, response) => answer(response, call === 1 ? { ret: '-7' } : success))
+  const upstream = await stubUpstream(t, ({ number }, response) => answerJson(response, number === 1 ? { ret: '-7' } : success))
   const { url } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, UPSTREAM_RETRY_DELAY_MS: '10' })
   t.equal((await fuseForm(url, photo)).status, 200)
   t.equal(upstream.calls.length, 2)
-  t.not(upstream.calls[0]!.authorization, upstream.calls[1]!.authorization, 'the retry carries a fresh signature')
+  t.not(upstream.calls[0]!.request.headers.authorization, upstream.calls[1]!.request.headers.authorization, 'the retry carries a fresh signature')
 })
 
 t.test('retries are bounded', async (t) => {
-  const upstream = await scriptedUpstream(t, (_call, _q, response) => answer(response, { ret: -20005 }))
+  const upstream = await stubUpstream(t, (_call, response) => answerJson(response, { ret: -20005 }))
   const { url } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_DELAY_MS: '10' })
   const reply = await fuseForm(url, photo)
   t.match({ status: reply.status, ...reply.json() }, { status: 502, code: 'FUSION_UPSTREAM_FAILED', upstreamCode: '-20005' })
@@ -53,14 +34,14 @@ t.test('retries are bounded', async (t) => {
 
 t.test('what may have been billed or fused is never sent twice', async (t) => {
   const cases: Array<[string, Script, number, string]> = [
-    ['frequency control', (_c, _q, response) => answer(response, { ret: -2012 }), 429, 'FUSION_RATE_LIMITED'],
-    ['no face (billed)', (_c, _q, response) => answer(response, { ret: 1000 }), 422, 'FUSION_NO_FACE'],
-    ['a reset after the request was received', (_c, request) => { request.socket.destroy() }, 502, 'FUSION_UPSTREAM_UNREACHABLE'],
-    ['an HTML 500 page', (_c, _q, response) => { response.writeHead(500, { 'content-type': 'text/html' }).end('<h1>500</h1>') }, 502, 'FUSION_UPSTREAM_BAD_RESPONSE'],
+    ['frequency control', (_c, response) => answerJson(response, { ret: -2012 }), 429, 'FUSION_RATE_LIMITED'],
+    ['no face (billed)', (_c, response) => answerJson(response, { ret: 1000 }), 422, 'FUSION_NO_FACE'],
+    ['a reset after the request was received', ({ request }) => { request.socket.destroy() }, 502, 'FUSION_UPSTREAM_UNREACHABLE'],
+    ['an HTML 500 page', (_c, response) => { response.writeHead(500, { 'content-type': 'text/html' }).end('<h1>500</h1>') }, 502, 'FUSION_UPSTREAM_BAD_RESPONSE'],
     ['no answer in time', () => { /* silent */ }, 504, 'FUSION_UPSTREAM_TIMEOUT']
   ]
   for (const [name, script, status, code] of cases) {
-    const upstream = await scriptedUpstream(t, script)
+    const upstream = await stubUpstream(t, script)
     const { url } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_DELAY_MS: '10', UPSTREAM_TIMEOUT_MS: '500', UPSTREAM_BACKOFF_MS: '0' })
     const reply = await fuseForm(url, photo)
     t.match({ status: reply.status, code: reply.json().code }, { status, code }, name)
@@ -81,7 +62,7 @@ t.test('a connection that was never made is retried', async (t) => {
 })
 
 t.test('the request deadline bounds the upstream call', async (t) => {
-  const upstream = await scriptedUpstream(t, () => { /* never answers */ })
+  const upstream = await stubUpstream(t, () => { /* never answers */ })
   const { url } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, REQUEST_DEADLINE_MS: '1000', UPSTREAM_TIMEOUT_MS: '15000' })
   const started = Date.now()
   const reply = await fuseForm(url, photo)

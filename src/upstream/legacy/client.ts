@@ -1,5 +1,5 @@
-import { Pool, errors as undiciErrors } from 'undici'
-import { fusionError, type FusionError } from '../../errors.js'
+import { Pool } from 'undici'
+import { fusionError, isFusionError, type FusionError } from '../../errors.js'
 import type { LegacyCredentials } from '../../config.js'
 import type { FusionProvider, FusionRequest, FusionResult, UpstreamLogger } from '../provider.js'
 import { signLegacyNow } from './sign.js'
@@ -230,25 +230,21 @@ function failWith (code: FusionError['code'], upstreamCode: string, retryAfterSe
 }
 
 function classify (error: unknown, clientSignal: AbortSignal | undefined, deadline: AbortSignal): FusionError {
-  if (typeof error === 'object' && error !== null && 'statusCode' in error && 'code' in error &&
-    String((error as { code: unknown }).code).startsWith('FUSION_')) {
-    return error as FusionError
-  }
+  if (isFusionError(error)) return error
   if (error instanceof ResponseTooLargeError) {
     return fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error('response over UPSTREAM_MAX_RESPONSE_BYTES') })
   }
   if (clientSignal?.aborted === true) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
-  const code = (error as { code?: unknown })?.code
-  const notSent = typeof code === 'string' && NOT_SENT_CODES.has(code)
+  // undici and Node name failures by `code`; a connect failure surfaces wrapped in some Node versions.
+  const code = codeOf(error) ?? codeOf((error as { cause?: unknown } | null)?.cause)
+  const notSent = code !== undefined && NOT_SENT_CODES.has(code)
   if (deadline.aborted && !notSent) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error })
-  if (error instanceof undiciErrors.UndiciError || typeof code === 'string') {
-    if (typeof code === 'string' && TIMEOUT_CODES.has(code)) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error, retryable: notSent })
-    if (typeof code === 'string' && (UNREACHABLE_CODES.has(code) || notSent)) return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error, retryable: notSent })
-  }
-  // A connect failure surfaces wrapped in some Node versions; look one level down.
-  const causeCode = (error as { cause?: { code?: unknown } })?.cause?.code
-  if (typeof causeCode === 'string' && (UNREACHABLE_CODES.has(causeCode) || NOT_SENT_CODES.has(causeCode))) {
-    return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error, retryable: NOT_SENT_CODES.has(causeCode) })
-  }
+  if (code !== undefined && TIMEOUT_CODES.has(code)) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error, retryable: notSent })
+  if (code !== undefined && (UNREACHABLE_CODES.has(code) || notSent)) return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error, retryable: notSent })
   return fusionError('FUSION_INTERNAL_ERROR', { cause: error })
+}
+
+function codeOf (error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null | undefined)?.code
+  return typeof code === 'string' ? code : undefined
 }

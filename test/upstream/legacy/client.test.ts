@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { freePort } from '../../../scripts/free-port.js'
+import { stubUpstream } from '../../helper.js'
 import { EMULATOR_ACCOUNT } from '../../../src/emulator/accounts.js'
 import { verifyLegacySignature } from '../../../src/emulator/verify-signature.js'
 import { createLegacyClient, type LegacyClientOptions } from '../../../src/upstream/legacy/client.js'
@@ -10,17 +11,7 @@ type Handler = (request: IncomingMessage, response: ServerResponse, body: Buffer
 
 /** A small upstream of the test's own, misbehaving as told. */
 async function upstream (t: Test, handler: Handler): Promise<string> {
-  const server = createServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => handler(request, response, Buffer.concat(chunks)))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/fuseapi/face`
+  return (await stubUpstream(t, ({ request, body }, response) => handler(request, response, body))).url
 }
 
 function client (t: Test, url: string, overrides: Partial<LegacyClientOptions> = {}): FusionProvider {
@@ -117,13 +108,8 @@ t.test('an upstream that never answers is a 504 within the deadline', async (t) 
 })
 
 t.test('an unreachable upstream is a 502', async (t) => {
-  // Bind a port, then free it: nothing listens there any more.
-  const url = await new Promise<string>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo
-      server.close(() => resolve(`http://127.0.0.1:${port}/fuseapi/face`))
-    })
-  })
+  // A port that was free a moment ago: nothing listens there.
+  const url = `http://127.0.0.1:${await freePort()}/fuseapi/face`
   await t.rejects(client(t, url).fuse(call), { code: 'FUSION_UPSTREAM_UNREACHABLE', statusCode: 502 })
 
   const reset = await upstream(t, (request) => { request.socket.destroy() })
