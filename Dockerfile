@@ -13,8 +13,8 @@ RUN npm run build && npm prune --omit=dev
 # --- runtime: the current Node LTS, non-root, jemalloc -----------------------------
 FROM node:24-bookworm-slim
 # glibc's allocator keeps sharp's freed buffers as RSS; jemalloc with a
-# background thread and a short decay returns them (bench/memory.ts: after a
-# 50-upload burst, 87 MiB instead of glibc's 190 MiB 15 s later).
+# background thread and a short decay returns them within a second of V8
+# freeing them (bench/memory.ts; see the README's performance section).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* \

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
 import { createMetrics, type Metrics } from '../metrics.js'
 
@@ -26,9 +27,15 @@ export default fp<{ config: Config }>(async (app, { config }) => {
   const metrics = createMetrics()
   app.decorate('metrics', metrics)
 
-  // Decremented once, whether the request ends with an answer or with the client leaving.
+  // Each request is recorded once: with its status when answered, as 499 when its client left first.
   const inFlight = new WeakSet<object>()
-  const done = (request: object): void => { if (inFlight.delete(request)) metrics.httpInFlight.dec() }
+  const finish = (request: FastifyRequest, status: number): void => {
+    if (!inFlight.delete(request)) return
+    metrics.httpInFlight.dec()
+    const labels = { route: request.routeOptions.url ?? 'unmatched', method: request.method, status: String(status) }
+    metrics.httpRequests.inc(labels)
+    metrics.httpDuration.observe(labels, (performance.now() - (request[started] ?? performance.now())) / 1000)
+  }
   // The in-process emulator stands in for the remote upstream: its requests are not the service's.
   const counted = (url: string): boolean => !url.startsWith('/emulator/')
   app.addHook('onRequest', async (request, reply) => {
@@ -36,18 +43,9 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     request[started] = performance.now()
     inFlight.add(request)
     metrics.httpInFlight.inc()
-    // 'close' comes for every request, answered or abandoned after its body was read.
-    reply.raw.once('close', () => done(request))
+    reply.raw.once('close', () => { if (!reply.raw.writableFinished) finish(request, 499) })
   })
-  app.addHook('onResponse', async (request, reply) => {
-    if (!counted(request.url)) return
-    done(request)
-    const labels = { route: request.routeOptions.url ?? 'unmatched', method: request.method, status: String(reply.statusCode) }
-    metrics.httpRequests.inc(labels)
-    metrics.httpDuration.observe(labels, (performance.now() - (request[started] ?? performance.now())) / 1000)
-  })
-  // A request whose client left never reaches onResponse.
-  app.addHook('onRequestAbort', async (request) => { done(request) })
+  app.addHook('onResponse', async (request, reply) => { finish(request, reply.statusCode) })
 
   const authorized = (header: string | undefined): boolean => {
     if (config.METRICS_TOKEN === undefined) return true

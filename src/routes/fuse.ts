@@ -129,6 +129,8 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       input = await readMultipartInput(request, config.MAX_UPLOAD_BYTES)
     } else if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
       input = readJsonInput(request.body, config.MAX_UPLOAD_BYTES)
+      // The parsed body still holds the photo as base64: let it go with the upload.
+      request.body = null
     } else {
       // Fastify parses text/plain by default; this route takes only forms and JSON.
       throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')

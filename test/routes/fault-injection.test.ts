@@ -87,6 +87,7 @@ t.test('a client that leaves mid-upstream-call cancels the call', async (t) => {
   t.equal(await retriesMade(url), 0)
   const text = await (await request(`${url}/metrics`)).body.text()
   t.match(text, /^fusion_http_requests_in_flight 1$/m, 'the abandoned request left the in-flight gauge (only the scrape is in flight)')
+  t.match(text, /^fusion_http_requests_total\{route="\/fuse",method="POST",status="499"\} 1$/m, 'and is counted as 499')
 })
 
 t.test('a result URL with characters outside ASCII is passed through as given', async (t) => {
