@@ -1,15 +1,18 @@
-import { randomUUID } from 'node:crypto'
 import sharp from 'sharp'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify'
 import { EMULATOR_ACCOUNT } from './accounts.js'
+import { registerApi3 } from './api3.js'
+import { frequencyControl } from './frequency-control.js'
+import { emulatorUrl, ResultStore } from './result-store.js'
 import { verifyLegacySignature } from './verify-signature.js'
-import { findProject, findTemplate, modelExists, type FaceSlot, type Template } from './templates.js'
+import { findLegacyProject, findTemplate, modelExists, type FaceSlot, type Template } from './templates.js'
 import { blendIntoTemplate, looksFaceless } from './blend.js'
 
 /**
  * A stand-in for `POST aiconsole.cloud.tencent.com/fuseapi/face`, faithful to
  * the documented protocol: signature checked, fields and limits enforced,
  * documented `ret` codes and messages, results served at the URLs it returns.
+ * It also speaks API 3.0 at `POST /` (api3.ts).
  *
  * Tests reach every other code through the material id `emulator_ret_<code>`
  * (in any known activity), and the frequency control through `qps`.
@@ -19,7 +22,10 @@ export interface EmulatorOptions {
   retType?: 'string' | 'number'
   /** Where a base64 result goes: the 2018-11 example uses img_base64, older tables img_url. Default 'img_base64'. */
   base64Field?: 'img_base64' | 'img_url'
-  /** Requests per second allowed per appid and activity; 0 turns frequency control off. Default 0. */
+  /**
+   * Requests per second allowed per activity and caller (appid on the legacy route, SecretId on
+   * API 3.0's fusion actions); 0 turns frequency control off. Default 0.
+   */
   qps?: number
   /** Milliseconds; injectable for tests. */
   clock?: () => number
@@ -29,6 +35,10 @@ export interface EmulatorOptions {
   onPhoto?: (photo: Buffer) => void
   /** Sees every `ret` the emulator answers with: lets tests count frequency-control rejections. */
   onAnswer?: (ret: number) => void
+  /** Sees every API 3.0 request before any check, with the exact body bytes: lets tests compare signatures. */
+  onV3Request?: (request: { headers: Record<string, string | string[] | undefined>, body: Buffer }) => void
+  /** Sees every API 3.0 answer: `Response.Error.Code`, or 'OK' for success. */
+  onV3Answer?: (code: string) => void
 }
 
 export const LEGACY_BODY_LIMIT_BYTES = 6 * 1024 * 1024
@@ -90,9 +100,8 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
   const base64Field = options.base64Field ?? 'img_base64'
   const qps = options.qps ?? 0
   const clock = options.clock ?? Date.now
-  const maxStored = options.maxStoredResults ?? 256
-  const results = new Map<string, Buffer>()
-  const recentCalls = new Map<string, number[]>()
+  const results = new ResultStore(options.maxStoredResults ?? 256)
+  const overQps = frequencyControl(qps, clock)
 
   const answer = (reply: FastifyReply, ret: number, extra: Record<string, unknown> = {}, status = 200): FastifyReply => {
     options.onAnswer?.(ret)
@@ -104,9 +113,10 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
   }
 
   // The upstream reads the raw body itself: a wrong Content-Type is its own
-  // code (-2100), not a framework 415, and a non-JSON body is -20006.
+  // code (-2100), not a framework 415, and a non-JSON body is -20006. Bytes,
+  // not text: API 3.0 signs the exact body (its route raises the limit to 10 MB).
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: LEGACY_BODY_LIMIT_BYTES }, (_request, body, done) => {
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: LEGACY_BODY_LIMIT_BYTES }, (_request, body, done) => {
     done(null, body)
   })
 
@@ -116,24 +126,6 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
     app.log.error({ err: error }, 'emulator fault')
     return answer(reply, -20005, {}, 500)
   })
-
-  function overQps (appId: string, projectId: string): boolean {
-    if (qps <= 0) return false
-    const key = `${appId}/${projectId}`
-    const now = clock()
-    const calls = (recentCalls.get(key) ?? []).filter((at) => now - at < 1000)
-    const limited = calls.length >= qps
-    if (!limited) calls.push(now)
-    recentCalls.set(key, calls)
-    return limited
-  }
-
-  function store (image: Buffer): string {
-    const id = randomUUID()
-    results.set(id, image)
-    while (results.size > maxStored) results.delete(results.keys().next().value as string)
-    return id
-  }
 
   app.post('/fuseapi/face', async (request, reply) => {
     const verdict = verifyLegacySignature(
@@ -148,7 +140,7 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
 
     let body: unknown
     try {
-      body = JSON.parse(String(request.body ?? ''))
+      body = JSON.parse(Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '')
     } catch {
       return answer(reply, -20006)
     }
@@ -171,10 +163,10 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
 
     const projectId = text('project_id')
     const modelId = text('model_id')
-    const project = findProject(projectId)
+    const project = findLegacyProject(projectId)
     if (project === undefined) return answer(reply, -2103)
     // Counted per known activity only, so random ids cannot grow the counters.
-    if (overQps(verdict.appId, projectId)) return answer(reply, -20004)
+    if (overQps(`${verdict.appId}/${projectId}`)) return answer(reply, -20004)
     if (project.requiresApi3) return answer(reply, -20013)
 
     const forced = FORCED_RET.exec(modelId)
@@ -192,10 +184,10 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
     const fused = await blendIntoTemplate(checked, template as Template & { slot: FaceSlot })
     if (rspImgType === 'base64') return answer(reply, 0, { [base64Field]: fused.toString('base64') })
 
-    const id = store(fused)
-    const prefix = app.prefix === '/' ? '' : app.prefix
-    return answer(reply, 0, { img_url: `${request.protocol}://${request.host}${prefix}/results/${id}.jpg` })
+    return answer(reply, 0, { img_url: emulatorUrl(app, request, `/results/${results.put(fused)}.jpg`) })
   })
+
+  registerApi3(app, options, results)
 
   app.get<{ Params: { id: string } }>('/results/:id', async (request, reply) => {
     const id = request.params.id.replace(/\.jpg$/, '')

@@ -1,6 +1,8 @@
 /**
  * Runs the emulator on its own (`npm run emulator`), for pointing a service
- * elsewhere at it with TENCENT_LEGACY_URL=http://127.0.0.1:8090/fuseapi/face.
+ * elsewhere at it: the legacy endpoint with
+ * TENCENT_LEGACY_URL=http://127.0.0.1:8090/fuseapi/face, API 3.0 (POST /,
+ * TC3-signed) with FUSION_PROVIDER=v3 and TENCENT_V3_URL=http://127.0.0.1:8090.
  */
 import Fastify from 'fastify'
 import { emulatorPlugin } from './plugin.js'

@@ -7,12 +7,21 @@ import sharp from 'sharp'
  */
 export interface FaceSlot { cx: number, cy: number, rx: number, ry: number }
 
+/** A face of the material as API 3.0 lists it (DescribeMaterialList) and names it (TemplateFaceID). */
+export interface MaterialFace {
+  faceId: string
+  /** In template pixels: the bounding box of the face slot. */
+  rect: { x: number, y: number, width: number, height: number }
+}
+
 export interface Template {
   projectId: string
   modelId: string
   title: string
   /** undefined: the material has no face, which the upstream answers with ret -8. */
   slot: FaceSlot | undefined
+  /** Empty when the material has no face. */
+  faces: readonly MaterialFace[]
   svg: string
 }
 
@@ -20,7 +29,14 @@ export interface Project {
   projectId: string
   /** Created after 2018-12-01: the legacy domain refuses it with ret -20013. */
   requiresApi3: boolean
+  /** Created in the 2022 console: the legacy domain has never heard of it and answers as for any unknown activity. */
+  unknownToLegacy: boolean
+  /** When its materials were uploaded, as DescribeMaterialList writes it (Beijing time). */
+  createTime: string
 }
+
+/** The id API 3.0 gives the only face of a single-face material. */
+export const SINGLE_FACE_ID = '1'
 
 const WIDTH = 720
 const HEIGHT = 960
@@ -36,13 +52,28 @@ const stars = Array.from({ length: 60 }, (_, i) => {
 const scene = (body: string): string =>
   `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}">${body}</svg>`
 
+/** The example ids of Tencent's FuseFace 2022-09-27 documentation. */
+export const API3_ONLY_PROJECT_ID = 'at_1603326187690926080'
+export const API3_ONLY_MODEL_ID = 'mt_1603586676924403712'
+
 export const PROJECTS: readonly Project[] = [
-  { projectId: '100307', requiresApi3: false },
-  { projectId: '100646', requiresApi3: false },
-  { projectId: '300001', requiresApi3: true }
+  { projectId: '100307', requiresApi3: false, unknownToLegacy: false, createTime: '2018-06-12 10:21:07' },
+  { projectId: '100646', requiresApi3: false, unknownToLegacy: false, createTime: '2018-10-22 15:40:21' },
+  { projectId: '300001', requiresApi3: true, unknownToLegacy: false, createTime: '2018-12-20 09:12:45' },
+  { projectId: API3_ONLY_PROJECT_ID, requiresApi3: true, unknownToLegacy: true, createTime: '2022-12-16 17:26:03' }
 ]
 
-export const TEMPLATES: readonly Template[] = [
+function facesOf (slot: FaceSlot | undefined): MaterialFace[] {
+  if (slot === undefined) return []
+  return [{ faceId: SINGLE_FACE_ID, rect: { x: slot.cx - slot.rx, y: slot.cy - slot.ry, width: slot.rx * 2, height: slot.ry * 2 } }]
+}
+
+const lanterns = [90, 250, 470, 630].map((x, i) =>
+  `<line x1="${x}" y1="0" x2="${x}" y2="${70 + (i % 2) * 40}" stroke="#8d6e1f" stroke-width="3"/>` +
+  `<ellipse cx="${x}" cy="${110 + (i % 2) * 40}" rx="46" ry="40" fill="#e53935" stroke="#ffca28" stroke-width="4"/>`
+).join('')
+
+const DRAWN: ReadonlyArray<Omit<Template, 'faces'>> = [
   {
     projectId: '100307',
     modelId: 'qc_100307_152854_1',
@@ -101,8 +132,21 @@ export const TEMPLATES: readonly Template[] = [
     title: 'Winter campaign (an activity created after December 2018)',
     slot: { cx: 360, cy: 400, rx: 120, ry: 150 },
     svg: scene('<rect width="100%" height="100%" fill="#e3f2fd"/>')
+  },
+  {
+    projectId: API3_ONLY_PROJECT_ID,
+    modelId: API3_ONLY_MODEL_ID,
+    title: 'Lantern festival (an activity of the 2022 console, API 3.0 only)',
+    slot: { cx: 360, cy: 420, rx: 118, ry: 150 },
+    svg: scene(`
+      <rect width="100%" height="100%" fill="#7f0000"/>
+      <rect y="760" width="720" height="200" fill="#4e0000"/>${lanterns}
+      <path d="M130 960 C150 700 250 630 360 630 C470 630 570 700 590 960 Z" fill="#c62828" stroke="#ffca28" stroke-width="6"/>
+      <path d="M300 640 L360 720 L420 640 Z" fill="#ffca28"/>`)
   }
 ]
+
+export const TEMPLATES: readonly Template[] = DRAWN.map((template) => ({ ...template, faces: facesOf(template.slot) }))
 
 const rendered = new Map<string, Promise<Buffer>>()
 
@@ -119,6 +163,20 @@ export async function renderTemplate (template: Template): Promise<Buffer> {
 
 export function findProject (projectId: string): Project | undefined {
   return PROJECTS.find((project) => project.projectId === projectId)
+}
+
+/** The activities the legacy domain knows (it serves or refuses them); the others are unknown to it. */
+export function findLegacyProject (projectId: string): Project | undefined {
+  const project = findProject(projectId)
+  return project?.unknownToLegacy === true ? undefined : project
+}
+
+export function templatesOf (projectId: string): Template[] {
+  return TEMPLATES.filter((template) => template.projectId === projectId)
+}
+
+export function findTemplateByModelId (modelId: string): Template | undefined {
+  return TEMPLATES.find((template) => template.modelId === modelId)
 }
 
 export function findTemplate (projectId: string, modelId: string): Template | undefined {

@@ -4,7 +4,7 @@ import { createHash, createHmac } from 'node:crypto'
  * TC3-HMAC-SHA256, the signature of Tencent Cloud API 3.0
  * (docs/upstream-protocol.md §4), written from the spec:
  *
- *   CanonicalRequest = POST \n / \n \n CanonicalHeaders \n SignedHeaders \n hex(SHA256(payload))
+ *   CanonicalRequest = POST \n <path, "/"> \n \n CanonicalHeaders \n SignedHeaders \n hex(SHA256(payload))
  *   StringToSign     = TC3-HMAC-SHA256 \n timestamp \n <UTC date>/<service>/tc3_request \n hex(SHA256(CanonicalRequest))
  *   kSigning         = HMAC(HMAC(HMAC("TC3" + SecretKey, date), service), "tc3_request")
  *   Signature        = hex(HMAC(kSigning, StringToSign))
@@ -19,6 +19,8 @@ export interface Tc3Input {
   /** The credential scope's service, e.g. `facefusion`. */
   service: string
   host: string
+  /** The canonical URI: the request's path. API 3.0 endpoints are called at `/`. */
+  path?: string
   /** Unix seconds; also sent as X-TC-Timestamp. */
   timestamp: number
   contentType: string
@@ -63,7 +65,7 @@ export function tc3Sign (input: Tc3Input): Tc3Signature {
   const canonicalHeaders = keys.map((key) => `${key}:${headers.get(key)!}\n`).join('')
   const signedHeaders = keys.join(';')
   const hashedPayload = sha256Hex(input.payload)
-  const canonicalRequest = ['POST', '/', '', canonicalHeaders, signedHeaders, hashedPayload].join('\n')
+  const canonicalRequest = ['POST', input.path ?? '/', '', canonicalHeaders, signedHeaders, hashedPayload].join('\n')
   const hashedCanonicalRequest = sha256Hex(canonicalRequest)
   const date = utcDate(input.timestamp)
   const scope = `${date}/${input.service}/tc3_request`
