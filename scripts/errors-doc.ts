@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { ERROR_CATALOGUE, type ErrorCode } from '../src/errors.js'
 import { LEGACY_RET_CODES } from '../src/upstream/legacy/ret-codes.js'
+import { V3_ERROR_CODES } from '../src/upstream/v3/error-codes.js'
 
 const cell = (text: string): string => text.replace(/\|/g, '\\|')
 
@@ -20,7 +21,8 @@ export function renderErrorsDoc (): string {
   lines.push('  "upstreamCode": "-2012", "requestId": "3f0c…" }')
   lines.push('```', '')
   lines.push('- `code` is the contract: switch on it, not on the message. Codes are never reused.')
-  lines.push('- `upstreamCode` is present when the answer mirrors an upstream `ret`.')
+  lines.push('- `upstreamCode` is present when the answer mirrors an upstream code: a legacy `ret` such as `"-2012"`, or an')
+  lines.push('  API 3.0 `Error.Code` such as `"FailedOperation.NoFaceDetected"`. The `code` does not depend on the provider.')
   lines.push('- `format` is present on image-format refusals and names what the bytes were: `gif`, `svg`, `tiff`, `pdf`, `bmp`,')
   lines.push('  `ico`, `psd`, `jxl`, `jp2`, `heic`, `webp`/`avif` (animated), or `unknown`. The declared type and file name are never used.')
   lines.push('- `requestId` is also in the `x-request-id` header of every answer; quote it in support requests.')
@@ -44,6 +46,22 @@ export function renderErrorsDoc (): string {
   for (const [ret, rule] of sorted) {
     const status = ERROR_CATALOGUE[rule.code as ErrorCode].status
     lines.push(`| ${ret} | ${cell(rule.meaning)} | \`${rule.code}\` | ${status} | ${rule.retryable ? 'yes' : 'no'} | ${rule.billed ? 'yes' : 'no'} |`)
+  }
+  lines.push('')
+  lines.push('## API 3.0 `Response.Error.Code`s', '')
+  lines.push('How each `Response.Error.Code` of FaceFusion, FuseFace and DescribeMaterialList (versions 2018-12-01 and')
+  lines.push('2022-09-27, and the common API 3.0 codes) is answered. API 3.0 answers errors with HTTP 200, so the code is all')
+  lines.push('there is to go by. A code outside the table is judged by its family (`AuthFailure.*` → `FUSION_UPSTREAM_AUTH_FAILED`,')
+  lines.push('`RequestLimitExceeded.*` → `FUSION_RATE_LIMITED`, `ResourceUnavailable.*` → `FUSION_UPSTREAM_ACCOUNT_SUSPENDED`,')
+  lines.push('`InternalError.*` → `FUSION_UPSTREAM_FAILED`); anything else is `FUSION_UPSTREAM_UNKNOWN_CODE` (502).')
+  lines.push('`AuthFailure.SignatureExpire` (our clock more than five minutes off) is signed again once, with the clock')
+  lines.push('offset the upstream\'s `Date` header shows, before it is answered as below. Whether a failed API 3.0 call is')
+  lines.push('billed is not documented, so only the codes Tencent calls transient are retried.', '')
+  lines.push('| Error.Code | upstream meaning | code | HTTP | retry |')
+  lines.push('| --- | --- | --- | --- | --- |')
+  for (const [upstreamCode, rule] of V3_ERROR_CODES) {
+    const status = ERROR_CATALOGUE[rule.code as ErrorCode].status
+    lines.push(`| \`${upstreamCode}\` | ${cell(rule.meaning)} | \`${rule.code}\` | ${status} | ${rule.retryable ? 'yes' : 'no'} |`)
   }
   lines.push('')
   return lines.join('\n')

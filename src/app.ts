@@ -15,6 +15,7 @@ import upstreamBudgetPlugin from './plugins/upstream-budget.js'
 import upstreamPlugin from './plugins/upstream.js'
 import fuseRoute from './routes/fuse.js'
 import healthRoute from './routes/health.js'
+import templatesRoute from './routes/templates.js'
 import type { DestinationStream } from 'pino'
 
 export interface BuildOptions {
@@ -108,6 +109,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(upstreamPlugin, { config })
   await app.register(healthRoute, { config })
   await app.register(fuseRoute, { config })
+  await app.register(templatesRoute, { config })
   return app
 }
 

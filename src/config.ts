@@ -18,7 +18,12 @@ export const ConfigSchema = Type.Object({
     { default: 'info' }
   ),
 
-  // Tencent credentials: all four or none. None means the built-in emulator.
+  // Which upstream API: `legacy` (fuseapi/face, activities created before December 2018) or `v3` (API 3.0).
+  // Unset: legacy when TENCENT_APPID/TENCENT_UIN are set or nothing is; v3 when only the SecretId and SecretKey are.
+  FUSION_PROVIDER: Type.Optional(Type.Union([Type.Literal('legacy'), Type.Literal('v3')])),
+
+  // Tencent credentials. legacy: all four or none; v3: the SecretId and SecretKey (appid and uin are not part of
+  // its protocol). None means the built-in emulator.
   TENCENT_APPID: Type.Optional(Type.String({ pattern: '^[0-9]{1,20}$' })),
   TENCENT_UIN: Type.Optional(Type.String({ pattern: '^[0-9]{1,20}$' })),
   TENCENT_SECRET_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[!-~]+$' })),
@@ -26,6 +31,19 @@ export const ConfigSchema = Type.Object({
   // No default in the schema: unset means "Tencent's endpoint" with credentials
   // and "the in-process emulator" without them (see resolveUpstream).
   TENCENT_LEGACY_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s]*)?$' })),
+  // API 3.0 (FUSION_PROVIDER=v3). Temporary credentials add the session token, sent as X-TC-Token.
+  TENCENT_V3_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$' })),
+  TENCENT_SESSION_TOKEN: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: '^[!-~]+$' })),
+  TENCENT_REGION: Type.String({ pattern: '^[a-z]{2,4}(-[a-z]+)+(-[0-9]{1,2})?$', default: 'ap-guangzhou' }),
+  FUSION_V3_ACTION: Type.Union([Type.Literal('FuseFace'), Type.Literal('FaceFusion')], { default: 'FuseFace' }),
+  // Unset: 2022-09-27 for FuseFace, 2018-12-01 for FaceFusion (the only version that has it).
+  FUSION_V3_VERSION: Type.Optional(Type.Union([Type.Literal('2022-09-27'), Type.Literal('2018-12-01')])),
+
+  // What GET /templates lists: "project_id:model_id=Name,..." (the name is optional). Unset: v3 asks the
+  // upstream (DescribeMaterialList); legacy lists the emulator's templates, or nothing with real credentials.
+  FUSION_TEMPLATES: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}(=[^,:=]{1,80})?(,[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}(=[^,:=]{1,80})?)*$' })),
+  // How long an activity's material list from the upstream is reused.
+  TEMPLATES_CACHE_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: 60 }),
 
   // One deadline per request: intake, waiting for the budget and the upstream call together.
   REQUEST_DEADLINE_MS: Type.Integer({ minimum: 1_000, maximum: 300_000, default: 30_000 }),
@@ -98,21 +116,49 @@ export interface LegacyCredentials {
   secretKey: string
 }
 
-export type UpstreamSettings =
-  | { mode: 'tencent', legacyUrl: string, credentials: LegacyCredentials }
-  // `legacyUrl` undefined: the app mounts the emulator itself and calls it over loopback.
-  | { mode: 'emulator', legacyUrl: string | undefined, credentials: LegacyCredentials }
+export interface V3Credentials {
+  secretId: string
+  secretKey: string
+  /** Temporary credentials only. */
+  sessionToken?: string
+}
 
-export type Config = Omit<RawConfig, 'TENCENT_SECRET_KEY' | 'CLIENT_API_KEYS'> & {
+export type V3Action = 'FuseFace' | 'FaceFusion'
+export type V3Version = '2022-09-27' | '2018-12-01'
+
+/**
+ * Where and how the upstream is called. `mode` says whether it is Tencent or the
+ * emulator; `url` undefined means the app mounts the emulator itself and calls it
+ * over loopback.
+ */
+export type UpstreamSettings =
+  | { provider: 'legacy', mode: 'tencent' | 'emulator', url: string | undefined, credentials: LegacyCredentials }
+  | {
+    provider: 'v3'
+    mode: 'tencent' | 'emulator'
+    url: string | undefined
+    credentials: V3Credentials
+    region: string
+    action: V3Action
+    version: V3Version
+  }
+
+export interface DeclaredTemplate { projectId: string, modelId: string, name?: string }
+
+export type Config = Omit<RawConfig, 'TENCENT_SECRET_KEY' | 'TENCENT_SESSION_TOKEN' | 'CLIENT_API_KEYS' | 'FUSION_TEMPLATES'> & {
   upstream: UpstreamSettings
+  /** FUSION_TEMPLATES, parsed; undefined when unset. */
+  declaredTemplates: readonly DeclaredTemplate[] | undefined
   clientApiKeys: ReadonlySet<string>
   projectQps: ReadonlyMap<string, number>
   trustProxy: string[]
 }
 
 export const DEFAULT_TENCENT_LEGACY_URL = 'https://aiconsole.cloud.tencent.com/fuseapi/face'
+export const DEFAULT_TENCENT_V3_URL = 'https://facefusion.tencentcloudapi.com'
 
 const CREDENTIAL_VARIABLES = ['TENCENT_APPID', 'TENCENT_UIN', 'TENCENT_SECRET_ID', 'TENCENT_SECRET_KEY'] as const
+const V3_CREDENTIAL_VARIABLES = ['TENCENT_SECRET_ID', 'TENCENT_SECRET_KEY'] as const
 
 export class ConfigError extends Error {
   constructor (readonly problems: string[]) {
@@ -132,10 +178,16 @@ function describeIssues (issues: AjvIssue[]): string[] {
     const variable = issue.instancePath.replace(/^\//, '') ||
       String(issue.params?.missingProperty ?? issue.params?.additionalProperty ?? 'environment')
     const rule = issue.keyword === 'anyOf' || issue.message === 'must match a schema in anyOf'
-      ? 'must be one of fatal, error, warn, info, debug, trace, silent'
+      ? `must be one of ${allowedValues(variable).join(', ')}`
       : issue.message ?? 'is invalid'
     return `${variable}: ${rule}`
   }).filter((line, index, all) => all.indexOf(line) === index && !line.includes('must be equal to constant'))
+}
+
+/** The literals a union-typed variable accepts, for the error message. */
+function allowedValues (variable: string): string[] {
+  const property = (ConfigSchema.properties as Record<string, { anyOf?: Array<{ const?: unknown }> }>)[variable]
+  return (property?.anyOf ?? []).map((option) => String(option.const))
 }
 
 /**
@@ -159,10 +211,11 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
   if (raw.UPSTREAM_BREAKER_MIN_CALLS > raw.UPSTREAM_BREAKER_WINDOW) {
     throw new ConfigError(['UPSTREAM_BREAKER_MIN_CALLS: must be at most UPSTREAM_BREAKER_WINDOW'])
   }
-  const { TENCENT_SECRET_KEY, CLIENT_API_KEYS, ...rest } = raw
+  const { TENCENT_SECRET_KEY, TENCENT_SESSION_TOKEN, CLIENT_API_KEYS, FUSION_TEMPLATES, ...rest } = raw
   return {
     ...rest,
     upstream: resolveUpstream(raw),
+    declaredTemplates: parseTemplates(FUSION_TEMPLATES),
     clientApiKeys: new Set(CLIENT_API_KEYS?.split(',') ?? []),
     projectQps: parseProjectQps(raw.UPSTREAM_PROJECT_QPS),
     trustProxy: parseTrustProxy(raw.TRUST_PROXY)
@@ -204,26 +257,77 @@ function readDotenv (): Record<string, string> {
   }
 }
 
+function parseTemplates (value: string | undefined): DeclaredTemplate[] | undefined {
+  if (value === undefined) return undefined
+  return value.split(',').map((entry) => {
+    const [ids = '', name] = entry.split('=')
+    const [projectId = '', modelId = ''] = ids.split(':')
+    return name === undefined ? { projectId, modelId } : { projectId, modelId, name: name.trim() }
+  })
+}
+
 function resolveUpstream (raw: RawConfig): UpstreamSettings {
+  const provider = raw.FUSION_PROVIDER ??
+    (raw.TENCENT_APPID === undefined && raw.TENCENT_UIN === undefined && raw.TENCENT_SECRET_ID !== undefined ? 'v3' : 'legacy')
+  return provider === 'v3' ? resolveV3(raw) : resolveLegacy(raw)
+}
+
+function resolveLegacy (raw: RawConfig): UpstreamSettings {
+  if (raw.TENCENT_SESSION_TOKEN !== undefined) {
+    throw new ConfigError(['TENCENT_SESSION_TOKEN: temporary credentials work with API 3.0 only (FUSION_PROVIDER=v3)'])
+  }
   const present = CREDENTIAL_VARIABLES.filter((name) => raw[name] !== undefined)
   if (present.length === 0) {
-    return { mode: 'emulator', legacyUrl: raw.TENCENT_LEGACY_URL, credentials: { ...EMULATOR_ACCOUNT.credentials } }
+    return { provider: 'legacy', mode: 'emulator', url: raw.TENCENT_LEGACY_URL, credentials: { ...EMULATOR_ACCOUNT.credentials } }
   }
   if (present.length < CREDENTIAL_VARIABLES.length) {
     const missing = CREDENTIAL_VARIABLES.filter((name) => raw[name] === undefined)
     throw new ConfigError([
       `${missing.join(', ')}: must be set, because ${present.join(', ')} ${present.length === 1 ? 'is' : 'are'} set ` +
-      '(set all four Tencent credentials, or none to use the built-in emulator)'
+      '(set all four Tencent credentials for the legacy API, only TENCENT_SECRET_ID and TENCENT_SECRET_KEY with ' +
+      'FUSION_PROVIDER=v3, or none to use the built-in emulator)'
     ])
   }
   return {
+    provider: 'legacy',
     mode: 'tencent',
-    legacyUrl: raw.TENCENT_LEGACY_URL ?? DEFAULT_TENCENT_LEGACY_URL,
+    url: raw.TENCENT_LEGACY_URL ?? DEFAULT_TENCENT_LEGACY_URL,
     credentials: {
       appId: raw.TENCENT_APPID!,
       uin: raw.TENCENT_UIN!,
       secretId: raw.TENCENT_SECRET_ID!,
       secretKey: raw.TENCENT_SECRET_KEY!
+    }
+  }
+}
+
+function resolveV3 (raw: RawConfig): UpstreamSettings {
+  const action = raw.FUSION_V3_ACTION
+  const version = raw.FUSION_V3_VERSION ?? (action === 'FaceFusion' ? '2018-12-01' : '2022-09-27')
+  if (action === 'FaceFusion' && version !== '2018-12-01') {
+    throw new ConfigError(['FUSION_V3_VERSION: FaceFusion exists only in version 2018-12-01'])
+  }
+  const common = { provider: 'v3' as const, region: raw.TENCENT_REGION, action, version }
+  const present = V3_CREDENTIAL_VARIABLES.filter((name) => raw[name] !== undefined)
+  if (present.length === 0) {
+    if (raw.TENCENT_SESSION_TOKEN !== undefined) {
+      throw new ConfigError(['TENCENT_SECRET_ID, TENCENT_SECRET_KEY: must be set, because TENCENT_SESSION_TOKEN is set'])
+    }
+    const { secretId, secretKey } = EMULATOR_ACCOUNT.credentials
+    return { ...common, mode: 'emulator', url: raw.TENCENT_V3_URL, credentials: { secretId, secretKey } }
+  }
+  if (present.length < V3_CREDENTIAL_VARIABLES.length) {
+    const missing = V3_CREDENTIAL_VARIABLES.filter((name) => raw[name] === undefined)
+    throw new ConfigError([`${missing.join(', ')}: must be set, because ${present.join(', ')} is set (API 3.0 signs with both)`])
+  }
+  return {
+    ...common,
+    mode: 'tencent',
+    url: raw.TENCENT_V3_URL ?? DEFAULT_TENCENT_V3_URL,
+    credentials: {
+      secretId: raw.TENCENT_SECRET_ID!,
+      secretKey: raw.TENCENT_SECRET_KEY!,
+      ...(raw.TENCENT_SESSION_TOKEN !== undefined ? { sessionToken: raw.TENCENT_SESSION_TOKEN } : {})
     }
   }
 }

@@ -11,7 +11,7 @@ export const ErrorResponse = Type.Object({
   code: Type.Union(Object.keys(ERROR_CATALOGUE).map((code) => Type.Literal(code)), { description: 'Stable error code: switch on this. See docs/errors.md.' }),
   error: Type.String({ description: 'The HTTP reason phrase.' }),
   message: Type.String({ description: 'A message a front-end can show.' }),
-  upstreamCode: Type.Optional(Type.String({ description: 'The upstream\'s own code (legacy `ret`), when the error mirrors one.' })),
+  upstreamCode: Type.Optional(Type.String({ description: 'The upstream\'s own code (legacy `ret` or API 3.0 `Error.Code`), when the error mirrors one.' })),
   format: Type.Optional(Type.String({ description: 'The image format seen in the bytes, on format refusals.' })),
   requestId: Type.String({ description: 'Also in the x-request-id header.' })
 }, { $id: 'ErrorResponse', title: 'Error' })
@@ -19,7 +19,11 @@ export const ErrorResponse = Type.Object({
 const ids = {
   project_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Activity id.', examples: ['100307'] }),
   model_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Material (template) id.', examples: ['qc_100307_152854_1'] }),
-  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')], { default: 'url', description: 'How the fused picture comes back.' }))
+  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')], { default: 'url', description: 'How the fused picture comes back.' })),
+  fuse_profile_degree: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'FuseFace only: how much of the face shape comes from the photo (default: the activity\'s setting).' })),
+  fuse_face_degree: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'FuseFace only: how much of the facial features come from the photo (default: the activity\'s setting).' })),
+  logo_add: Type.Optional(Type.Boolean({ description: 'FuseFace 2022-09-27 only: the upstream\'s "AI-generated" mark on the result; the upstream\'s default is on. Forms send 0/1 or true/false.' })),
+  template_face_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'FuseFace only: which face of the template to replace (see GET /templates); default: the largest.' }))
 }
 
 export const FuseForm = Type.Object({
@@ -39,3 +43,20 @@ export const FuseAnswer = Type.Union([
 
 /** Every status /fuse can answer with an error, from the catalogue. */
 export const fuseErrorStatuses = [...new Set(Object.values(ERROR_CATALOGUE).map((entry) => entry.status))].filter((status) => status !== 499).sort()
+
+export const TemplateList = Type.Object({
+  templates: Type.Array(Type.Object({
+    projectId: Type.String(),
+    modelId: Type.String(),
+    name: Type.Optional(Type.String()),
+    previewUrl: Type.Optional(Type.String({ description: 'The material\'s picture, when the upstream gives one.' })),
+    faces: Type.Optional(Type.Array(Type.Object({
+      faceId: Type.String({ description: 'A value for `template_face_id`.' }),
+      x: Type.Optional(Type.Number()),
+      y: Type.Optional(Type.Number()),
+      width: Type.Optional(Type.Number()),
+      height: Type.Optional(Type.Number())
+    })))
+  })),
+  source: Type.Union([Type.Literal('upstream'), Type.Literal('config'), Type.Literal('emulator')], { description: 'Where the list comes from.' })
+})

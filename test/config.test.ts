@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ConfigError, DEFAULT_TENCENT_LEGACY_URL, loadConfig } from '../src/config.js'
+import { ConfigError, DEFAULT_TENCENT_LEGACY_URL, DEFAULT_TENCENT_V3_URL, loadConfig } from '../src/config.js'
 import { EMULATOR_ACCOUNT } from '../src/emulator/accounts.js'
 
 const credentials = {
@@ -24,18 +24,18 @@ t.test('defaults without any variable: the emulator, on port 3000', async (t) =>
   t.equal(config.PORT, 3000)
   t.equal(config.HOST, '0.0.0.0')
   t.equal(config.LOG_LEVEL, 'info')
-  t.same(config.upstream, { mode: 'emulator', legacyUrl: undefined, credentials: EMULATOR_ACCOUNT.credentials })
+  t.same(config.upstream, { provider: 'legacy', mode: 'emulator', url: undefined, credentials: EMULATOR_ACCOUNT.credentials })
 })
 
 t.test('all four credentials: Tencent, at the documented endpoint unless told otherwise', async (t) => {
   const config = loadConfig(credentials)
   t.equal(config.upstream.mode, 'tencent')
-  t.equal(config.upstream.legacyUrl, DEFAULT_TENCENT_LEGACY_URL)
+  t.equal(config.upstream.url, DEFAULT_TENCENT_LEGACY_URL)
   t.same(config.upstream.credentials, { appId: '1250000001', uin: '100000000002', secretId: 'operator-secret-id', secretKey: 'operator-secret-key' })
   t.notOk('TENCENT_SECRET_KEY' in config, 'the secret lives only with the upstream credentials')
 
   const elsewhere = loadConfig({ ...credentials, TENCENT_LEGACY_URL: 'http://fusion.internal:8080/fuseapi/face' })
-  t.equal(elsewhere.upstream.legacyUrl, 'http://fusion.internal:8080/fuseapi/face', 'plain http:// and any host')
+  t.equal(elsewhere.upstream.url, 'http://fusion.internal:8080/fuseapi/face', 'plain http:// and any host')
 })
 
 t.test('some credentials but not all: refuse to start, naming what is missing', async (t) => {
@@ -84,4 +84,66 @@ t.test('a .env file is read, and the environment wins over it', async (t) => {
   const config = loadConfig({ LOG_LEVEL: 'warn' }, { dotenv: true })
   t.equal(config.PORT, 4100)
   t.equal(config.LOG_LEVEL, 'warn')
+})
+
+t.test('API 3.0: FUSION_PROVIDER=v3 needs only the SecretId and SecretKey', async (t) => {
+  const v3 = loadConfig({ FUSION_PROVIDER: 'v3', TENCENT_SECRET_ID: 'operator-secret-id', TENCENT_SECRET_KEY: 'operator-secret-key' })
+  t.same(v3.upstream, {
+    provider: 'v3',
+    mode: 'tencent',
+    url: DEFAULT_TENCENT_V3_URL,
+    credentials: { secretId: 'operator-secret-id', secretKey: 'operator-secret-key' },
+    region: 'ap-guangzhou',
+    action: 'FuseFace',
+    version: '2022-09-27'
+  })
+  t.equal(DEFAULT_TENCENT_V3_URL, 'https://facefusion.tencentcloudapi.com')
+
+  const inferred = loadConfig({ TENCENT_SECRET_ID: 'operator-secret-id', TENCENT_SECRET_KEY: 'operator-secret-key' })
+  t.equal(inferred.upstream.provider, 'v3', 'a SecretId and SecretKey without appid and uin mean API 3.0')
+  t.equal(loadConfig(credentials).upstream.provider, 'legacy', 'the legacy credentials keep legacy the default')
+
+  const temporary = loadConfig({
+    FUSION_PROVIDER: 'v3',
+    TENCENT_SECRET_ID: 'temp-id',
+    TENCENT_SECRET_KEY: 'temp-key',
+    TENCENT_SESSION_TOKEN: 'session-token',
+    TENCENT_REGION: 'ap-shanghai',
+    TENCENT_V3_URL: 'http://fusion-proxy.internal:8080/',
+    FUSION_V3_ACTION: 'FaceFusion'
+  })
+  t.match(temporary.upstream, {
+    url: 'http://fusion-proxy.internal:8080/',
+    credentials: { sessionToken: 'session-token' },
+    region: 'ap-shanghai',
+    action: 'FaceFusion',
+    version: '2018-12-01'
+  }, 'FaceFusion defaults to the only version that has it; plain http:// and any origin work')
+  t.notOk('TENCENT_SESSION_TOKEN' in temporary, 'the token lives only with the upstream credentials')
+  t.match(loadConfig({ FUSION_PROVIDER: 'v3', FUSION_V3_VERSION: '2018-12-01' }).upstream, { action: 'FuseFace', version: '2018-12-01' })
+})
+
+t.test('API 3.0 without credentials: the emulator, signed with its development key', async (t) => {
+  const config = loadConfig({ FUSION_PROVIDER: 'v3' })
+  t.match(config.upstream, { provider: 'v3', mode: 'emulator', url: undefined, credentials: { secretId: EMULATOR_ACCOUNT.credentials.secretId } })
+})
+
+t.test('API 3.0 settings are checked', async (t) => {
+  t.match(problems({ FUSION_PROVIDER: 'v4' }), /FUSION_PROVIDER: must be one of legacy, v3/)
+  t.match(problems({ FUSION_PROVIDER: 'v3', FUSION_V3_ACTION: 'FuseFaceUltra' }), /FUSION_V3_ACTION: must be one of FuseFace, FaceFusion/)
+  t.match(problems({ FUSION_PROVIDER: 'v3', FUSION_V3_ACTION: 'FaceFusion', FUSION_V3_VERSION: '2022-09-27' }), /FUSION_V3_VERSION: FaceFusion exists only in version 2018-12-01/)
+  t.match(problems({ FUSION_PROVIDER: 'v3', TENCENT_SECRET_ID: 'only-the-id' }), /TENCENT_SECRET_KEY: must be set/)
+  t.match(problems({ FUSION_PROVIDER: 'v3', TENCENT_SESSION_TOKEN: 'token' }), /TENCENT_SECRET_ID, TENCENT_SECRET_KEY: must be set/)
+  t.match(problems({ ...credentials, TENCENT_SESSION_TOKEN: 'token' }), /TENCENT_SESSION_TOKEN: temporary credentials work with API 3.0 only/)
+  t.match(problems({ FUSION_PROVIDER: 'v3', TENCENT_V3_URL: 'facefusion.tencentcloudapi.com' }), /TENCENT_V3_URL: must match pattern/)
+  t.match(problems({ FUSION_PROVIDER: 'v3', TENCENT_REGION: 'Guangzhou' }), /TENCENT_REGION: must match pattern/)
+})
+
+t.test('FUSION_TEMPLATES declares what GET /templates lists', async (t) => {
+  t.same(loadConfig({ FUSION_TEMPLATES: '100307:qc_100307_152854_1=Astronaut,100646:qc_100646_154021_9' }).declaredTemplates, [
+    { projectId: '100307', modelId: 'qc_100307_152854_1', name: 'Astronaut' },
+    { projectId: '100646', modelId: 'qc_100646_154021_9' }
+  ])
+  t.equal(loadConfig({}).declaredTemplates, undefined)
+  t.match(problems({ FUSION_TEMPLATES: 'no-colon' }), /FUSION_TEMPLATES: must match pattern/)
 })

@@ -50,6 +50,17 @@ export async function startEmulator (t: Teardown, options: EmulatorOptions = {})
   return { app, url, legacyUrl: `${url}/fuseapi/face` }
 }
 
+/** Both upstream APIs: end-to-end tests run once for each. */
+export const UPSTREAM_PROVIDERS = ['legacy', 'v3'] as const
+export type UpstreamProvider = typeof UPSTREAM_PROVIDERS[number]
+
+/** The environment that points the service at a standalone emulator, for the given API. */
+export function upstreamEnv (provider: UpstreamProvider, emulator: { url: string, legacyUrl: string }): Record<string, string> {
+  return provider === 'v3'
+    ? { FUSION_PROVIDER: 'v3', TENCENT_V3_URL: `${emulator.url}/` }
+    : { FUSION_PROVIDER: 'legacy', TENCENT_LEGACY_URL: emulator.legacyUrl }
+}
+
 export interface Part { name: string, value: string | Buffer, filename?: string, contentType?: string }
 
 /** A multipart body built by hand, so tests control order, names and framing exactly. */

@@ -5,7 +5,7 @@ import type { MultipartFile } from '@fastify/multipart'
 import { fusionError } from '../errors.js'
 import { assertAcceptedFormat } from '../images/normalize.js'
 import { SNIFF_BYTES } from '../images/sniff.js'
-import type { ResultType } from '../upstream/provider.js'
+import type { FusionOption, FusionOptions, ResultType } from '../upstream/provider.js'
 
 /**
  * What a client sends to POST /fuse, in either body type, reduced to one
@@ -14,11 +14,33 @@ import type { ResultType } from '../upstream/provider.js'
  */
 const TemplateId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' })
 
+const Degree = Type.Integer({ minimum: 0, maximum: 100 })
+
 export const FusionFieldsSchema = Type.Object({
   project_id: TemplateId,
   model_id: TemplateId,
-  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')]))
+  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')])),
+  // Options of API 3.0's FuseFace; refused when the configured upstream cannot honour them.
+  fuse_profile_degree: Type.Optional(Degree),
+  fuse_face_degree: Type.Optional(Degree),
+  logo_add: Type.Optional(Type.Boolean()),
+  template_face_id: Type.Optional(TemplateId)
 }, { additionalProperties: false })
+
+/** Each option's field name, as front-ends send it. */
+export const OPTION_FIELDS: Record<FusionOption, string> = {
+  profileDegree: 'fuse_profile_degree',
+  faceDegree: 'fuse_face_degree',
+  logoAdd: 'logo_add',
+  templateFaceId: 'template_face_id'
+}
+
+const FIELD_RULES: Record<string, string> = {
+  rsp_img_type: 'must be `url` or `base64`',
+  fuse_profile_degree: 'must be an integer from 0 to 100',
+  fuse_face_degree: 'must be an integer from 0 to 100',
+  logo_add: 'must be `0`, `1`, `true` or `false`'
+}
 
 type FusionFields = Static<typeof FusionFieldsSchema>
 
@@ -26,6 +48,7 @@ export interface FusionInput {
   projectId: string
   modelId: string
   resultType: ResultType
+  options: FusionOptions
   image: Buffer
 }
 
@@ -45,24 +68,50 @@ function fieldError (issue: ErrorObject | undefined): Error {
   }
   if (issue.keyword === 'additionalProperties') {
     const name = String(issue.params.additionalProperty)
-    return fusionError('FUSION_UNKNOWN_FIELD', { message: `Unknown field \`${name}\`: send image, project_id, model_id and optionally rsp_img_type.` })
+    return fusionError('FUSION_UNKNOWN_FIELD', { message: `Unknown field \`${name}\`: send image, project_id, model_id and optionally rsp_img_type, ${Object.values(OPTION_FIELDS).join(', ')}.` })
   }
   const name = issue.instancePath.replace(/^\//, '') || issue.params.missingProperty
-  const rule = name === 'rsp_img_type' ? 'must be `url` or `base64`' : 'must be 1–64 letters, digits, `_` or `-`'
+  const rule = FIELD_RULES[String(name)] ?? 'must be 1–64 letters, digits, `_` or `-`'
   return fusionError('FUSION_INVALID_FIELD', { message: `The field \`${String(name)}\` ${rule}.` })
 }
 
-/** Empty values count as absent: HTML forms send every input, filled or not. */
+/**
+ * Empty values count as absent: HTML forms send every input, filled or not.
+ * Form fields are text, so the options' numbers and switches are read from
+ * their usual spellings; anything else is left for the schema to refuse.
+ */
 function withoutEmpty (fields: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== '' && value !== undefined && value !== null))
+  const present = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== '' && value !== undefined && value !== null))
+  for (const name of ['fuse_profile_degree', 'fuse_face_degree']) {
+    if (typeof present[name] === 'string' && /^\d{1,3}$/.test(present[name])) present[name] = Number(present[name])
+  }
+  const logo = present.logo_add
+  if (logo === '1' || logo === 'true' || logo === 1) present.logo_add = true
+  if (logo === '0' || logo === 'false' || logo === 0) present.logo_add = false
+  return present
 }
 
 function toInput (fields: FusionFields, image: Buffer): FusionInput {
+  const options: FusionOptions = {}
+  if (fields.fuse_profile_degree !== undefined) options.profileDegree = fields.fuse_profile_degree
+  if (fields.fuse_face_degree !== undefined) options.faceDegree = fields.fuse_face_degree
+  if (fields.logo_add !== undefined) options.logoAdd = fields.logo_add
+  if (fields.template_face_id !== undefined) options.templateFaceId = fields.template_face_id
   return {
     projectId: fields.project_id,
     modelId: fields.model_id,
     resultType: fields.rsp_img_type ?? 'url',
+    options,
     image
+  }
+}
+
+/** Refuses an option the configured upstream cannot honour, rather than silently dropping it. */
+export function assertSupportedOptions (options: FusionOptions, supported: ReadonlySet<FusionOption>, upstreamName: string): void {
+  for (const option of Object.keys(options) as FusionOption[]) {
+    if (!supported.has(option)) {
+      throw fusionError('FUSION_UNSUPPORTED_OPTION', { message: `\`${OPTION_FIELDS[option]}\` is not available with ${upstreamName}.` })
+    }
   }
 }
 

@@ -1,7 +1,10 @@
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
-import { LEGACY_IMAGE_POLICY } from '../images/normalize.js'
+import type { Config, UpstreamSettings } from '../config.js'
+import { MIN_SHORT_SIDE } from '../images/normalize.js'
 import { createImagePipeline, type ImagePipeline } from '../images/pipeline.js'
+import { LEGACY_IMAGE_LIMITS } from '../upstream/legacy/client.js'
+import type { ImageLimits } from '../upstream/provider.js'
+import { V3_IMAGE_LIMITS } from '../upstream/v3/client.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -9,11 +12,17 @@ declare module 'fastify' {
   }
 }
 
+/** What the configured upstream accepts: every photo is fitted within it. */
+export function imageLimitsFor (upstream: UpstreamSettings): ImageLimits {
+  return upstream.provider === 'v3' ? V3_IMAGE_LIMITS[upstream.version] : LEGACY_IMAGE_LIMITS
+}
+
 /** The one image pipeline of the app: its job slots and queue are shared by every request. */
 export default fp<{ config: Config }>(async (app, { config }) => {
   app.decorate('imagePipeline', createImagePipeline({
     policy: {
-      ...LEGACY_IMAGE_POLICY,
+      ...imageLimitsFor(config.upstream),
+      minShortSide: MIN_SHORT_SIDE,
       maxInputPixels: config.IMAGE_MAX_INPUT_PIXELS,
       timeoutSeconds: config.IMAGE_TIMEOUT_SECONDS
     },

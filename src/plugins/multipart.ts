@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 
 /**
- * Multipart limits for one photo and three short fields. Every limit is set,
+ * Multipart limits for one photo and up to seven short fields (ids, result type, options). Every limit is set,
  * because @fastify/multipart's fileSize otherwise falls back to bodyLimit
  * (1 MiB). The limits fire while the stream is read, so the route consumes
  * each part inside its error handling.

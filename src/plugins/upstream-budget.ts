@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
+import type { Config, UpstreamSettings } from '../config.js'
 import { createUpstreamBudget, type UpstreamBudget } from '../traffic/upstream-budget.js'
 
 declare module 'fastify' {
@@ -15,10 +16,20 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     projectQps: config.projectQps,
     maxWaitMs: config.UPSTREAM_BUDGET_WAIT_MS,
     fallbackQps: config.UPSTREAM_FALLBACK_QPS,
-    keyPrefix: `${config.REDIS_KEY_PREFIX}budget:${config.upstream.credentials.appId}`,
+    keyPrefix: `${config.REDIS_KEY_PREFIX}budget:${accountKey(config.upstream)}`,
     ...(app.redis !== undefined ? { redis: app.redis } : {}),
     onFallback: (error) => {
       app.log.warn({ redis: { error: error instanceof Error ? error.message : String(error) } }, 'upstream budget on its per-replica share: redis unreachable')
     }
   }))
 }, { name: 'upstream-budget', dependencies: ['redis'] })
+
+/**
+ * Whose quota the budget counts. The legacy API names the account (appid); API
+ * 3.0 knows only the key, so replicas signing with the same SecretId share a
+ * budget. The SecretId is hashed: Redis keys are visible to anyone with access to it.
+ */
+function accountKey (upstream: UpstreamSettings): string {
+  if (upstream.provider === 'legacy') return upstream.credentials.appId
+  return `v3-${createHash('sha256').update(upstream.credentials.secretId).digest('hex').slice(0, 16)}`
+}

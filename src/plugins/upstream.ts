@@ -5,6 +5,8 @@ import { emulatorPlugin } from '../emulator/plugin.js'
 import { isFusionError } from '../errors.js'
 import { BREAKER_STATE_VALUE } from '../metrics.js'
 import { createLegacyClient } from '../upstream/legacy/client.js'
+import type { FusionProvider } from '../upstream/provider.js'
+import { createV3Client } from '../upstream/v3/client.js'
 import { withBreaker } from '../upstream/circuit-breaker.js'
 import { withRetries, type RetryingProvider } from '../upstream/retrying.js'
 
@@ -17,36 +19,39 @@ declare module 'fastify' {
 export const IN_PROCESS_EMULATOR_PREFIX = '/emulator'
 
 /**
- * The one client of the upstream, shared by every request and closed with the
- * app. Without Tencent credentials and without TENCENT_LEGACY_URL, the
- * emulator is mounted under /emulator and called over loopback, so the signed
- * request really crosses HTTP.
+ * The one client of the upstream (legacy or API 3.0, by FUSION_PROVIDER),
+ * shared by every request and closed with the app. Without Tencent credentials
+ * and without an upstream URL, the emulator is mounted under /emulator and
+ * called over loopback, so the signed request really crosses HTTP.
  */
 export default fp<{ config: Config }>(async (app, { config }) => {
   const { upstream } = config
+  const provider = upstream.provider
   let url: string | (() => string)
-  if (upstream.legacyUrl !== undefined) {
-    url = upstream.legacyUrl
+  if (upstream.url !== undefined) {
+    url = upstream.url
   } else {
     await app.register(emulatorPlugin, { prefix: IN_PROCESS_EMULATOR_PREFIX })
-    url = () => `${loopbackOrigin(app.server.address())}${IN_PROCESS_EMULATOR_PREFIX}/fuseapi/face`
+    // The emulator answers API 3.0 at its root, as Tencent's endpoint does.
+    const path = provider === 'v3' ? '/' : '/fuseapi/face'
+    url = () => `${loopbackOrigin(app.server.address())}${IN_PROCESS_EMULATOR_PREFIX}${path}`
   }
 
-  const client = createLegacyClient({
+  const transport = {
     url,
-    mode: upstream.mode,
-    credentials: upstream.credentials,
-    signatureTtlSeconds: config.LEGACY_SIGNATURE_TTL_SECONDS,
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
     connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     connections: config.UPSTREAM_CONNECTIONS,
     maxResponseBytes: config.UPSTREAM_MAX_RESPONSE_BYTES,
-    onCall: ({ ok, code, durationMs }) => {
+    onCall: ({ ok, code, durationMs }: { ok: boolean, code: string, durationMs: number }) => {
       const outcome = ok ? 'success' : 'error'
-      app.metrics.upstreamCalls.inc({ provider: 'legacy', outcome, code })
-      app.metrics.upstreamDuration.observe({ provider: 'legacy', outcome }, durationMs / 1000)
+      app.metrics.upstreamCalls.inc({ provider, outcome, code })
+      app.metrics.upstreamDuration.observe({ provider, outcome }, durationMs / 1000)
     }
-  })
+  }
+  const client: FusionProvider = upstream.provider === 'v3'
+    ? createV3Client({ ...transport, mode: upstream.mode, credentials: upstream.credentials, region: upstream.region, action: upstream.action, version: upstream.version })
+    : createLegacyClient({ ...transport, mode: upstream.mode, credentials: upstream.credentials, signatureTtlSeconds: config.LEGACY_SIGNATURE_TTL_SECONDS })
   const guarded = withBreaker(client, {
     failureRatio: config.UPSTREAM_BREAKER_FAILURE_RATIO,
     minimumCalls: config.UPSTREAM_BREAKER_MIN_CALLS,
@@ -54,24 +59,24 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     openMs: config.UPSTREAM_BREAKER_OPEN_MS,
     halfOpenSuccesses: config.UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES,
     onStateChange: (state) => {
-      app.metrics.breakerState.set({ provider: 'legacy' }, BREAKER_STATE_VALUE[state])
+      app.metrics.breakerState.set({ provider }, BREAKER_STATE_VALUE[state])
       const log = state === 'open' ? app.log.warn.bind(app.log) : app.log.info.bind(app.log)
       log({ upstream: { breaker: state } }, `upstream circuit ${state}`)
     }
   })
-  const provider = withRetries(guarded, {
+  const retrying = withRetries(guarded, {
     retries: config.UPSTREAM_RETRIES,
     initialDelayMs: config.UPSTREAM_RETRY_DELAY_MS,
     maxDelayMs: Math.max(config.UPSTREAM_RETRY_DELAY_MS, 1_000),
     // A retry needs time for the call itself; a connect takes at most UPSTREAM_CONNECT_TIMEOUT_MS.
     minRemainingMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     onRetry: (error) => {
-      app.metrics.upstreamRetries.inc({ provider: 'legacy', code: isFusionError(error) ? error.upstreamCode ?? error.code : 'unknown' })
+      app.metrics.upstreamRetries.inc({ provider, code: isFusionError(error) ? error.upstreamCode ?? error.code : 'unknown' })
     }
   })
-  app.metrics.breakerState.set({ provider: 'legacy' }, 0)
-  app.decorate('fusionProvider', provider)
-  app.addHook('onClose', async () => { await provider.close() })
+  app.metrics.breakerState.set({ provider }, 0)
+  app.decorate('fusionProvider', retrying)
+  app.addHook('onClose', async () => { await retrying.close() })
 }, { name: 'upstream', dependencies: ['metrics'] })
 
 function loopbackOrigin (address: string | AddressInfo | null): string {

@@ -4,8 +4,8 @@ import type { Config } from '../config.js'
 import { fusionError, isFusionError } from '../errors.js'
 import type { NormalizedImage } from '../images/normalize.js'
 import { presentedApiKey } from '../plugins/rate-limit.js'
-import { readJsonInput, readMultipartInput } from '../intake/fusion-input.js'
-import type { FusionResult, ResultType } from '../upstream/provider.js'
+import { assertSupportedOptions, readJsonInput, readMultipartInput } from '../intake/fusion-input.js'
+import type { FusionOptions, FusionResult, ResultType } from '../upstream/provider.js'
 import { FuseAnswer, FuseForm, FuseJson, fuseErrorStatuses } from '../schemas.js'
 
 const JSON_TYPE = 'application/json'
@@ -30,6 +30,8 @@ const states = new WeakMap<FastifyRequest, RequestState>()
  */
 const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
   // Room for base64 (4/3 of the bytes, plus 3 % for `\/` escapes or line breaks some encoders add), a data: prefix and the short fields.
+  const upstream = app.fusionProvider.describe()
+  const upstreamName = upstream.provider === 'v3' ? `API 3.0 ${upstream.action ?? ''} ${upstream.version ?? ''}` : 'the legacy API'
   const jsonBodyLimit = Math.ceil(config.MAX_UPLOAD_BYTES * 4 / 3 * 1.03) + 64 * 1024
 
   app.post('/fuse', {
@@ -81,7 +83,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     const wantsImage = wanted === IMAGE_TYPE
     const state = states.get(request)!
 
-    const { projectId, modelId, resultType, normalized } = await intake(request, state)
+    const { projectId, modelId, resultType, options, normalized } = await intake(request, state)
     // The photo is one JPEG now (the upload is no longer referenced): its place goes to the next upload.
     state.release()
     if (state.clientGone.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
@@ -92,6 +94,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
         modelId,
         // Image bytes are only ever taken from a base64 answer: the gateway never fetches URLs.
         resultType: wantsImage ? 'base64' : resultType,
+        options,
         image: normalized.jpeg,
         signal: state.clientGone.signal,
         deadline: state.deadline
@@ -123,7 +126,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
   })
 
   /** Reads the body and normalises the photo; the upload buffer lives only inside this call. */
-  async function intake (request: FastifyRequest, state: RequestState): Promise<{ projectId: string, modelId: string, resultType: ResultType, normalized: NormalizedImage }> {
+  async function intake (request: FastifyRequest, state: RequestState): Promise<{ projectId: string, modelId: string, resultType: ResultType, options: FusionOptions, normalized: NormalizedImage }> {
     let input
     if (request.isMultipart()) {
       input = await readMultipartInput(request, config.MAX_UPLOAD_BYTES)
@@ -135,6 +138,8 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       // Fastify parses text/plain by default; this route takes only forms and JSON.
       throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
     }
+    // Before the image work: an option the upstream would ignore or refuse is the client's to fix.
+    assertSupportedOptions(input.options, app.fusionProvider.supportedOptions, upstreamName)
     const normalized = await app.imagePipeline.normalize(input.image, state.clientGone.signal)
     request.log.info({
       image: {
@@ -146,7 +151,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
         quality: normalized.quality
       }
     }, 'image normalised')
-    return { projectId: input.projectId, modelId: input.modelId, resultType: input.resultType, normalized }
+    return { projectId: input.projectId, modelId: input.modelId, resultType: input.resultType, options: input.options, normalized }
   }
 }
 

@@ -105,7 +105,8 @@ export function withBreaker (inner: FusionProvider, options: BreakerOptions): Gu
   }
 
   return {
-    describe: inner.describe,
+    // Limits, options and the template listing pass through: the breaker guards fusions only.
+    ...inner,
     close: async () => {
       clearTimeout(reopenTimer)
       clearTimeout(halfOpenTimer)

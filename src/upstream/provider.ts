@@ -1,8 +1,42 @@
 /**
- * What the fuse route needs from an upstream API. The legacy API implements it
- * today; API 3.0 (FaceFusion / FuseFace) implements the same shape.
+ * What the routes need from an upstream API. The legacy API and API 3.0
+ * (FaceFusion / FuseFace) implement the same shape, so front-ends see one
+ * contract whichever is configured.
  */
 export type ResultType = 'url' | 'base64'
+
+/** Choices a front-end may make where the upstream action supports them (FuseFace). */
+export interface FusionOptions {
+  /** Face shape taken from the photo, 0–100 (FuseProfileDegree). */
+  profileDegree?: number
+  /** Facial features taken from the photo, 0–100 (FuseFaceDegree). */
+  faceDegree?: number
+  /** The upstream's "AI-generated" mark on the result (LogoAdd); the upstream's default is on. */
+  logoAdd?: boolean
+  /** Which face of a multi-face template to replace (TemplateFaceID). */
+  templateFaceId?: string
+}
+
+export type FusionOption = keyof FusionOptions
+
+/** What the upstream accepts as a photo; the image pipeline fits every photo within these. */
+export interface ImageLimits {
+  /** Longest allowed side in pixels. */
+  maxSide: number
+  /** Largest allowed JPEG in bytes (the upstream's base64 limit, as raw bytes). */
+  maxBytes: number
+}
+
+/** One material of an activity, as GET /templates lists it. */
+export interface TemplateInfo {
+  projectId: string
+  modelId: string
+  name?: string
+  /** The material's picture, when the upstream gives one. */
+  previewUrl?: string
+  /** The template's faces, for choosing `template_face_id`. */
+  faces?: Array<{ faceId: string, x?: number, y?: number, width?: number, height?: number }>
+}
 
 export interface FusionRequest {
   projectId: string
@@ -10,6 +44,7 @@ export interface FusionRequest {
   /** The normalised photo, JPEG bytes. */
   image: Buffer
   resultType: ResultType
+  options?: FusionOptions
   /** Aborts the upstream call (client gone, deadline passed). */
   signal?: AbortSignal
   /** Epoch ms by which the whole request must be answered; bounds this call's own timeout. */
@@ -21,13 +56,21 @@ export type FusionResult =
   | { resultType: 'base64', imageBase64: string }
 
 export interface UpstreamDescription {
-  provider: string
+  provider: 'legacy' | 'v3'
   mode: 'tencent' | 'emulator'
   origin: string | undefined
+  /** API 3.0 only. */
+  action?: string
+  version?: string
+  region?: string
 }
 
 export interface FusionProvider {
   fuse: (request: FusionRequest, log?: UpstreamLogger) => Promise<FusionResult>
+  /** The options this upstream action can honour; any other given option is refused with 400. */
+  readonly supportedOptions: ReadonlySet<FusionOption>
+  /** An activity's materials, from the upstream; absent when the API has no listing. */
+  listTemplates?: (projectId: string, log?: UpstreamLogger) => Promise<TemplateInfo[]>
   describe: () => UpstreamDescription
   close: () => Promise<void>
 }

@@ -34,10 +34,7 @@ export type RetryingProvider = Omit<GuardedProvider, 'fuse'> & {
 
 export function withRetries (inner: GuardedProvider, options: RetryOptions): RetryingProvider {
   return {
-    describe: inner.describe,
-    close: inner.close,
-    checkAvailable: inner.checkAvailable,
-    breakerState: inner.breakerState,
+    ...inner,
     async fuse (request, log, hooks) {
       const timeLeft = (): number => request.deadline === undefined ? Infinity : request.deadline - Date.now()
       const policy = retry(

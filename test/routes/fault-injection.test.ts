@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { request } from 'undici'
 import { freePort } from '../../scripts/free-port.js'
-import { fixture, fuseForm, multipart, startService, stubUpstream } from '../helper.js'
+import { UPSTREAM_PROVIDERS, fixture, fuseForm, multipart, startService, stubUpstream, type UpstreamProvider } from '../helper.js'
 
 /**
  * Faults of the upstream and of the client, over real HTTP through the whole
@@ -17,6 +17,23 @@ async function misbehavingUpstream (t: Test, behaviour: Behaviour, onConnection?
   return { url: upstream.url, calls: () => upstream.calls.length }
 }
 
+/** The service, pointed at `upstreamUrl` through the given API. */
+async function serviceFor (t: Test, provider: UpstreamProvider, upstreamUrl: string, env: Record<string, string> = {}): Promise<{ url: string }> {
+  const target: Record<string, string> = provider === 'v3'
+    ? { FUSION_PROVIDER: 'v3', TENCENT_V3_URL: `${new URL(upstreamUrl).origin}/` }
+    : { FUSION_PROVIDER: 'legacy', TENCENT_LEGACY_URL: upstreamUrl }
+  return await startService(t, { ...serviceEnv, ...target, ...env })
+}
+
+/** Each API's way of saying "a transient fault, try again", and of naming a result URL. */
+const TRANSIENT_FAULT: Record<UpstreamProvider, string> = {
+  legacy: '{"ret":"-1003"}',
+  v3: '{"Response":{"Error":{"Code":"FailedOperation.InnerError","Message":"内部错误"},"RequestId":"r-1"}}'
+}
+const successWithUrl = (provider: UpstreamProvider, imageUrl: string): string => provider === 'v3'
+  ? JSON.stringify({ Response: { FusedImage: imageUrl, RequestId: 'r-2' } })
+  : JSON.stringify({ ret: '0', img_url: imageUrl })
+
 async function retriesMade (serviceUrl: string): Promise<number> {
   const text = await (await request(`${serviceUrl}/metrics`)).body.text()
   return text.split('\n').filter((line) => line.startsWith('fusion_upstream_retries_total{')).reduce((sum, line) => sum + Number(line.split(' ').pop()), 0)
@@ -25,7 +42,7 @@ async function retriesMade (serviceUrl: string): Promise<number> {
 const photo = fixture('orientation-1.jpg')
 const serviceEnv = { UPSTREAM_TIMEOUT_MS: '600', UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_DELAY_MS: '10', UPSTREAM_MAX_RESPONSE_BYTES: '1048576' }
 
-const cases: Array<{ name: string, behaviour?: Behaviour, onConnection?: (socket: Socket) => void, status: number, code: string, retries: number }> = [
+const cases = (provider: UpstreamProvider): Array<{ name: string, behaviour?: Behaviour, onConnection?: (socket: Socket) => void, status: number, code: string, retries: number }> => [
   { name: 'upstream timeout', behaviour: () => { /* never answers */ }, status: 504, code: 'FUSION_UPSTREAM_TIMEOUT', retries: 0 },
   { name: 'connection reset before the request was written', onConnection: (socket) => { socket.destroy() }, status: 502, code: 'FUSION_UPSTREAM_UNREACHABLE', retries: 0 },
   { name: 'connection reset after the request was written', behaviour: (incoming) => { incoming.socket.destroy() }, status: 502, code: 'FUSION_UPSTREAM_UNREACHABLE', retries: 0 },
@@ -34,13 +51,13 @@ const cases: Array<{ name: string, behaviour?: Behaviour, onConnection?: (socket
   { name: 'an HTML error page', behaviour: (_q, response) => { response.writeHead(502, { 'content-type': 'text/html' }).end('<html><body><h1>502 Bad Gateway</h1></body></html>') }, status: 502, code: 'FUSION_UPSTREAM_BAD_RESPONSE', retries: 0 },
   { name: 'a 500', behaviour: (_q, response) => { response.writeHead(500).end() }, status: 502, code: 'FUSION_UPSTREAM_BAD_RESPONSE', retries: 0 },
   { name: 'a body larger than any real result', behaviour: (_q, response) => { response.writeHead(200, { 'content-type': 'application/json' }).end(`{"ret":0,"img_base64":"${'A'.repeat(4 * 1024 * 1024)}"}`) }, status: 502, code: 'FUSION_UPSTREAM_BAD_RESPONSE', retries: 0 },
-  { name: 'a transient upstream fault, every time', behaviour: (_q, response) => { response.writeHead(200, { 'content-type': 'application/json' }).end('{"ret":"-1003"}') }, status: 502, code: 'FUSION_UPSTREAM_FAILED', retries: 2 }
+  { name: 'a transient upstream fault, every time', behaviour: (_q, response) => { response.writeHead(200, { 'content-type': 'application/json' }).end(TRANSIENT_FAULT[provider]) }, status: 502, code: 'FUSION_UPSTREAM_FAILED', retries: 2 }
 ]
 
-for (const fault of cases) {
-  t.test(fault.name, async (t) => {
+for (const provider of UPSTREAM_PROVIDERS) for (const fault of cases(provider)) {
+  t.test(`${provider}: ${fault.name}`, async (t) => {
     const upstream = await misbehavingUpstream(t, fault.behaviour ?? (() => {}), fault.onConnection)
-    const { url } = await startService(t, { ...serviceEnv, TENCENT_LEGACY_URL: upstream.url })
+    const { url } = await serviceFor(t, provider, upstream.url)
     const started = Date.now()
     const reply = await fuseForm(url, photo)
     t.equal(reply.status, fault.status)
@@ -53,21 +70,21 @@ for (const fault of cases) {
   })
 }
 
-t.test('an upstream that refuses connections: retried, then 502', async (t) => {
-  const { url } = await startService(t, { ...serviceEnv, TENCENT_LEGACY_URL: `http://127.0.0.1:${await freePort()}/fuseapi/face` })
+for (const provider of UPSTREAM_PROVIDERS) t.test(`${provider}: an upstream that refuses connections: retried, then 502`, async (t) => {
+  const { url } = await serviceFor(t, provider, `http://127.0.0.1:${await freePort()}/fuseapi/face`)
   const reply = await fuseForm(url, photo)
   t.match({ status: reply.status, code: reply.json().code }, { status: 502, code: 'FUSION_UPSTREAM_UNREACHABLE' })
   t.equal(await retriesMade(url), 2, 'nothing was sent, so both retries were made')
 })
 
-t.test('a client that leaves mid-upstream-call cancels the call', async (t) => {
+for (const provider of UPSTREAM_PROVIDERS) t.test(`${provider}: a client that leaves mid-upstream-call cancels the call`, async (t) => {
   let upstreamClosed = false
   let received = false
   const upstream = await misbehavingUpstream(t, (incoming) => {
     received = true
     incoming.socket.on('close', () => { upstreamClosed = true })
   })
-  const { url } = await startService(t, { ...serviceEnv, UPSTREAM_TIMEOUT_MS: '20000', TENCENT_LEGACY_URL: upstream.url })
+  const { url } = await serviceFor(t, provider, upstream.url, { UPSTREAM_TIMEOUT_MS: '20000' })
   const { body, contentType } = multipart([
     { name: 'project_id', value: '100307' },
     { name: 'model_id', value: 'qc_100307_152854_1' },
@@ -90,11 +107,11 @@ t.test('a client that leaves mid-upstream-call cancels the call', async (t) => {
   t.match(text, /^fusion_http_requests_total\{route="\/fuse",method="POST",status="499"\} 1$/m, 'and is counted as 499')
 })
 
-t.test('a result URL with characters outside ASCII is passed through as given', async (t) => {
+for (const provider of UPSTREAM_PROVIDERS) t.test(`${provider}: a result URL with characters outside ASCII is passed through as given`, async (t) => {
   const upstream = await misbehavingUpstream(t, (_q, response) => {
-    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ret: '0', img_url: 'https://cos.example/融合 结果/a.jpg' }))
+    response.writeHead(200, { 'content-type': 'application/json' }).end(successWithUrl(provider, 'https://cos.example/融合 结果/a.jpg'))
   })
-  const { url } = await startService(t, { ...serviceEnv, TENCENT_LEGACY_URL: upstream.url })
+  const { url } = await serviceFor(t, provider, upstream.url)
   const reply = await fuseForm(url, photo)
   t.equal(reply.status, 200)
   t.equal(reply.json().imageUrl, 'https://cos.example/融合 结果/a.jpg')

@@ -1,24 +1,10 @@
-import type { ErrorCode } from '../../errors.js'
+import { rule, type UpstreamCodeRule } from '../code-rules.js'
 
 /**
  * The legacy API's `ret` codes, every one documented since 2018 (see
  * docs/upstream-protocol.md §1.4), and what each means for our client.
- *
- * - `code`: our stable error code (its HTTP status is in errors.ts).
- * - `retryable`: the same request may succeed later.
- * - `billed`: the upstream counts the call against the quota even though it failed.
  */
-export interface RetCodeRule {
-  code: ErrorCode
-  meaning: string
-  retryable: boolean
-  billed: boolean
-}
-
-const rule = (code: ErrorCode, meaning: string, retryable = false, billed = false): RetCodeRule =>
-  ({ code, meaning, retryable, billed })
-
-export const LEGACY_RET_CODES: ReadonlyMap<number, RetCodeRule> = new Map<number, RetCodeRule>([
+export const LEGACY_RET_CODES: ReadonlyMap<number, UpstreamCodeRule> = new Map<number, UpstreamCodeRule>([
   [1000, rule('FUSION_NO_FACE', 'no face in the photo', false, true)],
   [-1, rule('FUSION_UPSTREAM_AUTH_FAILED', 'illegal user identity (appid/uin do not match the key)')],
   [-3, rule('FUSION_IMAGE_TOO_LARGE', 'image too large')],
@@ -60,14 +46,7 @@ export const LEGACY_RET_CODES: ReadonlyMap<number, RetCodeRule> = new Map<number
   [-20013, rule('FUSION_PROJECT_REQUIRES_API3', 'domain invalid: activity created after 2018-12-01, use API 3.0')]
 ])
 
-export const UNKNOWN_RET_CODE: RetCodeRule = rule('FUSION_UPSTREAM_UNKNOWN_CODE', 'not a documented code')
-
-/**
- * How long a client should wait after upstream frequency control. The legacy
- * API sends no Retry-After of its own; its quotas are per second, so one
- * second is the honest lower bound.
- */
-export const FREQUENCY_CONTROL_RETRY_AFTER_SECONDS = 1
+export const UNKNOWN_RET_CODE: UpstreamCodeRule = rule('FUSION_UPSTREAM_UNKNOWN_CODE', 'not a documented code')
 
 /**
  * `ret` arrives as a number or a numeric string ("0" and 0 are both success).

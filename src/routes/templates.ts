@@ -1,0 +1,95 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { Config } from '../config.js'
+import { fusionError } from '../errors.js'
+import { presentedApiKey } from '../plugins/rate-limit.js'
+import { IN_PROCESS_EMULATOR_PREFIX } from '../plugins/upstream.js'
+import { TemplateList } from '../schemas.js'
+import { TEMPLATES, findLegacyProject } from '../emulator/templates.js'
+import type { TemplateInfo } from '../upstream/provider.js'
+
+const PROJECT_ID = /^[A-Za-z0-9_-]{1,64}$/
+/** Activities whose lists are kept at once; the oldest is dropped first. */
+const MAX_CACHED_PROJECTS = 256
+
+interface Cached { expiresAt: number, templates: Promise<TemplateInfo[]> }
+
+/**
+ * GET /templates: the materials a front-end can offer. With FUSION_TEMPLATES
+ * set, exactly those; otherwise API 3.0 asks the upstream (DescribeMaterialList,
+ * cached for TEMPLATES_CACHE_SECONDS, one call in flight per activity), and the
+ * legacy API, which has no listing, offers the emulator's templates when it
+ * runs against the emulator and none otherwise.
+ */
+const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
+  const cache = new Map<string, Cached>()
+
+  async function fromUpstream (projectId: string, list: NonNullable<typeof app.fusionProvider.listTemplates>, log: typeof app.log): Promise<TemplateInfo[]> {
+    const now = Date.now()
+    const hit = cache.get(projectId)
+    if (hit !== undefined && hit.expiresAt > now) return await hit.templates
+    const templates = list(projectId, log)
+    const entry = { expiresAt: now + config.TEMPLATES_CACHE_SECONDS * 1000, templates }
+    cache.delete(projectId)
+    cache.set(projectId, entry)
+    while (cache.size > MAX_CACHED_PROJECTS) cache.delete(cache.keys().next().value as string)
+    // A failure is not kept: the next request asks again.
+    templates.catch(() => { if (cache.get(projectId) === entry) cache.delete(projectId) })
+    return await templates
+  }
+
+  app.get<{ Querystring: { project_id?: string } }>('/templates', {
+    schema: {
+      tags: ['fusion'],
+      summary: 'The templates a front-end can offer',
+      description: 'With FUSION_TEMPLATES set, those; with API 3.0, the activity\'s approved materials (DescribeMaterialList, cached briefly; `project_id` required); with the legacy API, the emulator\'s templates or none.',
+      querystring: {
+        type: 'object',
+        properties: { project_id: { type: 'string', description: 'The activity whose materials to list.', examples: ['100307'] } }
+      },
+      response: { 200: TemplateList, ...Object.fromEntries([400, 401, 403, 404, 429, 502, 503, 504].map((status) => [status, { $ref: 'ErrorResponse#' }])) }
+    },
+    // The schema above documents the query; it is checked below with our codes.
+    validatorCompiler: () => () => true,
+    config: { rateLimit: {} }
+  }, async (request) => {
+    const key = presentedApiKey(request)
+    if (key !== undefined && config.clientApiKeys.size > 0 && !config.clientApiKeys.has(key)) throw fusionError('FUSION_UNKNOWN_API_KEY')
+    const projectId = request.query.project_id === '' ? undefined : request.query.project_id
+    if (projectId !== undefined && (typeof projectId !== 'string' || !PROJECT_ID.test(projectId))) {
+      throw fusionError('FUSION_INVALID_FIELD', { message: 'The query parameter `project_id` must be 1–64 letters, digits, `_` or `-`.' })
+    }
+    const matches = (template: TemplateInfo): boolean => projectId === undefined || template.projectId === projectId
+
+    if (config.declaredTemplates !== undefined) {
+      return { templates: config.declaredTemplates.filter(matches), source: 'config' }
+    }
+    const list = app.fusionProvider.listTemplates
+    if (list !== undefined) {
+      if (projectId === undefined) {
+        throw fusionError('FUSION_MISSING_FIELD', { message: 'The query parameter `project_id` is required: the templates are listed per activity.' })
+      }
+      return { templates: await fromUpstream(projectId, list, request.log), source: 'upstream' }
+    }
+    if (config.upstream.mode === 'emulator') {
+      // Previews are served by the emulator: in-process under /emulator, or at the standalone one's origin.
+      const base = config.upstream.url === undefined ? IN_PROCESS_EMULATOR_PREFIX : new URL(config.upstream.url).origin
+      return { templates: legacyEmulatorTemplates(base).filter(matches), source: 'emulator' }
+    }
+    return { templates: [], source: 'config' }
+  })
+}
+
+/** The emulator's materials that its legacy side serves, with their faces and previews. */
+function legacyEmulatorTemplates (base: string): TemplateInfo[] {
+  return TEMPLATES
+    .filter((template) => findLegacyProject(template.projectId)?.requiresApi3 === false && template.faces.length > 0)
+    .map((template) => ({
+      projectId: template.projectId,
+      modelId: template.modelId,
+      name: template.title,
+      previewUrl: `${base}/materials/${template.modelId}.jpg`,
+      faces: template.faces.map((face) => ({ faceId: face.faceId, ...face.rect }))
+    }))
+}
+
+export default templatesRoute

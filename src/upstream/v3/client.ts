@@ -1,0 +1,238 @@
+import { fusionError, isFusionError } from '../../errors.js'
+import type { V3Action, V3Credentials, V3Version } from '../../config.js'
+import { failWithRule } from '../code-rules.js'
+import { createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
+import { jsonWithPhoto } from '../json-body.js'
+import type { FusionOption, FusionProvider, FusionRequest, FusionResult, ImageLimits, TemplateInfo, UpstreamLogger } from '../provider.js'
+import { SIGNATURE_EXPIRED, ruleForV3Code } from './error-codes.js'
+import { tc3Sign } from './tc3-sign.js'
+
+/**
+ * The API 3.0 client (`facefusion`, TC3-HMAC-SHA256): FuseFace 2022-09-27 by
+ * default, FuseFace 2018-12-01 or FaceFusion 2018-12-01 for older activities,
+ * and DescribeMaterialList for GET /templates.
+ */
+export interface V3ClientOptions extends Omit<ExchangeOptions, 'provider'> {
+  /** The endpoint, or a function that yields it at call time (the in-process emulator's port is known only after listen). */
+  url: string | (() => string)
+  mode: 'tencent' | 'emulator'
+  credentials: V3Credentials
+  region: string
+  action: V3Action
+  version: V3Version
+  /** Epoch milliseconds; injectable for tests. */
+  clock?: () => number
+}
+
+const SERVICE = 'facefusion'
+/** Exactly as signed: a client that adds "; charset=utf-8" on its own breaks the signature. */
+const CONTENT_TYPE = 'application/json'
+
+/**
+ * FuseFace 2022-09-27: sides over 64 and under 4096 px, base64 ≤ 5 MB (kept
+ * under 5 000 000 characters, the stricter reading). The 2018-12-01 actions
+ * documented 1080×1080 and answer `ImageSizeExceedFiveHundredKB` past 500 KB of
+ * base64, so they get the legacy-sized budget.
+ */
+export const V3_IMAGE_LIMITS: Record<V3Version, ImageLimits> = {
+  '2022-09-27': { maxSide: 4095, maxBytes: 3_750_000 },
+  '2018-12-01': { maxSide: 1080, maxBytes: 375_000 }
+}
+
+function supportedOptions (action: V3Action, version: V3Version): Set<FusionOption> {
+  if (action === 'FaceFusion') return new Set()
+  const options = new Set<FusionOption>(['profileDegree', 'faceDegree', 'templateFaceId'])
+  if (version === '2022-09-27') options.add('logoAdd')
+  return options
+}
+
+/** Material states a front-end can use: approved, approved on appeal, approved by machine review. */
+const USABLE_MATERIAL_STATES = new Set([1, 11, 21])
+const MATERIAL_PAGE_SIZE = 20
+const MAX_MATERIALS = 1_000
+
+export interface V3SigningInput {
+  credentials: V3Credentials
+  url: URL
+  action: string
+  version: string
+  region: string
+  /** Unix seconds. */
+  timestamp: number
+  body: Buffer
+}
+
+/**
+ * Every header of a signed API 3.0 call. Signs content-type and host (the URL's
+ * host name, as Tencent's own SDK does) over the URL's path.
+ */
+export function signedV3Headers (input: V3SigningInput): Record<string, string> {
+  const { authorization } = tc3Sign({
+    secretId: input.credentials.secretId,
+    secretKey: input.credentials.secretKey,
+    service: SERVICE,
+    host: input.url.hostname,
+    path: input.url.pathname,
+    timestamp: input.timestamp,
+    contentType: CONTENT_TYPE,
+    payload: input.body
+  })
+  return {
+    'content-type': CONTENT_TYPE,
+    authorization,
+    'x-tc-action': input.action,
+    'x-tc-version': input.version,
+    'x-tc-timestamp': String(input.timestamp),
+    'x-tc-region': input.region,
+    ...(input.credentials.sessionToken !== undefined ? { 'x-tc-token': input.credentials.sessionToken } : {})
+  }
+}
+
+export function createV3Client (options: V3ClientOptions): FusionProvider {
+  const exchange = createExchange({ ...options, provider: 'v3' })
+  const clock = options.clock ?? Date.now
+  const currentUrl = (): URL => new URL(typeof options.url === 'function' ? options.url() : options.url)
+  // How far the upstream's clock is ahead of ours, learnt from its Date header when it says our signature expired.
+  let skewMs = 0
+
+  async function send<T> (action: string, body: Buffer, request: Pick<FusionRequest, 'signal' | 'deadline'>, log: UpstreamLogger | undefined, read: (response: Record<string, unknown>) => T): Promise<T> {
+    const url = currentUrl()
+    let serverDate: number | undefined
+    const attempt = async (): Promise<T> => await exchange.call({
+      url,
+      headers: () => signedV3Headers({
+        credentials: options.credentials,
+        url,
+        action,
+        version: options.version,
+        region: options.region,
+        timestamp: Math.floor((clock() + skewMs) / 1000),
+        body
+      }),
+      body,
+      request,
+      log,
+      successCode: 'OK',
+      logFields: { action },
+      interpret: (answer) => {
+        serverDate = Date.parse(String(answer.headers.date ?? ''))
+        return read(responseOf(answer))
+      }
+    })
+    try {
+      return await attempt()
+    } catch (error) {
+      if (!isFusionError(error) || error.upstreamCode !== SIGNATURE_EXPIRED) throw error
+      // Our clock is more than five minutes off the upstream's: sign once more, on its time when it told us.
+      if (serverDate !== undefined && !Number.isNaN(serverDate)) skewMs = serverDate - clock()
+      log?.warn({ upstream: { provider: 'v3', clockSkewMs: skewMs } }, 'the upstream says our signature expired: re-signing once with its clock')
+      return await attempt()
+    }
+  }
+
+  async function fuse (request: FusionRequest, log?: UpstreamLogger): Promise<FusionResult> {
+    const field = options.action === 'FaceFusion' ? 'Image' : 'FusedImage'
+    return await send(options.action, v3FusionBody(options.action, options.version, request), request, log, (response) => {
+      const image = response[field]
+      if (request.resultType === 'url') {
+        if (typeof image !== 'string' || !isHttpUrl(image)) throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error(`success without a ${field} URL`) })
+        return { resultType: 'url', imageUrl: image }
+      }
+      if (typeof image !== 'string' || image === '' || isHttpUrl(image)) {
+        throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error(`success without base64 ${field}`) })
+      }
+      return { resultType: 'base64', imageBase64: image.replace(/^data:[^,]*,/, '') }
+    })
+  }
+
+  async function listTemplates (projectId: string, log?: UpstreamLogger): Promise<TemplateInfo[]> {
+    // 2018-12-01 numbers activities; 2022-09-27 names them with strings.
+    if (options.version === '2018-12-01' && !/^\d{1,15}$/.test(projectId)) throw fusionError('FUSION_TEMPLATE_NOT_FOUND')
+    const activityId = options.version === '2018-12-01' ? Number(projectId) : projectId
+    const templates: TemplateInfo[] = []
+    for (let offset = 0; offset < MAX_MATERIALS; offset += MATERIAL_PAGE_SIZE) {
+      const body = Buffer.from(JSON.stringify({ ActivityId: activityId, Limit: MATERIAL_PAGE_SIZE, Offset: offset }))
+      const { materials, count, pageLength } = await send('DescribeMaterialList', body, {}, log, readMaterials)
+      templates.push(...materials.filter((material) => material.usable).map((material) => material.template(projectId)))
+      if (pageLength < MATERIAL_PAGE_SIZE || offset + MATERIAL_PAGE_SIZE >= count) break
+    }
+    return templates
+  }
+
+  return {
+    fuse,
+    listTemplates,
+    supportedOptions: supportedOptions(options.action, options.version),
+    describe: () => {
+      let origin: string | undefined
+      try { origin = currentUrl().origin } catch { origin = undefined }
+      return { provider: 'v3', mode: options.mode, origin, action: options.action, version: options.version, region: options.region }
+    },
+    close: exchange.close
+  }
+}
+
+/**
+ * The request body as bytes, the photo's base64 written once. Field order
+ * follows Tencent's API reference, which is also what its SDK sends.
+ */
+export function v3FusionBody (action: V3Action, version: V3Version, request: FusionRequest): Buffer {
+  const ids = `{"ProjectId":${JSON.stringify(request.projectId)},"ModelId":${JSON.stringify(request.modelId)},` +
+    `"RspImgType":${JSON.stringify(request.resultType)},`
+  if (action === 'FaceFusion') return jsonWithPhoto(`${ids}"Image":"`, request.image, '"}')
+  const options = request.options ?? {}
+  let tail = '"'
+  if (options.templateFaceId !== undefined) tail += `,"TemplateFaceID":${JSON.stringify(options.templateFaceId)}`
+  tail += '}]'
+  if (options.profileDegree !== undefined) tail += `,"FuseProfileDegree":${options.profileDegree}`
+  if (options.faceDegree !== undefined) tail += `,"FuseFaceDegree":${options.faceDegree}`
+  if (options.logoAdd !== undefined && version === '2022-09-27') tail += `,"LogoAdd":${options.logoAdd ? 1 : 0}`
+  return jsonWithPhoto(`${ids}"MergeInfos":[{"Image":"`, request.image, `${tail}}`)
+}
+
+/** The `Response` object of an answer; an `Error` in it becomes our error. */
+function responseOf (answer: UpstreamAnswer): Record<string, unknown> {
+  const response = jsonObject(answer.text)?.Response
+  if (typeof response !== 'object' || response === null || Array.isArray(response)) failFromHttpStatus(answer, 'no Response')
+  const record = response as Record<string, unknown>
+  const error = record.Error as { Code?: unknown } | null | undefined
+  if (error !== undefined && error !== null) {
+    const raw = typeof error.Code === 'string' || typeof error.Code === 'number' ? String(error.Code) : ''
+    const code = raw !== '' ? raw : 'missing'
+    failWithRule(ruleForV3Code(code), code, retryAfterFrom(answer.headers))
+  }
+  return record
+}
+
+/** A face of a material: its id (a `template_face_id`) and, when given, its box in template pixels. */
+function faceOf (face: Record<string, unknown>): NonNullable<TemplateInfo['faces']>[number] {
+  const rect = (face.FaceInfo ?? {}) as Record<string, unknown>
+  return {
+    faceId: String(face.FaceId),
+    ...(typeof rect.X === 'number' ? { x: rect.X } : {}),
+    ...(typeof rect.Y === 'number' ? { y: rect.Y } : {}),
+    ...(typeof rect.Width === 'number' ? { width: rect.Width } : {}),
+    ...(typeof rect.Height === 'number' ? { height: rect.Height } : {})
+  }
+}
+
+interface Material { usable: boolean, template: (projectId: string) => TemplateInfo }
+
+function readMaterials (response: Record<string, unknown>): { materials: Material[], count: number, pageLength: number } {
+  const infos = Array.isArray(response.MaterialInfos) ? response.MaterialInfos as Array<Record<string, unknown>> : []
+  const materials = infos.filter((info) => typeof info.MaterialId === 'string').map((info): Material => ({
+    usable: info.MaterialStatus === undefined || USABLE_MATERIAL_STATES.has(Number(info.MaterialStatus)),
+    template: (projectId) => ({
+      projectId,
+      modelId: info.MaterialId as string,
+      ...(typeof info.MaterialName === 'string' && info.MaterialName !== '' ? { name: info.MaterialName } : {}),
+      ...(typeof info.Url === 'string' && isHttpUrl(info.Url) ? { previewUrl: info.Url } : {}),
+      faces: (Array.isArray(info.MaterialFaceList) ? info.MaterialFaceList as Array<Record<string, unknown>> : [])
+        .filter((face) => typeof face.FaceId === 'string' || typeof face.FaceId === 'number')
+        .map(faceOf)
+    })
+  }))
+  // Without a Count, paging goes on until a page comes back short.
+  const count = typeof response.Count === 'number' ? response.Count : Infinity
+  return { materials, count, pageLength: infos.length }
+}

@@ -1,0 +1,101 @@
+import t from 'tap'
+import sharp from 'sharp'
+import { request } from 'undici'
+import { startEmulator, startService, stubUpstream, upstreamEnv } from '../helper.js'
+
+async function getJson (url: string): Promise<{ status: number, body: any }> {
+  const response = await request(url, { headersTimeout: 15_000, bodyTimeout: 15_000 })
+  return { status: response.statusCode, body: await response.body.json() }
+}
+
+t.test('legacy on the built-in emulator: the emulator\'s templates, with faces and previews', async (t) => {
+  const { url } = await startService(t)
+  const { status, body } = await getJson(`${url}/templates`)
+  t.equal(status, 200)
+  t.equal(body.source, 'emulator')
+  const astronaut = body.templates.find((template: { modelId: string }) => template.modelId === 'qc_100307_152854_1')
+  t.match(astronaut, { projectId: '100307', name: String, previewUrl: '/emulator/materials/qc_100307_152854_1.jpg', faces: [{ faceId: '1', width: Number, height: Number }] })
+  t.notOk(body.templates.some((template: { projectId: string }) => template.projectId === '300001'), 'an activity the legacy API refuses is not offered')
+  t.notOk(body.templates.some((template: { faces: unknown[] }) => template.faces.length === 0), 'nor a material without a face')
+
+  const preview = await request(`${url}${astronaut.previewUrl as string}`)
+  t.equal(preview.statusCode, 200)
+  t.match(await sharp(Buffer.from(await preview.body.arrayBuffer())).metadata(), { format: 'jpeg', width: 720, height: 960 })
+
+  const filtered = await getJson(`${url}/templates?project_id=100646`)
+  t.ok(filtered.body.templates.length > 0)
+  t.ok(filtered.body.templates.every((template: { projectId: string }) => template.projectId === '100646'), 'project_id filters')
+})
+
+t.test('FUSION_TEMPLATES is listed as declared, whatever the provider', async (t) => {
+  for (const provider of ['legacy', 'v3']) {
+    const { url } = await startService(t, { FUSION_PROVIDER: provider, FUSION_TEMPLATES: '100307:qc_100307_152854_1=Astronaut,100646:qc_100646_154021_9' })
+    const all = await getJson(`${url}/templates`)
+    t.same(all.body, {
+      templates: [
+        { projectId: '100307', modelId: 'qc_100307_152854_1', name: 'Astronaut' },
+        { projectId: '100646', modelId: 'qc_100646_154021_9' }
+      ],
+      source: 'config'
+    }, provider)
+    t.same((await getJson(`${url}/templates?project_id=100646`)).body.templates, [{ projectId: '100646', modelId: 'qc_100646_154021_9' }])
+  }
+})
+
+t.test('legacy with real credentials and nothing declared: an empty list, and no upstream call', async (t) => {
+  const upstream = await stubUpstream(t, (_call, response) => { response.writeHead(500).end() })
+  const { url } = await startService(t, {
+    TENCENT_APPID: '1250000001', TENCENT_UIN: '100000000002', TENCENT_SECRET_ID: 'operator-id', TENCENT_SECRET_KEY: 'operator-key', TENCENT_LEGACY_URL: upstream.url
+  })
+  t.same((await getJson(`${url}/templates`)).body, { templates: [], source: 'config' })
+  t.equal(upstream.calls.length, 0)
+})
+
+t.test('API 3.0: the activity\'s materials through DescribeMaterialList, cached', async (t) => {
+  const actions: string[] = []
+  const emulator = await startEmulator(t, { onV3Request: ({ headers }) => { actions.push(String(headers['x-tc-action'])) } })
+  const { url } = await startService(t, upstreamEnv('v3', emulator))
+
+  const missing = await getJson(`${url}/templates`)
+  t.match(missing, { status: 400, body: { code: 'FUSION_MISSING_FIELD', message: /project_id/ } })
+
+  const first = await getJson(`${url}/templates?project_id=100307`)
+  t.equal(first.status, 200)
+  t.equal(first.body.source, 'upstream')
+  t.match(first.body.templates.find((template: { modelId: string }) => template.modelId === 'qc_100307_152854_1'), {
+    projectId: '100307', faces: [{ faceId: '1', x: Number, y: Number, width: Number, height: Number }]
+  })
+  const second = await getJson(`${url}/templates?project_id=100307`)
+  t.same(second.body, first.body)
+  t.same(actions, ['DescribeMaterialList'], 'the second list came from the cache')
+
+  const fresh = await getJson(`${url}/templates?project_id=${'at_1603326187690926080'}`)
+  t.match(fresh.body.templates, [{ modelId: 'mt_1603586676924403712' }], 'an activity of the 2022 console')
+
+  const unknown = await getJson(`${url}/templates?project_id=999999`)
+  t.match(unknown, { status: 404, body: { code: 'FUSION_TEMPLATE_NOT_FOUND', upstreamCode: 'InvalidParameterValue.ActivityIdNotFound' } })
+  const again = await getJson(`${url}/templates?project_id=999999`)
+  t.equal(again.status, 404)
+  t.equal(actions.filter((action) => action === 'DescribeMaterialList').length, 4, 'a failure is not cached')
+})
+
+t.test('API 3.0 with TEMPLATES_CACHE_SECONDS=0 asks every time; concurrent asks share one call', async (t) => {
+  let calls = 0
+  const emulator = await startEmulator(t, { onV3Request: () => { calls++ } })
+  const { url: uncachedUrl } = await startService(t, { ...upstreamEnv('v3', emulator), TEMPLATES_CACHE_SECONDS: '0' })
+  await getJson(`${uncachedUrl}/templates?project_id=100307`)
+  await getJson(`${uncachedUrl}/templates?project_id=100307`)
+  t.equal(calls, 2)
+
+  calls = 0
+  const { url } = await startService(t, upstreamEnv('v3', emulator))
+  const answers = await Promise.all(Array.from({ length: 5 }, async () => await getJson(`${url}/templates?project_id=100646`)))
+  t.ok(answers.every((answer) => answer.status === 200))
+  t.equal(calls, 1, 'five concurrent requests, one upstream call')
+})
+
+t.test('a bad project_id is refused before any call', async (t) => {
+  const { url } = await startService(t, { FUSION_PROVIDER: 'v3' })
+  const bad = await getJson(`${url}/templates?project_id=${encodeURIComponent('../etc/passwd')}`)
+  t.match(bad, { status: 400, body: { code: 'FUSION_INVALID_FIELD' } })
+})
