@@ -50,6 +50,9 @@ export async function startEmulator (t: Teardown, options: EmulatorOptions = {})
   return { app, url, legacyUrl: `${url}/fuseapi/face` }
 }
 
+/** Transport settings for upstream clients built directly in tests: short timeouts, a small pool. */
+export const TEST_TRANSPORT = { timeoutMs: 2_000, connectTimeoutMs: 1_000, connections: 4, maxResponseBytes: 64 * 1024 }
+
 /** Both upstream APIs: end-to-end tests run once for each. */
 export const UPSTREAM_PROVIDERS = ['legacy', 'v3'] as const
 export type UpstreamProvider = typeof UPSTREAM_PROVIDERS[number]

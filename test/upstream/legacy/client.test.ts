@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { freePort } from '../../../scripts/free-port.js'
-import { stubUpstream } from '../../helper.js'
+import { stubUpstream, TEST_TRANSPORT } from '../../helper.js'
 import { EMULATOR_ACCOUNT } from '../../../src/emulator/accounts.js'
 import { verifyLegacySignature } from '../../../src/emulator/verify-signature.js'
 import { createLegacyClient, type LegacyClientOptions } from '../../../src/upstream/legacy/client.js'
@@ -20,10 +20,7 @@ function client (t: Test, url: string, overrides: Partial<LegacyClientOptions> =
     mode: 'tencent',
     credentials: { ...EMULATOR_ACCOUNT.credentials },
     signatureTtlSeconds: 300,
-    timeoutMs: 2_000,
-    connectTimeoutMs: 1_000,
-    connections: 4,
-    maxResponseBytes: 64 * 1024,
+    ...TEST_TRANSPORT,
     ...overrides
   })
   t.teardown(async () => await provider.close())

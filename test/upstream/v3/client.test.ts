@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import type { ServerResponse } from 'node:http'
-import { answerJson, fixture, stubUpstream, type StubCall } from '../../helper.js'
+import { answerJson, fixture, stubUpstream, type StubCall, TEST_TRANSPORT } from '../../helper.js'
 import type { V3Credentials } from '../../../src/config.js'
 import { isFusionError, type FusionError } from '../../../src/errors.js'
 import type { FusionRequest } from '../../../src/upstream/provider.js'
@@ -32,10 +32,7 @@ function client (t: Test, endpoint: string, overrides: Partial<V3ClientOptions> 
     action: 'FuseFace',
     version: '2022-09-27',
     clock: () => NOW,
-    timeoutMs: 2_000,
-    connectTimeoutMs: 1_000,
-    connections: 4,
-    maxResponseBytes: 64 * 1024,
+    ...TEST_TRANSPORT,
     ...overrides
   })
   t.teardown(async () => await provider.close())
