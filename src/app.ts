@@ -4,6 +4,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOpt
 import type { Config } from './config.js'
 import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
 import { loggerOptions } from './logger.js'
+import idempotencyPlugin from './plugins/idempotency.js'
 import imagePipelinePlugin from './plugins/image-pipeline.js'
 import metricsPlugin from './plugins/metrics.js'
 import multipartPlugin from './plugins/multipart.js'
@@ -107,6 +108,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(imagePipelinePlugin, { config })
   await app.register(upstreamBudgetPlugin, { config })
   await app.register(upstreamPlugin, { config })
+  await app.register(idempotencyPlugin, { config })
   await app.register(healthRoute, { config })
   await app.register(fuseRoute, { config })
   await app.register(templatesRoute, { config })

@@ -45,6 +45,15 @@ export const ConfigSchema = Type.Object({
   // How long an activity's material list from the upstream is reused.
   TEMPLATES_CACHE_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: 60 }),
 
+  // Idempotency-Key: how long a reply is kept (never past its result URL's lifetime), and the in-memory store's size
+  // (used without Redis, and while Redis is unreachable).
+  IDEMPOTENCY_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 604_800, default: 86_400 }),
+  IDEMPOTENCY_MEMORY_BYTES: Type.Integer({ minimum: 1_048_576, maximum: 4_294_967_296, default: 67_108_864 }),
+
+  // The demo page at GET /. Unset: on with the emulator or outside NODE_ENV=production, off otherwise.
+  DEMO_PAGE: Type.Optional(Type.Boolean()),
+  NODE_ENV: Type.Optional(Type.String()),
+
   // One deadline per request: intake, waiting for the budget and the upstream call together.
   REQUEST_DEADLINE_MS: Type.Integer({ minimum: 1_000, maximum: 300_000, default: 30_000 }),
 
@@ -147,6 +156,8 @@ export interface DeclaredTemplate { projectId: string, modelId: string, name?: s
 
 export type Config = Omit<RawConfig, 'TENCENT_SECRET_KEY' | 'TENCENT_SESSION_TOKEN' | 'CLIENT_API_KEYS' | 'FUSION_TEMPLATES'> & {
   upstream: UpstreamSettings
+  /** Whether GET / serves the demo page (DEMO_PAGE, or its default). */
+  demoPage: boolean
   /** FUSION_TEMPLATES, parsed; undefined when unset. */
   declaredTemplates: readonly DeclaredTemplate[] | undefined
   clientApiKeys: ReadonlySet<string>
@@ -216,6 +227,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     ...rest,
     upstream: resolveUpstream(raw),
     declaredTemplates: parseTemplates(FUSION_TEMPLATES),
+    demoPage: raw.DEMO_PAGE ?? (raw.NODE_ENV !== 'production' || resolveUpstream(raw).mode === 'emulator'),
     clientApiKeys: new Set(CLIENT_API_KEYS?.split(',') ?? []),
     projectQps: parseProjectQps(raw.UPSTREAM_PROJECT_QPS),
     trustProxy: parseTrustProxy(raw.TRUST_PROXY)

@@ -36,6 +36,9 @@ export const ERROR_CATALOGUE = {
   FUSION_OVERLOADED: { status: 503, message: 'The service is busy: retry after the delay in Retry-After.', cause: 'More photos in flight than `IMAGE_CONCURRENCY` + `IMAGE_QUEUE_LIMIT`; refused before the body is read. Carries `Retry-After`.' },
   FUSION_SATURATED: { status: 503, message: 'The service is saturated: retry after the delay in Retry-After.', cause: 'Event-loop delay, RSS or heap past `PRESSURE_MAX_*`; refused before anything is read. Carries `Retry-After`.' },
   FUSION_NOT_FOUND: { status: 404, message: 'No such route.', cause: 'The method and path match no route.' },
+  FUSION_INVALID_IDEMPOTENCY_KEY: { status: 400, message: 'The Idempotency-Key header is invalid.', cause: 'An `Idempotency-Key` that is empty, longer than 255 characters, not visible ASCII, or sent twice. Refused before the body is read.' },
+  FUSION_IDEMPOTENCY_KEY_REUSED: { status: 422, message: 'This Idempotency-Key was already used for a different request: send a new key for a new photo or template.', cause: 'The same `Idempotency-Key` with another payload (activity, template, options, answer type or photo bytes) within `IDEMPOTENCY_TTL_SECONDS`.' },
+  FUSION_IDEMPOTENCY_IN_PROGRESS: { status: 409, message: 'A request with this Idempotency-Key is still being processed: retry after the delay in Retry-After.', cause: 'The first request with this key was still at work when this one\'s deadline (`REQUEST_DEADLINE_MS`) came. Carries `Retry-After`; the retry gets the stored answer.' },
   FUSION_CLIENT_CLOSED_REQUEST: { status: 499, message: 'The client closed the request.', cause: 'The client disconnected before the answer was ready (logged; the client never sees it).' },
 
   // Upstream answers (see docs/errors.md for the ret → code table)

@@ -37,7 +37,11 @@ export const FuseJson = Type.Object({
 }, { additionalProperties: false })
 
 export const FuseAnswer = Type.Union([
-  Type.Object({ requestId: Type.String(), imageUrl: Type.String({ description: 'The fused picture\'s URL (rsp_img_type=url), as the upstream gave it.' }) }),
+  Type.Object({
+    requestId: Type.String(),
+    imageUrl: Type.String({ description: 'The fused picture\'s URL (rsp_img_type=url), as the upstream gave it.' }),
+    expiresAt: Type.String({ format: 'date-time', description: 'Until when the upstream keeps the picture at that URL (API 3.0: 7 days; legacy: undocumented, taken as 1 day). A replayed answer is never older than this.' })
+  }),
   Type.Object({ requestId: Type.String(), imageBase64: Type.String({ description: 'The fused picture as base64 (rsp_img_type=base64).' }) })
 ])
 

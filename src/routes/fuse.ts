@@ -1,11 +1,13 @@
+import { createHash } from 'node:crypto'
 import accepts from 'accepts'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
 import { fusionError, isFusionError } from '../errors.js'
 import type { NormalizedImage } from '../images/normalize.js'
 import { presentedApiKey } from '../plugins/rate-limit.js'
-import { assertSupportedOptions, readJsonInput, readMultipartInput } from '../intake/fusion-input.js'
-import type { FusionOptions, FusionResult, ResultType } from '../upstream/provider.js'
+import { assertSupportedOptions, readJsonInput, readMultipartInput, type FusionInput } from '../intake/fusion-input.js'
+import { parseIdempotencyKey, payloadFingerprint, type Begun, type Ownership } from '../idempotency/idempotency.js'
+import type { FusionResult } from '../upstream/provider.js'
 import { FuseAnswer, FuseForm, FuseJson, fuseErrorStatuses } from '../schemas.js'
 
 const JSON_TYPE = 'application/json'
@@ -19,6 +21,10 @@ interface RequestState {
   clientGone: AbortController
   /** Gives the image-pipeline place back; safe to call more than once. */
   release: () => void
+  /** The request's Idempotency-Key, when it sent one. */
+  idempotencyKey?: string
+  /** Held while this request does the work for its key; its reply is stored (or the key freed) as it is sent. */
+  ownership?: Ownership
 }
 
 const states = new WeakMap<FastifyRequest, RequestState>()
@@ -40,6 +46,12 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       tags: ['fusion'],
       summary: 'Fuse a photo into a template',
       description: 'A photo and a template in; the fused picture out, as a URL, as base64, or (Accept: image/jpeg) as the image itself.',
+      headers: {
+        type: 'object',
+        properties: {
+          'idempotency-key': { type: 'string', minLength: 1, maxLength: 255, description: 'Makes the request safe to retry: a later request with the same key and the same payload gets the stored answer (marked `Idempotent-Replayed: true`) without a second fusion. A UUID per photo and template is right.' }
+        }
+      },
       body: { content: { 'multipart/form-data': { schema: FuseForm }, 'application/json': { schema: FuseJson } } },
       response: {
         200: {
@@ -60,12 +72,14 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     preParsing: async (request, reply, payload) => {
       const key = presentedApiKey(request)
       if (key !== undefined && config.clientApiKeys.size > 0 && !config.clientApiKeys.has(key)) throw fusionError('FUSION_UNKNOWN_API_KEY')
+      const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key'])
       // A place in the image pipeline: when every place is taken, the upload is refused (503) unread.
       const admission = app.imagePipeline.admit()
       const state: RequestState = {
         deadline: Date.now() + config.REQUEST_DEADLINE_MS,
         clientGone: new AbortController(),
-        release: admission.release
+        release: admission.release,
+        ...(idempotencyKey !== undefined ? { idempotencyKey } : {})
       }
       states.set(request, state)
       // An upload still arriving at the deadline is cut off, so a slow client cannot hold a place for long.
@@ -74,7 +88,15 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
         clearTimeout(uploadTimer)
         if (!reply.raw.writableFinished) state.clientGone.abort()
         state.release()
+        // Nothing was recorded for the key (the reply never went out): the next request with it does the work.
+        void state.ownership?.release().catch((error: unknown) => { request.log.warn({ err: error }, 'could not free an idempotency key') })
       })
+      return payload
+    },
+    // The owner of an idempotency key records the reply exactly as it goes out, errors included.
+    onSend: async (request, reply, payload) => {
+      const ownership = states.get(request)?.ownership
+      if (ownership !== undefined) await recordReply(request, reply, ownership, payload)
       return payload
     }
   }, async (request, reply) => {
@@ -83,7 +105,20 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     const wantsImage = wanted === IMAGE_TYPE
     const state = states.get(request)!
 
-    const { projectId, modelId, resultType, options, normalized } = await intake(request, state)
+    const input = await readInput(request)
+    const { projectId, modelId, options } = input
+    const resultType = wantsImage ? 'base64' : input.resultType
+    if (state.idempotencyKey !== undefined) {
+      const fingerprint = payloadFingerprint({ projectId, modelId, answer: wantsImage ? 'image' : resultType, options, image: input.image })
+      const begun = await beginIdempotent(request, state, fingerprint)
+      if ('replay' in begun) {
+        app.metrics.idempotency.inc({ outcome: 'replayed' })
+        // (The schema types only 200; a stored answer may be a final error.)
+        return await reply.code(begun.replay.status as 200).type(begun.replay.contentType).header('idempotent-replayed', 'true').send(begun.replay.body)
+      }
+      state.ownership = begun.owner
+    }
+    const normalized = await normalize(request, state, input.image)
     // The photo is one JPEG now (the upload is no longer referenced): its place goes to the next upload.
     state.release()
     if (state.clientGone.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
@@ -93,7 +128,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
         projectId,
         modelId,
         // Image bytes are only ever taken from a base64 answer: the gateway never fetches URLs.
-        resultType: wantsImage ? 'base64' : resultType,
+        resultType,
         options,
         image: normalized.jpeg,
         signal: state.clientGone.signal,
@@ -111,7 +146,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
           }
         }
       })
-      return await answer(reply, request.id, result, wantsImage)
+      return await answer(request, reply, result, wantsImage, app.fusionProvider.resultUrlLifetimeSeconds)
     } catch (error) {
       // The upstream's frequency control: every replica pauses, not only this request.
       if (isFusionError(error) && error.code === 'FUSION_RATE_LIMITED' && config.UPSTREAM_BACKOFF_MS > 0) {
@@ -125,8 +160,8 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     }
   })
 
-  /** Reads the body and normalises the photo; the upload buffer lives only inside this call. */
-  async function intake (request: FastifyRequest, state: RequestState): Promise<{ projectId: string, modelId: string, resultType: ResultType, options: FusionOptions, normalized: NormalizedImage }> {
+  /** Reads the body: the fields, checked, and the upload's bytes. */
+  async function readInput (request: FastifyRequest): Promise<FusionInput> {
     let input
     if (request.isMultipart()) {
       input = await readMultipartInput(request, config.MAX_UPLOAD_BYTES)
@@ -140,7 +175,11 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     }
     // Before the image work: an option the upstream would ignore or refuse is the client's to fix.
     assertSupportedOptions(input.options, app.fusionProvider.supportedOptions, upstreamName)
-    const normalized = await app.imagePipeline.normalize(input.image, state.clientGone.signal)
+    return input
+  }
+
+  async function normalize (request: FastifyRequest, state: RequestState, upload: Buffer): Promise<NormalizedImage> {
+    const normalized = await app.imagePipeline.normalize(upload, state.clientGone.signal)
     request.log.info({
       image: {
         format: normalized.inputFormat,
@@ -151,18 +190,81 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
         quality: normalized.quality
       }
     }, 'image normalised')
-    return { projectId: input.projectId, modelId: input.modelId, resultType: input.resultType, options: input.options, normalized }
+    return normalized
+  }
+
+  /** Claims the key, waits for the request already at work on it, or finds its stored reply. */
+  async function beginIdempotent (request: FastifyRequest, state: RequestState, fingerprint: string): Promise<Begun> {
+    try {
+      return await app.idempotency.begin(idempotencyScope(request, state.idempotencyKey!), fingerprint, state.deadline, state.clientGone.signal)
+    } catch (error) {
+      if (state.clientGone.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
+      if (isFusionError(error) && error.code === 'FUSION_IDEMPOTENCY_KEY_REUSED') app.metrics.idempotency.inc({ outcome: 'reused' })
+      if (isFusionError(error) && error.code === 'FUSION_IDEMPOTENCY_IN_PROGRESS') app.metrics.idempotency.inc({ outcome: 'in_progress' })
+      throw error
+    }
+  }
+
+  /**
+   * Final answers are stored (a success, no face, an unknown template, a refused
+   * photo); failures a retry may cure are not (429, 5xx: overload, the upstream's
+   * transient faults, timeouts), so the retry can succeed.
+   */
+  async function recordReply (request: FastifyRequest, reply: FastifyReply, ownership: Ownership, payload: unknown): Promise<void> {
+    const status = reply.statusCode
+    const storable = status < 500 && !NEVER_STORED.has(status) && (typeof payload === 'string' || Buffer.isBuffer(payload))
+    try {
+      if (!storable) {
+        await ownership.release()
+        app.metrics.idempotency.inc({ outcome: 'not_stored' })
+        return
+      }
+      const expiresAt = expiresAtOf.get(request)
+      await ownership.complete({
+        status,
+        contentType: String(reply.getHeader('content-type') ?? JSON_TYPE),
+        body: Buffer.isBuffer(payload) ? payload : Buffer.from(payload as string),
+        ...(expiresAt !== undefined ? { expiresAt } : {})
+      })
+      app.metrics.idempotency.inc({ outcome: 'stored' })
+    } catch (error) {
+      // The answer still goes out; only its replay is lost, and a retry does the work again.
+      request.log.warn({ err: error }, 'could not store the idempotent reply')
+    }
+  }
+
+  /**
+   * Keys are the client's own: a known API key keeps its keys apart from
+   * everyone else's. Anonymous clients share one space (an address is no
+   * identity for a phone that changes networks between retries), where a random
+   * key (a UUID) does not collide. Only a digest reaches the store.
+   */
+  function idempotencyScope (request: FastifyRequest, key: string): string {
+    const apiKey = presentedApiKey(request)
+    const owner = apiKey !== undefined && config.clientApiKeys.has(apiKey) ? apiKey : ''
+    return createHash('sha256').update(owner).update('\n').update(key).digest('hex')
   }
 }
 
-async function answer (reply: FastifyReply, requestId: string, result: FusionResult, wantsImage: boolean): Promise<unknown> {
+/** Statuses under 500 that a retry may still change. */
+const NEVER_STORED = new Set([408, 409, 425, 429, 499])
+
+/** When a URL answer's picture expires, for the idempotency store. */
+const expiresAtOf = new WeakMap<FastifyRequest, number>()
+
+/**
+ * The fused picture as the client asked for it. A URL answer says until when
+ * the upstream keeps the picture (`expiresAt`), as the upstream documents it.
+ */
+async function answer (request: FastifyRequest, reply: FastifyReply, result: FusionResult, wantsImage: boolean, urlLifetimeSeconds: number): Promise<unknown> {
   if (wantsImage && result.resultType === 'base64') {
     const bytes = Buffer.from(result.imageBase64, 'base64')
     return await reply.type(sniffImageType(bytes)).send(bytes)
   }
-  return result.resultType === 'url'
-    ? { requestId, imageUrl: result.imageUrl }
-    : { requestId, imageBase64: result.imageBase64 }
+  if (result.resultType === 'base64') return { requestId: request.id, imageBase64: result.imageBase64 }
+  const expiresAt = Date.now() + urlLifetimeSeconds * 1000
+  expiresAtOf.set(request, expiresAt)
+  return { requestId: request.id, imageUrl: result.imageUrl, expiresAt: new Date(expiresAt).toISOString() }
 }
 
 /** The upstream returns the material's own format (JPEG or PNG); say which. */

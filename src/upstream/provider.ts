@@ -67,6 +67,8 @@ export interface UpstreamDescription {
 
 export interface FusionProvider {
   fuse: (request: FusionRequest, log?: UpstreamLogger) => Promise<FusionResult>
+  /** How long the upstream keeps a result URL working, as documented. */
+  readonly resultUrlLifetimeSeconds: number
   /** The options this upstream action can honour; any other given option is refused with 400. */
   readonly supportedOptions: ReadonlySet<FusionOption>
   /** An activity's materials, from the upstream; absent when the API has no listing. */

@@ -21,6 +21,13 @@ export interface LegacyClientOptions extends Omit<ExchangeOptions, 'provider'> {
  */
 export const LEGACY_IMAGE_LIMITS: ImageLimits = { maxSide: 1080, maxBytes: 500_000 }
 
+/**
+ * The legacy API does not document how long its result URLs last; API 3.0's
+ * last 7 days. One day is the cautious assumption: a stored idempotent reply
+ * is never replayed past it.
+ */
+export const LEGACY_RESULT_URL_LIFETIME_SECONDS = 86_400
+
 export function createLegacyClient (options: LegacyClientOptions): FusionProvider {
   const exchange = createExchange({ ...options, provider: 'legacy' })
   const currentUrl = (): URL => new URL(typeof options.url === 'function' ? options.url() : options.url)
@@ -42,6 +49,7 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
 
   return {
     fuse,
+    resultUrlLifetimeSeconds: LEGACY_RESULT_URL_LIFETIME_SECONDS,
     supportedOptions: new Set(),
     describe: () => {
       let origin: string | undefined

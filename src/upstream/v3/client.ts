@@ -39,6 +39,9 @@ export const V3_IMAGE_LIMITS: Record<V3Version, ImageLimits> = {
   '2018-12-01': { maxSide: 1080, maxBytes: 375_000 }
 }
 
+/** FaceFusion and FuseFace result URLs work for 7 days (30 before mid-2021; FuseFaceUltra's, not used here, for 1). */
+export const V3_RESULT_URL_LIFETIME_SECONDS = 7 * 86_400
+
 function supportedOptions (action: V3Action, version: V3Version): Set<FusionOption> {
   if (action === 'FaceFusion') return new Set()
   const options = new Set<FusionOption>(['profileDegree', 'faceDegree', 'templateFaceId'])
@@ -162,6 +165,7 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
   return {
     fuse,
     listTemplates,
+    resultUrlLifetimeSeconds: V3_RESULT_URL_LIFETIME_SECONDS,
     supportedOptions: supportedOptions(options.action, options.version),
     describe: () => {
       let origin: string | undefined

@@ -1,0 +1,126 @@
+import t, { type Test } from 'tap'
+import { Redis } from 'ioredis'
+import { freePort } from '../../scripts/free-port.js'
+import { createIdempotency, parseIdempotencyKey, payloadFingerprint } from '../../src/idempotency/idempotency.js'
+import { createMemoryStore, createRedisStore, decodeReply, encodeReply, withFallback, type IdempotencyStore } from '../../src/idempotency/store.js'
+import { redisPrefix, sharedRedisUrl } from '../helper.js'
+
+const FINGERPRINT = 'a'.repeat(64)
+const OTHER = 'b'.repeat(64)
+const reply = (body = 'fused'): { status: number, contentType: string, body: Buffer } => ({ status: 200, contentType: 'application/json; charset=utf-8', body: Buffer.from(body) })
+
+async function redisStore (t: Test): Promise<IdempotencyStore> {
+  const redis = new Redis(sharedRedisUrl())
+  t.teardown(() => { redis.disconnect() })
+  return createRedisStore(redis, redisPrefix())
+}
+
+const stores: Array<[string, (t: Test) => Promise<IdempotencyStore>]> = [
+  ['memory', async () => createMemoryStore(1024 * 1024)],
+  ['redis', redisStore]
+]
+
+for (const [name, make] of stores) {
+  t.test(`${name} store: one owner, then busy or mismatch, then the stored reply`, async (t) => {
+    const store = await make(t)
+    const owner = await store.claim('k', FINGERPRINT, 5_000)
+    t.equal(owner.kind, 'owner')
+    t.same(await store.claim('k', FINGERPRINT, 5_000), { kind: 'busy' }, 'the same payload waits')
+    t.same(await store.claim('k', OTHER, 5_000), { kind: 'mismatch' }, 'another payload is refused')
+    await store.complete('k', (owner as { token: string }).token, { ...reply(), fingerprint: FINGERPRINT }, 60_000)
+    const replayed = await store.claim('k', FINGERPRINT, 5_000)
+    t.equal(replayed.kind, 'replay')
+    t.same(replayed.kind === 'replay' && { ...replayed.reply, body: replayed.reply.body.toString() }, { status: 200, contentType: 'application/json; charset=utf-8', fingerprint: FINGERPRINT, body: 'fused' })
+  })
+
+  t.test(`${name} store: a released claim lets the next request do the work; a stale one expires`, async (t) => {
+    const store = await make(t)
+    const first = await store.claim('k', FINGERPRINT, 5_000) as { kind: 'owner', token: string }
+    await store.release('k', 'not-the-owner')
+    t.same(await store.claim('k', FINGERPRINT, 5_000), { kind: 'busy' }, 'only the owner can free the key')
+    await store.release('k', first.token)
+    t.equal((await store.claim('k', FINGERPRINT, 5_000)).kind, 'owner')
+
+    await store.claim('dead-owner', FINGERPRINT, 50)
+    await new Promise((resolve) => setTimeout(resolve, 120))
+    t.equal((await store.claim('dead-owner', FINGERPRINT, 5_000)).kind, 'owner', 'a claim whose owner vanished expires')
+  })
+
+  t.test(`${name} store: replies expire after their ttl`, async (t) => {
+    const store = await make(t)
+    const owner = await store.claim('short', FINGERPRINT, 5_000) as { token: string }
+    await store.complete('short', owner.token, { ...reply(), fingerprint: FINGERPRINT }, 80)
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    t.equal((await store.claim('short', FINGERPRINT, 5_000)).kind, 'owner')
+  })
+}
+
+t.test('a reply survives encoding byte for byte', async (t) => {
+  const body = Buffer.from([0xff, 0xd8, 0x00, 0x7b, 0x22])
+  const decoded = decodeReply(encodeReply({ fingerprint: FINGERPRINT, status: 422, contentType: 'image/jpeg', body, expiresAt: 123 }))
+  t.same({ ...decoded, body: [...decoded.body] }, { fingerprint: FINGERPRINT, status: 422, contentType: 'image/jpeg', body: [...body], expiresAt: 123 })
+})
+
+t.test('the memory store is bounded in bytes', async (t) => {
+  const store = createMemoryStore(4_096)
+  for (let i = 0; i < 20; i++) {
+    const owner = await store.claim(`k${i}`, FINGERPRINT, 5_000) as { token: string }
+    await store.complete(`k${i}`, owner.token, { ...reply('x'.repeat(500)), fingerprint: FINGERPRINT }, 60_000)
+  }
+  t.equal((await store.claim('k19', FINGERPRINT, 5_000)).kind, 'replay', 'the newest is kept')
+  t.equal((await store.claim('k0', FINGERPRINT, 5_000)).kind, 'owner', 'the oldest made room')
+  const big = await store.claim('big', FINGERPRINT, 5_000) as { token: string }
+  await store.complete('big', big.token, { ...reply('x'.repeat(2_000)), fingerprint: FINGERPRINT }, 60_000)
+  t.equal((await store.claim('big', FINGERPRINT, 5_000)).kind, 'owner', 'a reply over a quarter of the store is not kept')
+})
+
+t.test('with Redis unreachable, the replica keeps keys in its own memory', async (t) => {
+  const down = new Redis(`redis://127.0.0.1:${await freePort()}`, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  t.teardown(() => { down.disconnect() })
+  const failures: unknown[] = []
+  const store = withFallback(createRedisStore(down, 'x:'), createMemoryStore(1024 * 1024), (error) => failures.push(error))
+  const owner = await store.claim('k', FINGERPRINT, 5_000) as { kind: string, token: string }
+  t.equal(owner.kind, 'owner')
+  await store.complete('k', owner.token, { ...reply(), fingerprint: FINGERPRINT }, 60_000)
+  t.equal((await store.claim('k', FINGERPRINT, 5_000)).kind, 'replay')
+  t.ok(failures.length > 0, 'the fallback was reported')
+})
+
+t.test('the service: replays, waits, refuses, and never replays past a result\'s lifetime', async (t) => {
+  const idempotency = createIdempotency({ store: createMemoryStore(1024 * 1024), ttlMs: 60_000, pollMs: 20 })
+  const deadline = (): number => Date.now() + 2_000
+  const first = await idempotency.begin('k', FINGERPRINT, deadline())
+  if (!('owner' in first)) throw new Error('expected to own the key')
+  const waiting = idempotency.begin('k', FINGERPRINT, deadline())
+  await new Promise((resolve) => setTimeout(resolve, 60))
+  await first.owner.complete(reply())
+  const second = await waiting
+  t.ok('replay' in second && second.replay.body.toString() === 'fused', 'the waiting request got the stored reply')
+  await t.rejects(idempotency.begin('k', OTHER, deadline()), { code: 'FUSION_IDEMPOTENCY_KEY_REUSED' })
+
+  const short = await idempotency.begin('url', FINGERPRINT, deadline())
+  if (!('owner' in short)) throw new Error('expected to own the key')
+  await short.owner.complete({ ...reply(), expiresAt: Date.now() + 80 })
+  t.ok('replay' in await idempotency.begin('url', FINGERPRINT, deadline()), 'replayed while the URL lives')
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  const after = await idempotency.begin('url', FINGERPRINT, deadline())
+  t.ok('owner' in after, 'past expiresAt the key does the work again')
+
+  const held = await idempotency.begin('held', FINGERPRINT, deadline())
+  t.ok('owner' in held)
+  await t.rejects(idempotency.begin('held', FINGERPRINT, Date.now() + 100), { code: 'FUSION_IDEMPOTENCY_IN_PROGRESS', retryAfterSeconds: 1 })
+})
+
+t.test('keys and fingerprints', async (t) => {
+  t.equal(parseIdempotencyKey(undefined), undefined)
+  t.equal(parseIdempotencyKey('8e03978e-40d5-43e8-bc93-6894a57f9324'), '8e03978e-40d5-43e8-bc93-6894a57f9324')
+  t.equal(parseIdempotencyKey('"8e03978e-40d5"'), '8e03978e-40d5', 'the draft\'s structured-field string')
+  for (const bad of ['', '""', 'a b', 'x'.repeat(256), 'é']) t.throws(() => parseIdempotencyKey(bad), { code: 'FUSION_INVALID_IDEMPOTENCY_KEY' }, JSON.stringify(bad))
+  t.throws(() => parseIdempotencyKey(['a', 'b']), { code: 'FUSION_INVALID_IDEMPOTENCY_KEY' })
+
+  const base = { projectId: '100307', modelId: 'm', answer: 'url', options: { faceDegree: 10, logoAdd: false }, image: Buffer.from('photo') }
+  t.equal(payloadFingerprint(base), payloadFingerprint({ ...base, options: { logoAdd: false, faceDegree: 10 } }), 'option order does not matter')
+  for (const change of [{ projectId: '100646' }, { modelId: 'n' }, { answer: 'image' }, { options: { faceDegree: 11, logoAdd: false } }, { image: Buffer.from('photo!') }]) {
+    t.not(payloadFingerprint({ ...base, ...change }), payloadFingerprint(base), JSON.stringify(Object.keys(change)))
+  }
+})
