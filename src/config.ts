@@ -19,7 +19,8 @@ export const ConfigSchema = Type.Object({
   ),
 
   // Which upstream API: `legacy` (fuseapi/face, activities created before December 2018) or `v3` (API 3.0).
-  // Unset: legacy when TENCENT_APPID/TENCENT_UIN are set or nothing is; v3 when only the SecretId and SecretKey are.
+  // Unset: legacy when TENCENT_APPID, TENCENT_UIN or TENCENT_LEGACY_URL is set, or nothing is; v3 when only API 3.0
+  // settings are (the SecretId and SecretKey, TENCENT_V3_URL, TENCENT_SESSION_TOKEN).
   FUSION_PROVIDER: Type.Optional(Type.Union([Type.Literal('legacy'), Type.Literal('v3')])),
 
   // Tencent credentials. legacy: all four or none; v3: the SecretId and SecretKey (appid and uin are not part of
@@ -279,8 +280,11 @@ function parseTemplates (value: string | undefined): DeclaredTemplate[] | undefi
 }
 
 function resolveUpstream (raw: RawConfig): UpstreamSettings {
-  const provider = raw.FUSION_PROVIDER ??
-    (raw.TENCENT_APPID === undefined && raw.TENCENT_UIN === undefined && raw.TENCENT_SECRET_ID !== undefined ? 'v3' : 'legacy')
+  // Unset: whatever the other settings name. Legacy-only settings (appid, uin, its URL) keep legacy; API 3.0-only
+  // ones (its URL, a session token), or a SecretId without appid and uin, mean API 3.0.
+  const legacyOnly = raw.TENCENT_APPID !== undefined || raw.TENCENT_UIN !== undefined || raw.TENCENT_LEGACY_URL !== undefined
+  const v3Only = raw.TENCENT_V3_URL !== undefined || raw.TENCENT_SESSION_TOKEN !== undefined || raw.TENCENT_SECRET_ID !== undefined
+  const provider = raw.FUSION_PROVIDER ?? (!legacyOnly && v3Only ? 'v3' : 'legacy')
   return provider === 'v3' ? resolveV3(raw) : resolveLegacy(raw)
 }
 

@@ -102,6 +102,9 @@ t.test('API 3.0: FUSION_PROVIDER=v3 needs only the SecretId and SecretKey', asyn
   const inferred = loadConfig({ TENCENT_SECRET_ID: 'operator-secret-id', TENCENT_SECRET_KEY: 'operator-secret-key' })
   t.equal(inferred.upstream.provider, 'v3', 'a SecretId and SecretKey without appid and uin mean API 3.0')
   t.equal(loadConfig(credentials).upstream.provider, 'legacy', 'the legacy credentials keep legacy the default')
+  t.match(loadConfig({ TENCENT_V3_URL: 'http://127.0.0.1:8090' }).upstream, { provider: 'v3', mode: 'emulator', url: 'http://127.0.0.1:8090' }, 'an API 3.0 URL alone means API 3.0')
+  t.equal(loadConfig({ TENCENT_LEGACY_URL: 'http://127.0.0.1:8090/fuseapi/face' }).upstream.provider, 'legacy')
+  t.equal(loadConfig({}).upstream.provider, 'legacy', 'nothing set: legacy, on the emulator')
 
   const temporary = loadConfig({
     FUSION_PROVIDER: 'v3',

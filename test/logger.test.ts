@@ -60,6 +60,52 @@ t.test('no secret, signature, API key or image data reaches a log line', async (
   }
 })
 
+t.test('API 3.0: no secret, session token, signature or image data reaches a log line', async (t) => {
+  let authorization = ''
+  let image = ''
+  const upstream = await stubUpstream(t, ({ number, request, body }, response) => {
+    authorization = String(request.headers.authorization)
+    image = JSON.parse(body.toString()).MergeInfos[0].Image
+    // The first answer says the signature expired, so the re-signing path logs too.
+    if (number === 1) {
+      answerJson(response, { Response: { Error: { Code: 'AuthFailure.SignatureExpire', Message: '签名过期' }, RequestId: 'r1' } })
+      return
+    }
+    answerJson(response, { Response: { FusedImage: Buffer.from('fused picture bytes').toString('base64'), RequestId: 'r2' } })
+  })
+  const secretKey = 'v3-sEcReT-kEy-that-must-never-be-logged'
+  const sessionToken = 'v3-session-token-that-must-never-be-logged'
+  const logs = captureLogs()
+  const { url } = await startService(t, {
+    LOG_LEVEL: 'trace',
+    FUSION_PROVIDER: 'v3',
+    TENCENT_SECRET_ID: 'AKIDoperator',
+    TENCENT_SECRET_KEY: secretKey,
+    TENCENT_SESSION_TOKEN: sessionToken,
+    TENCENT_V3_URL: `${new URL(upstream.url).origin}/`
+  }, { logStream: logs.stream })
+
+  const photo = fixture('face.jpg')
+  const reply = await fuseForm(url, photo, { rsp_img_type: 'base64' }, { 'x-tc-token': 'client-sent-token-999' })
+  t.equal(reply.status, 200)
+  t.equal(upstream.calls.length, 2, 'signed twice')
+  const text = logs.text()
+  t.ok(logs.lines().some((line) => line.msg === 'upstream call'))
+  const signature = /Signature=([0-9a-f]{64})/.exec(authorization)?.[1] ?? 'no signature seen'
+  const forbidden: Record<string, string> = {
+    'the secret key': secretKey,
+    'the session token': sessionToken,
+    'a token a client sent': 'client-sent-token-999',
+    'the TC3 signature': signature,
+    'the normalised photo sent upstream': image.slice(0, 400),
+    'the uploaded photo': photo.subarray(0, 300).toString('base64'),
+    'the fused result': reply.json().imageBase64
+  }
+  for (const [name, value] of Object.entries(forbidden)) {
+    t.notOk(text.includes(value), `${name} is not in the logs`)
+  }
+})
+
 t.test('every line carries the request id', async (t) => {
   const logs = captureLogs()
   const { url } = await startService(t, { LOG_LEVEL: 'info' }, { logStream: logs.stream })

@@ -20,14 +20,12 @@ export interface ImagePolicy {
   maxBytes: number
   /** Width × height allowed in the input, checked from the header before decoding. */
   maxInputPixels: number
-  /** A face cannot be found below this many pixels on the short side. */
+  /** Fewest pixels on the short side of the output: below it no face is found, and the upstream refuses it. */
   minShortSide: number
   /** libvips gives up on one image after this long. */
   timeoutSeconds: number
 }
 
-/** Both APIs find no face below 64 px on the short side (API 3.0 says so: `ImageResolutionTooSmall`). */
-export const MIN_SHORT_SIDE = 64
 
 export interface NormalizedImage {
   jpeg: Buffer
@@ -100,8 +98,10 @@ async function readHeader (input: Buffer, policy: ImagePolicy): Promise<Metadata
       message: `The photo has ${width}×${height} pixels; at most ${policy.maxInputPixels} are accepted.`
     })
   }
-  // Judged on the photo as sent (orientation does not change the short side), not on the resized output.
-  if (Math.min(width, height) < policy.minShortSide) throw fusionError('FUSION_IMAGE_TOO_SMALL')
+  // Judged on what would be sent: a very narrow photo fitted within maxSide can end up too thin even if its input was not.
+  // (Orientation does not change which side is short.)
+  const scale = Math.min(1, policy.maxSide / Math.max(width, height))
+  if (Math.floor(Math.min(width, height) * scale) < policy.minShortSide) throw fusionError('FUSION_IMAGE_TOO_SMALL')
   return metadata
 }
 

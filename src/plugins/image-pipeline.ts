@@ -1,6 +1,5 @@
 import fp from 'fastify-plugin'
 import type { Config, UpstreamSettings } from '../config.js'
-import { MIN_SHORT_SIDE } from '../images/normalize.js'
 import { createImagePipeline, type ImagePipeline } from '../images/pipeline.js'
 import { LEGACY_IMAGE_LIMITS } from '../upstream/legacy/client.js'
 import type { ImageLimits } from '../upstream/provider.js'
@@ -22,7 +21,6 @@ export default fp<{ config: Config }>(async (app, { config }) => {
   app.decorate('imagePipeline', createImagePipeline({
     policy: {
       ...imageLimitsFor(config.upstream),
-      minShortSide: MIN_SHORT_SIDE,
       maxInputPixels: config.IMAGE_MAX_INPUT_PIXELS,
       timeoutSeconds: config.IMAGE_TIMEOUT_SECONDS
     },

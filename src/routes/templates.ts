@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { Config } from '../config.js'
-import { fusionError } from '../errors.js'
+import { fusionError, isFusionError } from '../errors.js'
 import { presentedApiKey } from '../plugins/rate-limit.js'
 import { IN_PROCESS_EMULATOR_PREFIX } from '../plugins/upstream.js'
 import { TemplateList } from '../schemas.js'
@@ -11,7 +11,7 @@ const PROJECT_ID = /^[A-Za-z0-9_-]{1,64}$/
 /** Activities whose lists are kept at once; the oldest is dropped first. */
 const MAX_CACHED_PROJECTS = 256
 
-interface Cached { expiresAt: number, templates: Promise<TemplateInfo[]> }
+interface Cached { expiresAt: number, pending: boolean, templates: Promise<TemplateInfo[]> }
 
 /**
  * GET /templates: the materials a front-end can offer. With FUSION_TEMPLATES
@@ -23,18 +23,25 @@ interface Cached { expiresAt: number, templates: Promise<TemplateInfo[]> }
 const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
   const cache = new Map<string, Cached>()
 
+  /**
+   * One listing in flight per activity, whatever the TTL; kept for
+   * TEMPLATES_CACHE_SECONDS once done. "No such activity" is kept too, so
+   * made-up ids cannot each cost an upstream call; other failures are not.
+   */
   async function fromUpstream (projectId: string, list: NonNullable<typeof app.fusionProvider.listTemplates>, log: typeof app.log): Promise<TemplateInfo[]> {
-    const now = Date.now()
     const hit = cache.get(projectId)
-    if (hit !== undefined && hit.expiresAt > now) return await hit.templates
-    const templates = list(projectId, log)
-    const entry = { expiresAt: now + config.TEMPLATES_CACHE_SECONDS * 1000, templates }
+    if (hit !== undefined && (hit.pending || hit.expiresAt > Date.now())) return await hit.templates
+    const entry: Cached = { expiresAt: Infinity, pending: true, templates: list(projectId, log, Date.now() + config.REQUEST_DEADLINE_MS) }
     cache.delete(projectId)
     cache.set(projectId, entry)
     while (cache.size > MAX_CACHED_PROJECTS) cache.delete(cache.keys().next().value as string)
-    // A failure is not kept: the next request asks again.
-    templates.catch(() => { if (cache.get(projectId) === entry) cache.delete(projectId) })
-    return await templates
+    const settle = (keep: boolean): void => {
+      entry.pending = false
+      entry.expiresAt = Date.now() + config.TEMPLATES_CACHE_SECONDS * 1000
+      if (!keep && cache.get(projectId) === entry) cache.delete(projectId)
+    }
+    entry.templates.then(() => { settle(true) }, (error: unknown) => { settle(isFusionError(error) && error.code === 'FUSION_TEMPLATE_NOT_FOUND') })
+    return await entry.templates
   }
 
   app.get<{ Querystring: { project_id?: string } }>('/templates', {

@@ -25,6 +25,8 @@ export interface ImageLimits {
   maxSide: number
   /** Largest allowed JPEG in bytes (the upstream's base64 limit, as raw bytes). */
   maxBytes: number
+  /** Fewest pixels on the short side. */
+  minShortSide: number
 }
 
 /** One material of an activity, as GET /templates lists it. */
@@ -72,7 +74,7 @@ export interface FusionProvider {
   /** The options this upstream action can honour; any other given option is refused with 400. */
   readonly supportedOptions: ReadonlySet<FusionOption>
   /** An activity's materials, from the upstream; absent when the API has no listing. */
-  listTemplates?: (projectId: string, log?: UpstreamLogger) => Promise<TemplateInfo[]>
+  listTemplates?: (projectId: string, log?: UpstreamLogger, deadline?: number) => Promise<TemplateInfo[]>
   describe: () => UpstreamDescription
   close: () => Promise<void>
 }

@@ -6,9 +6,10 @@ import type { FusionRequest, FusionResult, UpstreamLogger } from './provider.js'
 /**
  * Retries only what is safe to send again. Every upstream call may be billed,
  * so the client marks an error `retryable` only when nothing can have been
- * fused: a connection that was never made, an expired signature (`ret -7`,
- * re-signed on the next attempt, as every attempt signs afresh), and the
- * upstream's transient faults (`-5`, `-1002`…`-1007`, `-20005`). Frequency
+ * fused: a connection that was never made, an expired legacy signature
+ * (`ret -7`, re-signed on the next attempt, as every attempt signs afresh), and
+ * the upstream's transient faults (legacy `-5`, `-1002`…`-1007`, `-20005`; the
+ * API 3.0 codes its table marks retryable). Frequency
  * control, timeouts and resets after the request left are never retried.
  * Delays grow exponentially with decorrelated jitter, and no retry starts
  * that could not finish before the request's deadline.

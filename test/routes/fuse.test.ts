@@ -137,8 +137,23 @@ for (const provider of UPSTREAM_PROVIDERS) {
       t.ok(phone.length <= limits.maxBytes, `fits the ${limits.maxBytes}-byte budget (${phone.length} bytes)`)
       t.match(await sharp(phone).metadata(), fitted(3000, 4000))
 
+      // Larger than either API takes: the pipeline must shrink it to the configured API's limits.
+      const huge = await sharp(fixture('face.jpg')).resize(5000, 6000, { fit: 'fill' }).jpeg({ quality: 85 }).toBuffer()
+      t.equal((await fuseForm(url, huge)).status, 200)
+      const shrunk = received.pop()!
+      t.ok(shrunk.length <= limits.maxBytes, `a 5000×6000 photo fits the ${limits.maxBytes}-byte budget (${shrunk.length} bytes)`)
+      t.match(await sharp(shrunk).metadata(), fitted(5000, 6000))
+
       t.equal((await fuseForm(url, fixture('face.webp'))).status, 200, 'WebP is accepted')
       t.equal((await sharp(received.pop()!).metadata()).format, 'jpeg', 'and sent as JPEG')
+    })
+
+    t.test('a photo so narrow that fitting it leaves too few pixels is refused', async (t) => {
+      const limits = imageLimitsFor(loadConfig({ FUSION_PROVIDER: provider }).upstream)
+      // Its short side is above the minimum as sent, below it once fitted within maxSide.
+      const narrow = await sharp({ create: { width: limits.maxSide * 2, height: limits.minShortSide * 2 - 2, channels: 3, background: '#a0785a' } }).jpeg().toBuffer()
+      const reply = await fuseForm(await service(t).then(({ url }) => url), narrow)
+      t.match({ status: reply.status, code: reply.json().code }, { status: 422, code: 'FUSION_IMAGE_TOO_SMALL' })
     })
 
     t.test('images refused before any upstream call', async (t) => {

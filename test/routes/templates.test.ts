@@ -76,7 +76,21 @@ t.test('API 3.0: the activity\'s materials through DescribeMaterialList, cached'
   t.match(unknown, { status: 404, body: { code: 'FUSION_TEMPLATE_NOT_FOUND', upstreamCode: 'InvalidParameterValue.ActivityIdNotFound' } })
   const again = await getJson(`${url}/templates?project_id=999999`)
   t.equal(again.status, 404)
-  t.equal(actions.filter((action) => action === 'DescribeMaterialList').length, 4, 'a failure is not cached')
+  t.equal(actions.filter((action) => action === 'DescribeMaterialList').length, 3, '"no such activity" is kept too: made-up ids cost one call each')
+})
+
+t.test('API 3.0: other failures are not cached, and a malformed list is a 502, not a crash', async (t) => {
+  const answers = [
+    { Response: { Error: { Code: 'InternalError', Message: '内部错误' }, RequestId: 'r1' } },
+    { Response: { MaterialInfos: [null, 'x', { MaterialId: 'mt_1', MaterialStatus: 1, MaterialFaceList: [null, { FaceId: '1', FaceInfo: null }] }], Count: 3, RequestId: 'r2' } }
+  ]
+  const upstream = await stubUpstream(t, ({ number }, response) => { response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answers[number - 1] ?? answers[1])) })
+  const { url } = await startService(t, { FUSION_PROVIDER: 'v3', TENCENT_V3_URL: `${new URL(upstream.url).origin}/` })
+  t.match(await getJson(`${url}/templates?project_id=at_1`), { status: 502, body: { code: 'FUSION_UPSTREAM_FAILED' } })
+  const listed = await getJson(`${url}/templates?project_id=at_1`)
+  t.equal(listed.status, 200, 'asked again after a transient failure')
+  t.same(listed.body.templates, [{ projectId: 'at_1', modelId: 'mt_1', faces: [{ faceId: '1' }] }], 'what could not be read was skipped')
+  t.equal(upstream.calls.length, 2)
 })
 
 t.test('API 3.0 with TEMPLATES_CACHE_SECONDS=0 asks every time; concurrent asks share one call', async (t) => {
@@ -87,11 +101,14 @@ t.test('API 3.0 with TEMPLATES_CACHE_SECONDS=0 asks every time; concurrent asks 
   await getJson(`${uncachedUrl}/templates?project_id=100307`)
   t.equal(calls, 2)
 
-  calls = 0
-  const { url } = await startService(t, upstreamEnv('v3', emulator))
-  const answers = await Promise.all(Array.from({ length: 5 }, async () => await getJson(`${url}/templates?project_id=100646`)))
+  // A slow upstream, so all five requests arrive while the first listing is in flight.
+  const slow = await stubUpstream(t, (_call, response) => {
+    setTimeout(() => { response.writeHead(200, { 'content-type': 'application/json' }).end('{"Response":{"MaterialInfos":[],"Count":0,"RequestId":"r"}}') }, 300)
+  })
+  const { url } = await startService(t, { FUSION_PROVIDER: 'v3', TENCENT_V3_URL: `${new URL(slow.url).origin}/`, TEMPLATES_CACHE_SECONDS: '0' })
+  const answers = await Promise.all(Array.from({ length: 5 }, async () => await getJson(`${url}/templates?project_id=at_2`)))
   t.ok(answers.every((answer) => answer.status === 200))
-  t.equal(calls, 1, 'five concurrent requests, one upstream call')
+  t.equal(slow.calls.length, 1, 'five concurrent requests, one upstream call, even with nothing cached')
 })
 
 t.test('a bad project_id is refused before any call', async (t) => {

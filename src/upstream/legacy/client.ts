@@ -17,9 +17,9 @@ export interface LegacyClientOptions extends Omit<ExchangeOptions, 'provider'> {
 
 /**
  * The legacy API's photo limits: "≤ 500 KB, ≤ 1080×1080". Kept under 500 000
- * bytes, the stricter reading of "500k".
+ * bytes, the stricter reading of "500k". Below 64 px on the short side no face is found.
  */
-export const LEGACY_IMAGE_LIMITS: ImageLimits = { maxSide: 1080, maxBytes: 500_000 }
+export const LEGACY_IMAGE_LIMITS: ImageLimits = { maxSide: 1080, maxBytes: 500_000, minShortSide: 64 }
 
 /**
  * The legacy API does not document how long its result URLs last; API 3.0's

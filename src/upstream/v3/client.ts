@@ -29,14 +29,14 @@ const SERVICE = 'facefusion'
 const CONTENT_TYPE = 'application/json'
 
 /**
- * FuseFace 2022-09-27: sides over 64 and under 4096 px, base64 ≤ 5 MB (kept
+ * FuseFace 2022-09-27: sides over 64 and under 4096 px (so 65…4095), base64 ≤ 5 MB (kept
  * under 5 000 000 characters, the stricter reading). The 2018-12-01 actions
  * documented 1080×1080 and answer `ImageSizeExceedFiveHundredKB` past 500 KB of
  * base64, so they get the legacy-sized budget.
  */
 export const V3_IMAGE_LIMITS: Record<V3Version, ImageLimits> = {
-  '2022-09-27': { maxSide: 4095, maxBytes: 3_750_000 },
-  '2018-12-01': { maxSide: 1080, maxBytes: 375_000 }
+  '2022-09-27': { maxSide: 4095, maxBytes: 3_750_000, minShortSide: 65 },
+  '2018-12-01': { maxSide: 1080, maxBytes: 375_000, minShortSide: 65 }
 }
 
 /** FaceFusion and FuseFace result URLs work for 7 days (30 before mid-2021; FuseFaceUltra's, not used here, for 1). */
@@ -148,14 +148,15 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
     })
   }
 
-  async function listTemplates (projectId: string, log?: UpstreamLogger): Promise<TemplateInfo[]> {
+  /** Every page within one deadline: a listing never outlasts the request that asked for it. */
+  async function listTemplates (projectId: string, log?: UpstreamLogger, deadline?: number): Promise<TemplateInfo[]> {
     // 2018-12-01 numbers activities; 2022-09-27 names them with strings.
     if (options.version === '2018-12-01' && !/^\d{1,15}$/.test(projectId)) throw fusionError('FUSION_TEMPLATE_NOT_FOUND')
     const activityId = options.version === '2018-12-01' ? Number(projectId) : projectId
     const templates: TemplateInfo[] = []
     for (let offset = 0; offset < MAX_MATERIALS; offset += MATERIAL_PAGE_SIZE) {
       const body = Buffer.from(JSON.stringify({ ActivityId: activityId, Limit: MATERIAL_PAGE_SIZE, Offset: offset }))
-      const { materials, count, pageLength } = await send('DescribeMaterialList', body, {}, log, readMaterials)
+      const { materials, count, pageLength } = await send('DescribeMaterialList', body, deadline !== undefined ? { deadline } : {}, log, readMaterials)
       templates.push(...materials.filter((material) => material.usable).map((material) => material.template(projectId)))
       if (pageLength < MATERIAL_PAGE_SIZE || offset + MATERIAL_PAGE_SIZE >= count) break
     }
@@ -208,9 +209,15 @@ function responseOf (answer: UpstreamAnswer): Record<string, unknown> {
   return record
 }
 
+/** The objects of an array from the answer; anything else in it (null, strings) is skipped. */
+function objectsIn (value: unknown): Array<Record<string, unknown>> {
+  if (!Array.isArray(value)) return []
+  return value.filter((item): item is Record<string, unknown> => typeof item === 'object' && item !== null && !Array.isArray(item))
+}
+
 /** A face of a material: its id (a `template_face_id`) and, when given, its box in template pixels. */
 function faceOf (face: Record<string, unknown>): NonNullable<TemplateInfo['faces']>[number] {
-  const rect = (face.FaceInfo ?? {}) as Record<string, unknown>
+  const rect = objectsIn([face.FaceInfo])[0] ?? {}
   return {
     faceId: String(face.FaceId),
     ...(typeof rect.X === 'number' ? { x: rect.X } : {}),
@@ -223,7 +230,7 @@ function faceOf (face: Record<string, unknown>): NonNullable<TemplateInfo['faces
 interface Material { usable: boolean, template: (projectId: string) => TemplateInfo }
 
 function readMaterials (response: Record<string, unknown>): { materials: Material[], count: number, pageLength: number } {
-  const infos = Array.isArray(response.MaterialInfos) ? response.MaterialInfos as Array<Record<string, unknown>> : []
+  const infos = objectsIn(response.MaterialInfos)
   const materials = infos.filter((info) => typeof info.MaterialId === 'string').map((info): Material => ({
     usable: info.MaterialStatus === undefined || USABLE_MATERIAL_STATES.has(Number(info.MaterialStatus)),
     template: (projectId) => ({
@@ -231,7 +238,7 @@ function readMaterials (response: Record<string, unknown>): { materials: Materia
       modelId: info.MaterialId as string,
       ...(typeof info.MaterialName === 'string' && info.MaterialName !== '' ? { name: info.MaterialName } : {}),
       ...(typeof info.Url === 'string' && isHttpUrl(info.Url) ? { previewUrl: info.Url } : {}),
-      faces: (Array.isArray(info.MaterialFaceList) ? info.MaterialFaceList as Array<Record<string, unknown>> : [])
+      faces: objectsIn(info.MaterialFaceList)
         .filter((face) => typeof face.FaceId === 'string' || typeof face.FaceId === 'number')
         .map(faceOf)
     })

@@ -56,7 +56,6 @@ export const V3_ERROR_CODES: ReadonlyMap<string, UpstreamCodeRule> = new Map<str
   ['RequestLimitExceeded.GlobalRegionUinLimitExceeded', rule('FUSION_RATE_LIMITED', 'account over its global frequency limit', true)],
   ['RequestLimitExceeded.IPLimitExceeded', rule('FUSION_RATE_LIMITED', 'IP over its frequency limit', true)],
   ['RequestLimitExceeded.UinLimitExceeded', rule('FUSION_RATE_LIMITED', 'account over its frequency limit', true)],
-  ['LimitExceeded', rule('FUSION_RATE_LIMITED', 'quota limit exceeded', true)],
 
   // Our credentials or signature: an operator problem.
   ['AuthFailure.InvalidAuthorization', rule('FUSION_UPSTREAM_AUTH_FAILED', 'Authorization header malformed')],
@@ -87,6 +86,8 @@ export const V3_ERROR_CODES: ReadonlyMap<string, UpstreamCodeRule> = new Map<str
   ['ResourcesSoldOut.ChargeStatusException', rule('FUSION_UPSTREAM_ACCOUNT_SUSPENDED', 'billing state abnormal')],
   ['ResourceUnavailable', rule('FUSION_UPSTREAM_ACCOUNT_SUSPENDED', 'service unavailable to the account')],
   ['ResourceInsufficient', rule('FUSION_UPSTREAM_ACCOUNT_SUSPENDED', 'resource insufficient')],
+  // A quota (calls, materials), not a per-second rate: pausing every replica would not help.
+  ['LimitExceeded', rule('FUSION_UPSTREAM_ACCOUNT_SUSPENDED', 'quota limit exceeded')],
 
   // Transient faults of the upstream.
   ['FailedOperation.FuseBackendServerFault', rule('FUSION_UPSTREAM_FAILED', 'backend fault', true)],
@@ -139,7 +140,7 @@ const FAMILIES: ReadonlyMap<string, UpstreamCodeRule> = new Map<string, Upstream
   ['RequestLimitExceeded', rule('FUSION_RATE_LIMITED', 'over the frequency limit', true)],
   ['ResourceUnavailable', rule('FUSION_UPSTREAM_ACCOUNT_SUSPENDED', 'service unavailable to the account')],
   ['InternalError', rule('FUSION_UPSTREAM_FAILED', 'internal error', true)],
-  ['LimitExceeded', rule('FUSION_RATE_LIMITED', 'quota limit exceeded', true)],
+  ['LimitExceeded', rule('FUSION_UPSTREAM_ACCOUNT_SUSPENDED', 'quota limit exceeded')],
   ['UnauthorizedOperation', rule('FUSION_UPSTREAM_AUTH_FAILED', 'operation not authorised')],
   ['InvalidParameter', rule('FUSION_UPSTREAM_REJECTED_REQUEST', 'parameter malformed')],
   ['InvalidParameterValue', rule('FUSION_UPSTREAM_REJECTED_REQUEST', 'parameter value wrong')],
