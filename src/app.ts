@@ -4,6 +4,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOpt
 import type { Config } from './config.js'
 import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
 import { loggerOptions } from './logger.js'
+import demoPagePlugin from './plugins/demo-page.js'
 import idempotencyPlugin from './plugins/idempotency.js'
 import imagePipelinePlugin from './plugins/image-pipeline.js'
 import metricsPlugin from './plugins/metrics.js'
@@ -112,6 +113,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(healthRoute, { config })
   await app.register(fuseRoute, { config })
   await app.register(templatesRoute, { config })
+  await app.register(demoPagePlugin, { config })
   return app
 }
 

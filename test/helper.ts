@@ -19,7 +19,11 @@ const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'i
 
 /** The committed image corpus, by file name. */
 export function fixture (name: string): Buffer {
-  return readFileSync(join(fixturesDir, name))
+  return readFileSync(fixturePath(name))
+}
+
+export function fixturePath (name: string): string {
+  return join(fixturesDir, name)
 }
 
 /** Starts the service on a free loopback port. `env` is the whole environment it sees. */

@@ -1,0 +1,31 @@
+import { fileURLToPath } from 'node:url'
+import fastifyStatic from '@fastify/static'
+import type { FastifyPluginAsync } from 'fastify'
+import type { Config } from '../config.js'
+
+/** public/ sits beside src/ and dist/, so the same path serves both. */
+export const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url))
+
+/**
+ * The demo page at GET / (public/: plain HTML, CSS and one script, no build
+ * step). It uses the public API like any front-end, so it adds no route of its
+ * own beyond the files. Off in production unless DEMO_PAGE=true.
+ */
+const demoPage: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
+  if (!config.demoPage) return
+  await app.register(fastifyStatic, {
+    root: PUBLIC_DIR,
+    // Only the files there now, as fixed routes: no wildcard that would answer every unknown GET.
+    wildcard: false,
+    index: 'index.html',
+    cacheControl: false,
+    setHeaders: (reply) => {
+      reply.header('cache-control', 'no-cache')
+      reply.header('x-content-type-options', 'nosniff')
+      // Scripts and styles from this origin only; pictures also from the upstream's result hosts and as data: URLs.
+      reply.header('content-security-policy', "default-src 'self'; img-src 'self' data: blob: https: http:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+    }
+  })
+}
+
+export default demoPage
