@@ -3,7 +3,7 @@ import {
   MERGE_INFO, LOGO_PARAM, checkFuseParam, checkParams, child, faceRect, int, intInRange, isObject, list, text,
   type Api3Version, type FaceRect, type Fields
 } from './api3-params.js'
-import { PHOTO_LIMITS, faceOf, loadLogo, loadPhoto, type PhotoLimits } from './api3-photo.js'
+import { PHOTO_LIMITS, checkFaceRect, faceOf, loadLogo, loadPhoto, readPhoto, type OwnPicture, type PhotoLimits, type PhotoSource } from './api3-photo.js'
 import { blendIntoTemplate } from './blend.js'
 import { addLogo, type LogoChoice } from './logo.js'
 import { findProject, findTemplate, templatesOf, type FaceSlot, type Template } from './templates.js'
@@ -21,6 +21,8 @@ export interface FusionContext {
   overQps: (key: string) => boolean
   /** Stores a result and answers the URL it is served at. */
   publish: (image: Buffer) => string
+  /** What a `Url` or `LogoUrl` may name: the emulator's own pictures, never fetched (api3-photo.ts). */
+  ownPicture: OwnPicture
   onPhoto: ((photo: Buffer) => void) | undefined
 }
 
@@ -62,9 +64,9 @@ function targetSlot (template: Template, templateFaceId: string | undefined): Fa
   return template.slot
 }
 
-async function userFace (source: { image: string | undefined, url: string | undefined }, rect: FaceRect | undefined, limits: PhotoLimits, context: FusionContext): Promise<Buffer> {
-  const photo = await loadPhoto(source, limits)
-  context.onPhoto?.(photo)
+async function userFace (source: PhotoSource, rect: FaceRect | undefined, limits: PhotoLimits, context: FusionContext): Promise<Buffer> {
+  const photo = await loadPhoto(source, limits, context.ownPicture)
+  context.onPhoto?.(photo.bytes)
   return await faceOf(photo, rect, limits)
 }
 
@@ -121,7 +123,7 @@ function mergeInfos (params: Fields, version: Api3Version): MergeInfo[] {
   })
 }
 
-interface LogoRequest { source: { image: string | undefined, url: string | undefined } | undefined, rect: FaceRect | undefined }
+interface LogoRequest { source: PhotoSource | undefined, rect: FaceRect | undefined }
 
 /** LogoAdd: default 1, 0 disables, any other value means 1. Only 2022-09-27 knows it. */
 function logoRequest (params: Fields, version: Api3Version): LogoRequest | undefined {
@@ -135,9 +137,9 @@ function logoRequest (params: Fields, version: Api3Version): LogoRequest | undef
   return { source: image !== undefined || url !== undefined ? { image, url } : undefined, rect }
 }
 
-async function markLogo (fused: Buffer, logo: LogoRequest | undefined): Promise<Buffer> {
+async function markLogo (fused: Buffer, logo: LogoRequest | undefined, ownPicture: OwnPicture): Promise<Buffer> {
   if (logo === undefined) return fused
-  const choice: LogoChoice = { image: logo.source === undefined ? undefined : await loadLogo(logo.source), rect: logo.rect }
+  const choice: LogoChoice = { image: logo.source === undefined ? undefined : await loadLogo(logo.source, ownPicture), rect: logo.rect }
   return await addLogo(fused, choice)
 }
 
@@ -154,14 +156,19 @@ export async function fuseFace (params: Fields, context: FusionContext): Promise
   const template = await material(params, context)
   const slots = infos.map((info) => targetSlot(template, info.templateFaceId))
   const limits = PHOTO_LIMITS[version]
-  const faces: Buffer[] = []
-  for (const info of infos) {
+  // Every material has at most one face: the first MergeInfo aimed at it fills it. Only that photo is
+  // decoded (and searched for a face); the others are read and their headers checked, in order.
+  let face: Buffer | undefined
+  for (const [index, info] of infos.entries()) {
     if (info.url === undefined && info.image === undefined) throw new Api3Failure('InvalidParameterValue.ImageEmpty')
-    faces.push(await userFace(info, info.inputRect, limits, context))
+    if (index === 0) {
+      face = await userFace(info, info.inputRect, limits, context)
+    } else {
+      checkFaceRect(await readPhoto(info, limits, context.ownPicture), info.inputRect)
+    }
   }
-  // Every material has at most one face: the first MergeInfo aimed at it fills it.
-  const fused = await blendIntoTemplate(faces[0]!, { ...template, slot: slots[0]! })
-  const marked = await markLogo(fused, logo)
+  const fused = await blendIntoTemplate(face!, { ...template, slot: slots[0]! })
+  const marked = await markLogo(fused, logo, context.ownPicture)
   const answer: Fields = { FusedImage: await deliver(marked, type, context) }
   if (version === '2018-12-01') answer.ReviewResultSet = reviewResults(celebrity === 1 ? infos.length : 0)
   return answer

@@ -1,13 +1,21 @@
 import sharp from 'sharp'
-import { request } from 'undici'
 import { Api3Failure } from './api3-errors.js'
 import type { Api3Version, FaceRect } from './api3-params.js'
 import { looksFaceless } from './blend.js'
+import { BASE64_TEXT, MAX_INPUT_PIXELS } from './shared.js'
 
 /**
  * A user photo as API 3.0 takes it (base64 `Image`, or `Url`, which wins) and
  * checks it, with the limits and codes of each version
  * (docs/upstream-protocol.md §3 and §5).
+ *
+ * A `Url` (or `LogoUrl`) is never fetched. The emulator's credentials are
+ * public, so a request made for whoever signs with them would let strangers
+ * reach, and tell apart, the services and ports of the machine it runs on.
+ * Only the emulator's own pictures are accepted — a result
+ * (`<prefix>/results/<id>.jpg`) or a material (`<prefix>/materials/<modelId>.jpg`)
+ * on the host the request came in on — and their bytes come from memory
+ * (see OwnPicture); any other http(s) URL is FailedOperation.ImageDownloadError.
  */
 export interface PhotoLimits {
   /** Longest accepted base64 text, in characters. */
@@ -27,41 +35,60 @@ export const PHOTO_LIMITS: Readonly<Record<Api3Version, PhotoLimits>> = {
   '2022-09-27': { maxBase64Chars: 5 * 1024 * 1024, base64TooLong: 'FailedOperation.ImageSizeExceed', maxSide: 4095, minSide: 64, noFace: 'FailedOperation.NoFaceDetected' }
 }
 
-/** "URL image ≤ 10 MB". */
-export const URL_IMAGE_LIMIT_BYTES = 10 * 1024 * 1024
-const DOWNLOAD_TIMEOUT_MS = 5_000
+/**
+ * A logo (LogoParam.LogoImage or LogoUrl): JPEG or PNG, base64 ≤ 5 MB. The
+ * upstream documents no side limit; the emulator refuses a side over 4096 as
+ * it refuses a photo's (ImageResolutionExceed), so a small file cannot make it
+ * decode a huge picture.
+ */
+export const LOGO_LIMITS: Readonly<PhotoLimits> = { ...PHOTO_LIMITS['2022-09-27'], maxSide: 4096, minSide: 0 }
 
 export interface PhotoSource { image: string | undefined, url: string | undefined }
 
-/** The photo's bytes, checked up to (not including) face detection; throws the refusal. */
-export async function loadPhoto (source: PhotoSource, limits: PhotoLimits): Promise<Buffer> {
-  const bytes = await fetchImage(source, limits)
-  await checkPicture(bytes, limits)
-  return bytes
+/**
+ * The bytes of the emulator's own picture that a URL names, from memory, or
+ * undefined when it names anything else (api3.ts decides what is its own).
+ */
+export type OwnPicture = (url: URL) => Promise<Buffer | undefined>
+
+/** A photo whose header passed the checks: format and sides. Its pixels are not decoded yet. */
+export interface CheckedPhoto { bytes: Buffer, width: number, height: number }
+
+/** The most pixels a photo within these limits has: what sharp may decode. */
+function pixelLimit (limits: PhotoLimits): number {
+  return Math.min(limits.maxSide * limits.maxSide, MAX_INPUT_PIXELS)
 }
 
-/** A logo (LogoParam.LogoImage or LogoUrl): JPEG or PNG of any size, base64 ≤ 5 MB. */
-export async function loadLogo (source: PhotoSource): Promise<Buffer> {
-  const bytes = await fetchImage(source, PHOTO_LIMITS['2022-09-27'])
-  await checkPicture(bytes, { ...PHOTO_LIMITS['2022-09-27'], maxSide: Number.MAX_SAFE_INTEGER, minSide: 0 })
-  return bytes
+/** The photo's bytes with its header checked, without decoding a pixel; throws the refusal. */
+export async function readPhoto (source: PhotoSource, limits: PhotoLimits, ownPicture: OwnPicture): Promise<CheckedPhoto> {
+  const bytes = await fetchImage(source, limits, ownPicture)
+  return { bytes, ...await checkHeader(bytes, limits) }
 }
 
-async function fetchImage (source: PhotoSource, limits: PhotoLimits): Promise<Buffer> {
-  return source.url !== undefined && source.url !== '' ? await download(source.url) : decodeBase64(source.image ?? '', limits)
+/** The photo read and fully decoded, checked up to (not including) face detection; throws the refusal. */
+export async function loadPhoto (source: PhotoSource, limits: PhotoLimits, ownPicture: OwnPicture): Promise<CheckedPhoto> {
+  const photo = await readPhoto(source, limits, ownPicture)
+  await decodePixels(photo.bytes, limits)
+  return photo
+}
+
+export async function loadLogo (source: PhotoSource, ownPicture: OwnPicture): Promise<Buffer> {
+  return (await loadPhoto(source, LOGO_LIMITS, ownPicture)).bytes
+}
+
+async function fetchImage (source: PhotoSource, limits: PhotoLimits, ownPicture: OwnPicture): Promise<Buffer> {
+  return source.url !== undefined && source.url !== '' ? await pictureAt(source.url, ownPicture) : decodeBase64(source.image ?? '', limits)
 }
 
 function decodeBase64 (image: string, limits: PhotoLimits): Buffer {
   if (image === '') throw new Api3Failure('InvalidParameterValue.ImageEmpty')
   if (image.length > limits.maxBase64Chars) throw new Api3Failure(limits.base64TooLong)
-  // No data: prefix and nothing but base64: the upstream fails to decode anything else.
-  if (!/^[A-Za-z0-9+/\r\n]+={0,2}$/.test(image)) throw new Api3Failure('FailedOperation.ImageDecodeFailed')
+  if (!BASE64_TEXT.test(image)) throw new Api3Failure('FailedOperation.ImageDecodeFailed')
   return Buffer.from(image, 'base64')
 }
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]'])
-
-async function download (url: string): Promise<Buffer> {
+/** A Url: only the emulator's own pictures, from memory; nothing is ever requested over the network. */
+async function pictureAt (url: string, ownPicture: OwnPicture): Promise<Buffer> {
   let parsed: URL
   try {
     parsed = new URL(url)
@@ -69,38 +96,18 @@ async function download (url: string): Promise<Buffer> {
     throw new Api3Failure('InvalidParameterValue.UrlIllegal')
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Api3Failure('InvalidParameterValue.UrlIllegal')
-  // The emulator's credentials are public, so it must not fetch arbitrary addresses for whoever signs with them:
-  // only this machine's, which is all a test or a local demo needs.
-  if (!LOOPBACK_HOSTS.has(parsed.hostname)) throw new Api3Failure('FailedOperation.ImageDownloadError')
-  try {
-    const response = await request(parsed, { headersTimeout: DOWNLOAD_TIMEOUT_MS, bodyTimeout: DOWNLOAD_TIMEOUT_MS })
-    if (response.statusCode !== 200) {
-      await response.body.dump()
-      throw new Error(`HTTP ${response.statusCode}`)
-    }
-    const chunks: Buffer[] = []
-    let length = 0
-    for await (const chunk of response.body) {
-      length += (chunk as Buffer).length
-      if (length > URL_IMAGE_LIMIT_BYTES) {
-        response.body.destroy()
-        throw new Api3Failure('FailedOperation.ImageSizeExceed')
-      }
-      chunks.push(chunk as Buffer)
-    }
-    if (length === 0) throw new Api3Failure('InvalidParameterValue.ImageEmpty')
-    return Buffer.concat(chunks)
-  } catch (error) {
-    if (error instanceof Api3Failure) throw error
-    throw new Api3Failure('FailedOperation.ImageDownloadError')
-  }
+  const bytes = await ownPicture(parsed)
+  if (bytes === undefined) throw new Api3Failure('FailedOperation.ImageDownloadError')
+  return bytes
 }
 
-async function checkPicture (bytes: Buffer, limits: PhotoLimits): Promise<void> {
+/** Format and sides, from the header alone. */
+async function checkHeader (bytes: Buffer, limits: PhotoLimits): Promise<{ width: number, height: number }> {
   let width: number
   let height: number
   try {
-    // The header alone, without the pixel limit: a decompression bomb is "too large", not undecodable.
+    // metadata() reads the header and decodes no pixel, so it needs no pixel limit; without one, a
+    // decompression bomb is answered "too large" (below) rather than undecodable.
     const metadata = await sharp(bytes, { limitInputPixels: false }).metadata()
     if (metadata.format !== 'jpeg' && metadata.format !== 'png') throw new Error('jpg and png only')
     width = metadata.width ?? 0
@@ -110,24 +117,32 @@ async function checkPicture (bytes: Buffer, limits: PhotoLimits): Promise<void> 
   }
   if (width > limits.maxSide || height > limits.maxSide) throw new Api3Failure('FailedOperation.ImageResolutionExceed')
   if (width <= limits.minSide || height <= limits.minSide) throw new Api3Failure('FailedOperation.ImageResolutionTooSmall')
+  return { width, height }
+}
+
+/** The header says nothing of a truncated file: decode the pixels, never more than the limits allow. */
+async function decodePixels (bytes: Buffer, limits: PhotoLimits): Promise<void> {
   try {
-    // The header alone says nothing of a truncated file: decode the pixels.
-    await sharp(bytes).stats()
+    await sharp(bytes, { limitInputPixels: pixelLimit(limits) }).stats()
   } catch {
     throw new Api3Failure('FailedOperation.ImageDecodeFailed')
   }
 }
 
-/** The face the caller pointed at (InputImageFaceRect), or the whole photo; refuses a photo without a face. */
-export async function faceOf (photo: Buffer, rect: FaceRect | undefined, limits: PhotoLimits): Promise<Buffer> {
-  let face = photo
-  if (rect !== undefined) {
-    const { width = 0, height = 0 } = await sharp(photo).metadata()
-    if (rect.X + rect.Width > width || rect.Y + rect.Height > height) {
-      throw new Api3Failure('InvalidParameterValue.FaceRectParameterValueError', 'InputImageFaceRect lies outside the photo.')
-    }
-    face = await sharp(photo).extract({ left: rect.X, top: rect.Y, width: rect.Width, height: rect.Height }).png().toBuffer()
+/** InputImageFaceRect must lie inside the photo (its header's sides suffice). */
+export function checkFaceRect (photo: CheckedPhoto, rect: FaceRect | undefined): void {
+  if (rect !== undefined && (rect.X + rect.Width > photo.width || rect.Y + rect.Height > photo.height)) {
+    throw new Api3Failure('InvalidParameterValue.FaceRectParameterValueError', 'InputImageFaceRect lies outside the photo.')
   }
+}
+
+/** The face the caller pointed at (InputImageFaceRect), or the whole photo; refuses a photo without a face. */
+export async function faceOf (photo: CheckedPhoto, rect: FaceRect | undefined, limits: PhotoLimits): Promise<Buffer> {
+  checkFaceRect(photo, rect)
+  const face = rect === undefined
+    ? photo.bytes
+    : await sharp(photo.bytes, { limitInputPixels: pixelLimit(limits) })
+      .extract({ left: rect.X, top: rect.Y, width: rect.Width, height: rect.Height }).png().toBuffer()
   if (await looksFaceless(face)) throw new Api3Failure(limits.noFace)
   return face
 }

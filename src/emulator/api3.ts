@@ -3,12 +3,14 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { api3KeyFor } from './accounts.js'
 import { Api3Failure } from './api3-errors.js'
 import { faceFusion, fuseFace, type FusionContext } from './api3-fusion.js'
+import type { OwnPicture } from './api3-photo.js'
 import { describeMaterialList, materialPicture } from './api3-materials.js'
 import { ACTION_PARAMS, API3_ACTIONS, API3_VERSIONS, checkParams, isObject, type Api3Action, type Api3Version, type Fields } from './api3-params.js'
 import { frequencyControl } from './frequency-control.js'
 import type { EmulatorOptions } from './plugin.js'
 import { emulatorUrl, type ResultStore } from './result-store.js'
 import { findTemplateByModelId } from './templates.js'
+import { header } from './shared.js'
 import { verifyTc3 } from './verify-tc3.js'
 
 /**
@@ -24,21 +26,16 @@ export const API3_REGIONS = ['ap-beijing', 'ap-guangzhou', 'ap-shanghai', 'ap-ch
 
 export const API3_SERVICE = 'facefusion'
 
-function header (request: FastifyRequest, name: string): string | undefined {
-  const value = request.headers[name]
-  return Array.isArray(value) ? value.join(',') : value
-}
-
 /** The body is JSON, signed as sent; the charset parameter is allowed (the official signing example uses it). */
 function checkContentType (request: FastifyRequest): void {
-  const contentType = header(request, 'content-type') ?? ''
+  const contentType = header(request.headers, 'content-type') ?? ''
   if (!/^application\/json\s*(;|$)/i.test(contentType.trim())) {
     throw new Api3Failure('InvalidRequest', 'Content-Type must be application/json.')
   }
 }
 
 function required (request: FastifyRequest, name: string): string {
-  const value = header(request, name)?.trim()
+  const value = header(request.headers, name)?.trim()
   if (value === undefined || value === '') throw new Api3Failure('MissingParameter', `The request is missing the required parameter \`${name}\`.`)
   return value
 }
@@ -71,6 +68,34 @@ function parseBody (body: Buffer): Fields {
   return parsed
 }
 
+const OWN_RESULT = /^results\/([0-9a-f-]{36})\.jpg$/
+const OWN_MATERIAL = /^materials\/([A-Za-z0-9_]+)\.jpg$/
+
+/**
+ * What a `Url` may name: a result or a material's picture of this emulator, at
+ * the URL it answers them under (same scheme, host and port as the request,
+ * under the plugin's prefix). Their bytes come from memory: nothing is
+ * requested, so no URL reaches another service or port, and every other URL is
+ * refused alike.
+ */
+function ownPictures (app: FastifyInstance, request: FastifyRequest, results: ResultStore): OwnPicture {
+  return async (url) => {
+    let base: URL
+    try {
+      base = new URL(emulatorUrl(app, request, '/'))
+    } catch {
+      return undefined
+    }
+    if (url.origin !== base.origin || url.username !== '' || url.password !== '' || !url.pathname.startsWith(base.pathname)) return undefined
+    const path = url.pathname.slice(base.pathname.length)
+    const result = OWN_RESULT.exec(path)
+    if (result !== null) return results.get(result[1]!)
+    const material = OWN_MATERIAL.exec(path)
+    const template = material === null ? undefined : findTemplateByModelId(material[1]!)
+    return template === undefined ? undefined : await materialPicture(template)
+  }
+}
+
 export function registerApi3 (app: FastifyInstance, options: EmulatorOptions, results: ResultStore): void {
   const clock = options.clock ?? Date.now
   const overQps = frequencyControl(options.qps ?? 0, clock)
@@ -101,6 +126,7 @@ export function registerApi3 (app: FastifyInstance, options: EmulatorOptions, re
       secretId: verdict.secretId,
       overQps,
       publish: (image) => emulatorUrl(app, request, `/results/${results.put(image)}.jpg`),
+      ownPicture: ownPictures(app, request, results),
       onPhoto: options.onPhoto
     }
     return action === 'FaceFusion' ? await faceFusion(params, context) : await fuseFace(params, context)

@@ -1,4 +1,5 @@
 import sharp from 'sharp'
+import { MAX_INPUT_PIXELS } from './shared.js'
 import { renderTemplate, type Template, type FaceSlot } from './templates.js'
 
 /**
@@ -21,7 +22,7 @@ export async function blendIntoTemplate (photo: Buffer, template: Template & { s
     '</svg>'
   )
 
-  const face = await sharp(photo)
+  const face = await sharp(photo, { limitInputPixels: MAX_INPUT_PIXELS })
     .resize({ width, height, fit: 'cover', position: sharp.strategy.attention })
     // A warm tint so the face sits in the scene's light instead of looking pasted.
     .modulate({ saturation: 1.05, brightness: 1.02 })
@@ -41,7 +42,7 @@ export async function blendIntoTemplate (photo: Buffer, template: Template & { s
  * to find: the upstream answers such photos with ret 1000.
  */
 export async function looksFaceless (photo: Buffer): Promise<boolean> {
-  const stats = await sharp(photo).greyscale().resize(64, 64, { fit: 'inside' }).stats()
+  const stats = await sharp(photo, { limitInputPixels: MAX_INPUT_PIXELS }).greyscale().resize(64, 64, { fit: 'inside' }).stats()
   const deviation = stats.channels[0]?.stdev ?? 0
   return deviation < 6
 }

@@ -1,6 +1,7 @@
 import sharp from 'sharp'
 import { Api3Failure } from './api3-errors.js'
 import type { FaceRect } from './api3-params.js'
+import { MAX_INPUT_PIXELS } from './shared.js'
 
 /**
  * FuseFace 2022-09-27 marks its results as AI-made ("本图片为AI合成图片",
@@ -27,16 +28,16 @@ function badgeSvg (): Buffer {
 export interface LogoChoice { image: Buffer | undefined, rect: FaceRect | undefined }
 
 export async function addLogo (picture: Buffer, choice: LogoChoice = { image: undefined, rect: undefined }): Promise<Buffer> {
-  const { width = 0, height = 0 } = await sharp(picture).metadata()
+  const { width = 0, height = 0 } = await sharp(picture, { limitInputPixels: MAX_INPUT_PIXELS }).metadata()
   const { rect } = choice
   if (rect !== undefined && (rect.X >= width || rect.Y >= height)) {
     throw new Api3Failure('InvalidParameterValue', 'LogoParam.LogoRect lies outside the result.')
   }
   const overlay = await fitLogo(choice.image ?? badgeSvg(), rect, width, height)
-  const size = await sharp(overlay).metadata()
+  const size = await sharp(overlay, { limitInputPixels: MAX_INPUT_PIXELS }).metadata()
   const left = rect?.X ?? width - (size.width ?? 0) - BADGE.margin
   const top = rect?.Y ?? height - (size.height ?? 0) - BADGE.margin
-  return await sharp(picture)
+  return await sharp(picture, { limitInputPixels: MAX_INPUT_PIXELS })
     .composite([{ input: overlay, left: Math.max(0, left), top: Math.max(0, top) }])
     .jpeg({ quality: 88 })
     .toBuffer()
@@ -46,7 +47,7 @@ export async function addLogo (picture: Buffer, choice: LogoChoice = { image: un
 async function fitLogo (image: Buffer, rect: FaceRect | undefined, width: number, height: number): Promise<Buffer> {
   const boxWidth = Math.min(rect?.Width ?? BADGE.width, width - (rect?.X ?? 0))
   const boxHeight = Math.min(rect?.Height ?? BADGE.height, height - (rect?.Y ?? 0))
-  return await sharp(image)
+  return await sharp(image, { limitInputPixels: MAX_INPUT_PIXELS })
     .resize({ width: Math.max(1, boxWidth), height: Math.max(1, boxHeight), fit: 'inside' })
     .png()
     .toBuffer()

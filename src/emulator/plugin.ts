@@ -7,6 +7,7 @@ import { emulatorUrl, ResultStore } from './result-store.js'
 import { verifyLegacySignature } from './verify-signature.js'
 import { findLegacyProject, findTemplate, modelExists, type FaceSlot, type Template } from './templates.js'
 import { blendIntoTemplate, looksFaceless } from './blend.js'
+import { BASE64_TEXT } from './shared.js'
 
 /**
  * A stand-in for `POST aiconsole.cloud.tencent.com/fuseapi/face`, faithful to
@@ -31,7 +32,10 @@ export interface EmulatorOptions {
   clock?: () => number
   /** How many results are kept for their URLs (oldest dropped first). Default 256. */
   maxStoredResults?: number
-  /** Sees every photo that passed the upstream's checks, as received: lets tests inspect what was sent. */
+  /**
+   * Sees every photo that passed the upstream's checks and is fused, as received: lets tests inspect what
+   * was sent. (Of several FuseFace MergeInfos only the first is fused; the others are not passed here.)
+   */
   onPhoto?: (photo: Buffer) => void
   /** Sees every `ret` the emulator answers with: lets tests count frequency-control rejections. */
   onAnswer?: (ret: number) => void
@@ -200,15 +204,16 @@ export const emulatorPlugin: FastifyPluginAsync<EmulatorOptions> = async (app: F
 /** Decodes and checks the photo as the upstream does. Returns the bytes, or the ret code refusing them. */
 async function checkPhoto (imgData: string): Promise<Buffer | number> {
   // The docs forbid a data: prefix; anything but plain base64 fails to decode upstream.
-  if (!/^[A-Za-z0-9+/\r\n]+={0,2}$/.test(imgData)) return -1001
+  if (!BASE64_TEXT.test(imgData)) return -1001
   const bytes = Buffer.from(imgData, 'base64')
   if (bytes.length > LEGACY_IMAGE_LIMIT_BYTES) return -3
   try {
-    const metadata = await sharp(bytes).metadata()
+    // The header alone (metadata() decodes no pixel): a decompression bomb is "too large" (-3), and is never decoded.
+    const metadata = await sharp(bytes, { limitInputPixels: false }).metadata()
     if (metadata.format === 'gif' || (metadata.pages ?? 1) > 1) return -1001
     if (!['jpeg', 'png', 'webp'].includes(metadata.format ?? '')) return -1001
     if ((metadata.width ?? 0) > LEGACY_IMAGE_MAX_SIDE || (metadata.height ?? 0) > LEGACY_IMAGE_MAX_SIDE) return -3
-    await sharp(bytes).stats()
+    await sharp(bytes, { limitInputPixels: LEGACY_IMAGE_MAX_SIDE * LEGACY_IMAGE_MAX_SIDE }).stats()
   } catch {
     return -1001
   }

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { tc3Sign, utcDate } from '../upstream/v3/tc3-sign.js'
 import type { Api3Key } from './accounts.js'
+import { header } from './shared.js'
 
 /**
  * Server side of TC3-HMAC-SHA256 (docs/upstream-protocol.md §4), as API 3.0
@@ -49,11 +50,6 @@ interface ParsedAuthorization {
 }
 
 const fail = (code: Tc3FailureCode, message: string): Tc3Verdict => ({ ok: false, code, message })
-
-function header (headers: Tc3Request['headers'], name: string): string | undefined {
-  const value = headers[name]
-  return Array.isArray(value) ? value.join(',') : value
-}
 
 /** Fields in any order, separated by commas; undefined when anything is missing or malformed. */
 export function parseTc3Authorization (value: string): ParsedAuthorization | undefined {

@@ -10,7 +10,8 @@ import { DOCUMENTED_RET_CODES, emulatorPlugin, type EmulatorOptions } from '../.
 import { API3_ONLY_MODEL_ID, API3_ONLY_PROJECT_ID } from '../../src/emulator/templates.js'
 import { signLegacyNow } from '../../src/upstream/legacy/sign.js'
 import { tc3Sign } from '../../src/upstream/v3/tc3-sign.js'
-import { fixture, post, startEmulator, type Reply } from '../helper.js'
+import { fixture, post, startEmulator, stubUpstream, type Reply } from '../helper.js'
+import { pngDeclaring } from './declared-png.js'
 
 const permanent = { secretId: EMULATOR_ACCOUNT.credentials.secretId, secretKey: EMULATOR_ACCOUNT.credentials.secretKey }
 const photo = fixture('face.jpg').toString('base64')
@@ -309,14 +310,107 @@ t.test('FaceFusion and FuseFace parameter and value checks', async (t) => {
     ['a material without a face', fuseFace({ ModelId: 'qc_100307_152854_3' }), {}, 'FailedOperation.TemplateFaceIDNotExist'],
     ['FaceFusion on a material without a face', faceFusion({ ProjectId: '100307', ModelId: 'qc_100307_152854_3' }), ff, 'FailedOperation.TemplateFaceIDNotExist'],
     ['a Url that is not http(s)', fuseFace({}, { Url: 'ftp://example.com/a.jpg' }), {}, 'InvalidParameterValue.UrlIllegal'],
-    ['a Url that cannot be downloaded', fuseFace({}, { Url: `${url}/results/none.jpg` }), {}, 'FailedOperation.ImageDownloadError'],
-    ['a Url off this machine (never fetched)', fuseFace({}, { Url: 'http://192.0.2.1/a.jpg' }), {}, 'FailedOperation.ImageDownloadError']
+    ['a Url to a result the emulator does not hold', fuseFace({}, { Url: `${url}/results/00000000-0000-0000-0000-000000000000.jpg` }), {}, 'FailedOperation.ImageDownloadError'],
+    ['a Url to a material that does not exist', fuseFace({}, { Url: `${url}/materials/nothing.jpg` }), {}, 'FailedOperation.ImageDownloadError']
   ]
   for (const [name, params, options, code] of cases) {
     t.equal(outcome(t, await call(url, params, options)), code, name)
   }
-  const fromUrl = await call(url, fuseFace({ RspImgType: 'base64', LogoAdd: 0 }, { Image: undefined, Url: `${url}/materials/qc_100646_154021_9.jpg` }))
-  t.equal(outcome(t, fromUrl), 'OK', 'a photo by Url (here: another material\'s picture)')
+})
+
+t.test('a Url may name the emulator\'s own results and materials, read from memory', async (t) => {
+  const { url } = await startEmulator(t)
+  const material = await call(url, fuseFace({ RspImgType: 'base64', LogoAdd: 0 }, { Image: undefined, Url: `${url}/materials/qc_100646_154021_9.jpg` }))
+  t.equal(outcome(t, material), 'OK', 'a material\'s picture as the photo')
+
+  const first = await call(url, fuseFace({ LogoAdd: 0 }))
+  t.equal(outcome(t, first), 'OK')
+  const resultUrl: string = first.json().Response.FusedImage
+  t.match(resultUrl, new RegExp(`^${url}/results/[0-9a-f-]{36}\\.jpg$`))
+  t.equal(outcome(t, await call(url, fuseFace({ RspImgType: 'base64', LogoAdd: 0 }, { Image: undefined, Url: resultUrl }))), 'OK', 'a result as the photo')
+  t.equal(outcome(t, await call(url, faceFusion({ Image: undefined, Url: resultUrl }), { ...v2018, action: 'FaceFusion' })), 'OK', 'FaceFusion\'s Url too')
+  const logo = await call(url, fuseFace({ RspImgType: 'base64', LogoParam: { LogoUrl: `${url}/materials/qc_100307_152854_2.jpg`, LogoRect: { X: 0, Y: 0, Width: 100, Height: 100 } } }))
+  t.equal(outcome(t, logo), 'OK', 'a material\'s picture as LogoUrl')
+
+  // The same paths under the plugin's prefix, on the host the request came in on.
+  const app = Fastify({ logger: false })
+  await app.register(emulatorPlugin, { prefix: '/emulator' })
+  t.teardown(async () => await app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/emulator`
+  const prefixed = (path: string): Promise<Reply> => call(base, fuseFace({ RspImgType: 'base64', LogoAdd: 0 }, { Image: undefined, Url: `${base}${path}` }))
+  t.equal(outcome(t, await prefixed('/materials/qc_100646_154021_9.jpg')), 'OK', 'under a prefix')
+  t.equal(outcome(t, await call(base, fuseFace({ RspImgType: 'base64', LogoAdd: 0 }, { Image: undefined, Url: `${url}/materials/qc_100646_154021_9.jpg` }))), 'FailedOperation.ImageDownloadError', 'not another emulator\'s')
+  t.equal(outcome(t, await call(base, fuseFace({ RspImgType: 'base64', LogoAdd: 0 }, { Image: undefined, Url: base.replace('/emulator', '') + '/materials/qc_100646_154021_9.jpg' }))), 'FailedOperation.ImageDownloadError', 'not outside the prefix')
+})
+
+t.test('a Url is never fetched: any other address, local ports included, is ImageDownloadError without a request', async (t) => {
+  const { url } = await startEmulator(t)
+  const elsewhere = await stubUpstream(t, (_call, response) => {
+    response.writeHead(200, { 'content-type': 'image/jpeg' }).end(fixture('face.jpg'))
+  })
+  const origin = new URL(elsewhere.url).origin
+  const first = await call(url, fuseFace({ LogoAdd: 0 }))
+  const resultPath = new URL(first.json().Response.FusedImage as string).pathname
+  const emulatorPort = new URL(url).port
+  const byUrl = (address: string): Record<string, unknown> => fuseFace({ LogoAdd: 0 }, { Image: undefined, Url: address })
+  const refused: Array<[string, Record<string, unknown>, CallOptions]> = [
+    ['a photo on another local port', byUrl(`${origin}/face.jpg`), {}],
+    ['a result\'s path on another local port', byUrl(`${origin}${resultPath}`), {}],
+    ['a LogoUrl on another local port', fuseFace({ LogoParam: { LogoUrl: `${origin}/logo.png` } }), {}],
+    ['FaceFusion\'s Url on another local port', faceFusion({ Image: undefined, Url: `${origin}/face.jpg` }), { ...v2018, action: 'FaceFusion' }],
+    ['the emulator\'s own port under another name', byUrl(`http://localhost:${emulatorPort}${resultPath}`), {}],
+    ['another route of the emulator', byUrl(`${url}/fuseapi/face`), {}],
+    ['credentials in the URL', byUrl(`http://user:pass@127.0.0.1:${emulatorPort}${resultPath}`), {}],
+    ['an address off this machine', byUrl('http://192.0.2.1/a.jpg'), {}]
+  ]
+  for (const [name, params, options] of refused) {
+    t.equal(outcome(t, await call(url, params, options)), 'FailedOperation.ImageDownloadError', name)
+  }
+  t.equal(elsewhere.calls.length, 0, 'the other server saw no request')
+  t.equal(outcome(t, await call(url, fuseFace({}, { Image: undefined, Url: `ftp://127.0.0.1:${new URL(origin).port}/a.jpg` }))), 'InvalidParameterValue.UrlIllegal', 'not http(s)')
+  t.equal(elsewhere.calls.length, 0)
+})
+
+t.test('decompression bombs are refused from their header, quickly', async (t) => {
+  const { url } = await startEmulator(t)
+  const bomb = pngDeclaring(16_000, 16_000).toString('base64')
+  const cases: Array<[string, Record<string, unknown>, CallOptions, string]> = [
+    ['LogoImage declaring 16000×16000', fuseFace({ LogoParam: { LogoImage: bomb } }), {}, 'FailedOperation.ImageResolutionExceed'],
+    ['LogoImage declaring 4097×64', fuseFace({ LogoParam: { LogoImage: pngDeclaring(4097, 64).toString('base64') } }), {}, 'FailedOperation.ImageResolutionExceed'],
+    ['an Image declaring 16000×16000', fuseFace({}, { Image: bomb }), {}, 'FailedOperation.ImageResolutionExceed'],
+    ['an Image declaring 16000×16000 in 2018-12-01', fuseFace({}, { Image: bomb }), v2018, 'FailedOperation.ImageResolutionExceed'],
+    ['FaceFusion\'s Image declaring 16000×16000', faceFusion({ Image: bomb }), { ...v2018, action: 'FaceFusion' }, 'FailedOperation.ImageResolutionExceed'],
+    ['a later MergeInfo declaring 16000×16000', fuseFace({ MergeInfos: [{ Image: photo }, { Image: photo }, { Image: bomb }] }), {}, 'FailedOperation.ImageResolutionExceed']
+  ]
+  for (const [name, params, options, code] of cases) {
+    const started = performance.now()
+    t.equal(outcome(t, await call(url, params, options)), code, name)
+    const elapsed = performance.now() - started
+    t.ok(elapsed < 1500, `${name}: answered in ${elapsed.toFixed(0)} ms`)
+  }
+  // A logo within 4096 px is still accepted.
+  const logo = (await sharp({ create: { width: 400, height: 100, channels: 3, background: '#36c' } }).png().toBuffer()).toString('base64')
+  t.equal(outcome(t, await call(url, fuseFace({ RspImgType: 'base64', LogoParam: { LogoImage: logo } }))), 'OK', 'an ordinary logo')
+})
+
+t.test('of several MergeInfos only the first photo is decoded; the others\' headers and rects are checked', async (t) => {
+  const photos: Buffer[] = []
+  const { url } = await startEmulator(t, { onPhoto: (bytes) => photos.push(bytes) })
+  const truncated = fixture('truncated.jpg').toString('base64')
+  const six = fuseFace({ RspImgType: 'base64', LogoAdd: 0, MergeInfos: [{ Image: photo }, ...Array.from({ length: 5 }, () => ({ Image: truncated }))] })
+  t.equal(outcome(t, await call(url, six)), 'OK', 'five unused truncated photos are never decoded')
+  t.equal(photos.length, 1, 'one photo fused')
+  t.equal(outcome(t, await call(url, fuseFace({ MergeInfos: [{ Image: truncated }, { Image: photo }] }))), 'FailedOperation.ImageDecodeFailed', 'the first is')
+  const checks: Array<[string, Record<string, unknown>, string]> = [
+    ['a later MergeInfo that is not an image', { Image: fixture('not-an-image.jpg').toString('base64') }, 'FailedOperation.ImageDecodeFailed'],
+    ['a later MergeInfo that is too small', { Image: fixture('tiny.png').toString('base64') }, 'FailedOperation.ImageResolutionTooSmall'],
+    ['a later MergeInfo with a rect outside its photo', { Image: photo, InputImageFaceRect: { X: 500, Y: 0, Width: 200, Height: 200 } }, 'InvalidParameterValue.FaceRectParameterValueError'],
+    ['a later MergeInfo with a Url elsewhere', { Url: 'http://127.0.0.1:1/a.jpg' }, 'FailedOperation.ImageDownloadError']
+  ]
+  for (const [name, info, code] of checks) {
+    t.equal(outcome(t, await call(url, fuseFace({ MergeInfos: [{ Image: photo }, info] }))), code, name)
+  }
 })
 
 t.test('photo checks, per version', async (t) => {
@@ -463,7 +557,7 @@ t.test('the code tables', async (t) => {
   for (const code of required) t.ok(DOCUMENTED_V3_ERROR_CODES.includes(code), code)
 })
 
-t.test('options: onPhoto sees each checked photo', async (t) => {
+t.test('options: onPhoto sees each checked photo that is fused', async (t) => {
   const photos: Buffer[] = []
   const options: EmulatorOptions = { onPhoto: (bytes) => photos.push(bytes) }
   const { url } = await startEmulator(t, options)

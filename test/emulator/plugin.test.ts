@@ -5,6 +5,7 @@ import { EMULATOR_ACCOUNT } from '../../src/emulator/accounts.js'
 import { LEGACY_BODY_LIMIT_BYTES } from '../../src/emulator/plugin.js'
 import { signLegacy, signLegacyNow } from '../../src/upstream/legacy/sign.js'
 import { fixture, post, startEmulator } from '../helper.js'
+import { pngDeclaring } from './declared-png.js'
 
 const { credentials } = EMULATOR_ACCOUNT
 const photo = fixture('face.jpg').toString('base64')
@@ -113,6 +114,13 @@ t.test('limits: the 6 MB body and 1080×1080 pixels', async (t) => {
   const { legacyUrl } = await startEmulator(t)
   const large = await sharp({ create: { width: 1200, height: 900, channels: 3, background: '#7a8' } }).jpeg().toBuffer()
   t.equal((await post(legacyUrl, body({ img_data: large.toString('base64') }), signed())).json().ret, '-3')
+
+  // Decompression bombs: refused from the header as too large, never decoded.
+  for (const [name, bomb] of [['16000×16000', pngDeclaring(16_000, 16_000)], ['30000×30000', fixture('pixel-bomb.png')]] as const) {
+    const started = performance.now()
+    t.equal((await post(legacyUrl, body({ img_data: bomb.toString('base64') }), signed())).json().ret, '-3', `a PNG declaring ${name}`)
+    t.ok(performance.now() - started < 1500, `${name}: answered quickly`)
+  }
 
   const huge = body({ img_data: 'A'.repeat(LEGACY_BODY_LIMIT_BYTES) })
   const reply = await post(legacyUrl, huge, signed())

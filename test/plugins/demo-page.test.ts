@@ -49,7 +49,7 @@ t.test('the demo page fuses a photo and shows errors as the API gives them', asy
   }
 
   await page.click('#fuse')
-  await page.waitForFunction('document.getElementById("result-meta").textContent.includes("replayed")')
+  await page.waitForSelector('#result-meta:has-text("replayed")')
   t.equal(keys[1], keys[0], 'pressing Fuse again resends the same key, and the gateway replays its answer')
 
   await page.setInputFiles('#photo', fixturePath('still.gif'))
