@@ -65,3 +65,17 @@ t.test('CMYK and 16-bit inputs keep their colours', async (t) => {
     t.ok(r! > 140 && r! > g! && g! > b!, `${file}: skin tone preserved, not inverted (rgb ${r}, ${g}, ${b})`)
   }
 })
+
+t.test('a photo that takes too long is stopped at IMAGE_TIMEOUT_SECONDS: 422, and the service goes on', async (t) => {
+  let upstreamCalls = 0
+  const emulator = await startEmulator(t, { onPhoto: () => { upstreamCalls++ } })
+  // The pixel limit raised so the interlaced 144 MP PNG is decoded at all; undecodable in a second on any machine.
+  const { url } = await startService(t, { TENCENT_LEGACY_URL: emulator.legacyUrl, IMAGE_MAX_INPUT_PIXELS: '150000000', IMAGE_TIMEOUT_SECONDS: '1' })
+  const started = Date.now()
+  const reply = await fuseForm(url, fixture('slow-interlaced.png'))
+  const elapsedMs = Date.now() - started
+  t.match({ status: reply.status, ...reply.json() }, { status: 422, code: 'FUSION_IMAGE_TIMEOUT' })
+  t.ok(elapsedMs < 8_000, `refused after ${elapsedMs} ms, not after decoding 144 MP`)
+  t.equal(upstreamCalls, 0)
+  t.equal((await fuseForm(url, fixture('face.jpg'))).status, 200, 'the next photo is served')
+})
