@@ -120,6 +120,10 @@ async function loadTemplates (projectId) {
   renderTemplates(body.templates)
 }
 
+function listTemplates (projectId) {
+  loadTemplates(projectId).catch((error) => showError('NETWORK', `The templates could not be loaded: ${error.message}`))
+}
+
 async function fuse () {
   const template = currentTemplate()
   if (photo === null || template === null) return
@@ -173,7 +177,7 @@ drop.addEventListener('drop', (event) => {
   event.preventDefault()
   usePhoto(event.dataTransfer.files[0])
 })
-$('load-templates').addEventListener('click', () => { clearMessages(); void loadTemplates($('project-id').value.trim()) })
+$('load-templates').addEventListener('click', () => { clearMessages(); listTemplates($('project-id').value.trim()) })
 $('manual-project').addEventListener('input', choiceChanged)
 $('manual-model').addEventListener('input', choiceChanged)
 form.addEventListener('submit', (event) => { event.preventDefault(); void fuse() })
@@ -185,4 +189,4 @@ fetch('/healthz').then((response) => response.json()).then((health) => {
     mode.hidden = false
   }
 }).catch(() => {})
-void loadTemplates()
+listTemplates()

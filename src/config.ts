@@ -50,6 +50,8 @@ export const ConfigSchema = Type.Object({
   // (used without Redis, and while Redis is unreachable).
   IDEMPOTENCY_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 604_800, default: 86_400 }),
   IDEMPOTENCY_MEMORY_BYTES: Type.Integer({ minimum: 1_048_576, maximum: 4_294_967_296, default: 67_108_864 }),
+  // Larger answers (base64 or image bytes of big results) are not kept: Redis holds every replica's counters too.
+  IDEMPOTENCY_MAX_REPLY_BYTES: Type.Integer({ minimum: 1_024, maximum: 67_108_864, default: 2_097_152 }),
 
   // The demo page at GET /. Unset: on with the emulator or outside NODE_ENV=production, off otherwise.
   DEMO_PAGE: Type.Optional(Type.Boolean()),

@@ -20,6 +20,7 @@ export const REDACT_PATHS = [
   'busboyOptions.headers.cookie',
   'busboyOptions.headers["x-api-key"]',
   'busboyOptions.headers["x-tc-token"]',
+  'busboyOptions.headers["idempotency-key"]',
   'err.headers.authorization',
   'err.headers["x-tc-token"]',
   'upstreamRequest.headers.authorization',

@@ -20,7 +20,7 @@ export function createMetrics () {
     budgetWait: new Histogram({ name: 'fusion_budget_wait_seconds', help: 'Time a call waited for a slot of the upstream budget.', buckets: [0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] }),
     budgetRefusals: new Counter({ name: 'fusion_budget_refusals_total', help: 'Calls refused by the upstream budget (no slot in time, or a back-off pause).', registers: [registry] }),
     budgetBackOffs: new Counter({ name: 'fusion_budget_backoffs_total', help: 'Pauses ordered after the upstream\'s frequency control.', registers: [registry] }),
-    idempotency: new Counter({ name: 'fusion_idempotency_total', help: 'Requests with an Idempotency-Key, by outcome: replayed, stored, not_stored, waited, reused, in_progress.', labelNames: ['outcome'], registers: [registry] }),
+    idempotency: new Counter({ name: 'fusion_idempotency_total', help: 'Requests with an Idempotency-Key, by outcome: replayed, stored, not_stored, reused, in_progress.', labelNames: ['outcome'], registers: [registry] }),
     imageDuration: new Histogram({ name: 'fusion_image_duration_seconds', help: 'Image pipeline time per photo (decode, resize, encode), by outcome.', labelNames: ['outcome'], buckets: seconds, registers: [registry] }),
     imageBytesIn: new Counter({ name: 'fusion_image_bytes_in_total', help: 'Bytes of photos received by the image pipeline.', registers: [registry] }),
     imageBytesOut: new Counter({ name: 'fusion_image_bytes_out_total', help: 'Bytes of JPEG the image pipeline produced for the upstream.', registers: [registry] })

@@ -34,6 +34,7 @@ export interface Idempotency {
 /** Seconds a request refused while the first is still at work should wait. */
 const IN_PROGRESS_RETRY_AFTER_SECONDS = 1
 const MAX_KEY_LENGTH = 255
+const URL_EXPIRY_MARGIN_MS = 60_000
 
 /**
  * The header's value: a Structured Field string (`"…"`, as the draft writes it)
@@ -70,6 +71,7 @@ export function createIdempotency (options: IdempotencyOptions): Idempotency {
 
   return {
     async begin (key, fingerprint, deadline, signal) {
+      let discarded = 0
       for (;;) {
         signal?.throwIfAborted()
         // The claim outlives the deadline a little, so a slow finish is still recorded before another may start.
@@ -78,7 +80,10 @@ export function createIdempotency (options: IdempotencyOptions): Idempotency {
         if (outcome.kind === 'replay') {
           if (outcome.reply.fingerprint !== fingerprint) throw reused()
           if (outcome.reply.expiresAt === undefined || outcome.reply.expiresAt > Date.now()) return { replay: outcome.reply }
-          // Past its result's lifetime (the store's TTL should have dropped it already): never replayed.
+          // Past its result's lifetime (kept a little longer than its TTL allows, or stored by a replica whose clock is
+          // behind): never replayed. Dropped, so the next claim makes this request the owner.
+          await store.discard(key)
+          if (++discarded > 1) throw fusionError('FUSION_IDEMPOTENCY_IN_PROGRESS', { retryAfterSeconds: IN_PROGRESS_RETRY_AFTER_SECONDS })
           continue
         }
         if (outcome.kind === 'mismatch') throw reused()
@@ -97,15 +102,16 @@ export function createIdempotency (options: IdempotencyOptions): Idempotency {
       async complete (reply) {
         if (settled) return
         settled = true
-        const lifetime = reply.expiresAt !== undefined ? reply.expiresAt - Date.now() : Infinity
+        // Dropped a minute before the result URL dies, so a replay is never handed a URL about to expire.
+        const lifetime = reply.expiresAt !== undefined ? reply.expiresAt - Date.now() - URL_EXPIRY_MARGIN_MS : Infinity
         const ttlMs = Math.min(options.ttlMs, lifetime)
-        if (ttlMs <= 0) return await store.release(key, token)
+        if (ttlMs <= 0) return await store.release(key, token, fingerprint)
         await store.complete(key, token, { ...reply, fingerprint }, ttlMs)
       },
       async release () {
         if (settled) return
         settled = true
-        await store.release(key, token)
+        await store.release(key, token, fingerprint)
       }
     }
   }

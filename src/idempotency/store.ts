@@ -31,10 +31,16 @@ export type ClaimOutcome =
 
 export interface IdempotencyStore {
   claim: (key: string, fingerprint: string, claimMs: number) => Promise<ClaimOutcome>
-  /** Stores the reply (for `ttlMs`) and ends the claim. */
+  /**
+   * Stores the reply (for `ttlMs`) and ends the claim, if the claim is still
+   * this owner's or nobody's: an owner whose claim expired and was taken over
+   * must not plant its reply under someone else's payload.
+   */
   complete: (key: string, token: string, reply: StoredReply, ttlMs: number) => Promise<void>
   /** Ends the claim without storing anything: the next request with the key does the work again. */
-  release: (key: string, token: string) => Promise<void>
+  release: (key: string, token: string, fingerprint: string) => Promise<void>
+  /** Drops a stored reply that must not be replayed any more. */
+  discard: (key: string) => Promise<void>
 }
 
 /** A reply as one binary value: a length-prefixed JSON head, then the body bytes as they were sent. */
@@ -73,11 +79,17 @@ export function createMemoryStore (maxBytes: number): IdempotencyStore {
       return { kind: 'owner', token }
     },
     async complete (key, token, reply, ttlMs) {
-      replies.set(key, encodeReply(reply), { ttl: ttlMs })
-      if (claims.get(key)?.token === token) claims.delete(key)
+      const held = claims.get(key)
+      const ours = held?.token === token
+      if (!ours && held !== undefined && held.expiresAt > Date.now()) return
+      if (!replies.has(key)) replies.set(key, encodeReply(reply), { ttl: ttlMs })
+      if (ours) claims.delete(key)
     },
     async release (key, token) {
       if (claims.get(key)?.token === token) claims.delete(key)
+    },
+    async discard (key) {
+      replies.delete(key)
     }
   }
 }
@@ -97,10 +109,12 @@ return {'owner'}
 `
 
 // KEYS: the reply, the claim. ARGV: the encoded reply, ttl ms, the claim's value.
-// The reply is stored only if none is (a claim that expired may have been taken over); the claim is ended only if it is ours.
+// Stored only while the claim is ours or nobody's, and only if no reply is; the claim is ended only if it is ours.
 const COMPLETE_SCRIPT = `
+local held = redis.call('GET', KEYS[2])
+if held and held ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+if held then redis.call('DEL', KEYS[2]) end
 return 1
 `
 
@@ -122,8 +136,7 @@ export function createRedisStore (redis: Redis, keyPrefix: string): IdempotencyS
   redis.defineCommand('fusionIdempotencyClaim', { lua: CLAIM_SCRIPT, numberOfKeys: 2 })
   redis.defineCommand('fusionIdempotencyComplete', { lua: COMPLETE_SCRIPT, numberOfKeys: 2 })
   redis.defineCommand('fusionIdempotencyRelease', { lua: RELEASE_SCRIPT, numberOfKeys: 1 })
-  // The owner's token travels with the claim's value: `fingerprint + token`.
-  const fingerprints = new Map<string, string>()
+  // A claim's value is `fingerprint + token`: the fingerprint for those who wait, the token for its owner.
   const keys = (key: string): [string, string] => [`${keyPrefix}${key}`, `${keyPrefix}${key}:claim`]
 
   return {
@@ -132,29 +145,27 @@ export function createRedisStore (redis: Redis, keyPrefix: string): IdempotencyS
       const answer = await redis.fusionIdempotencyClaimBuffer(...keys(key), fingerprint, token, Math.max(1, Math.ceil(claimMs)))
       const kind = answer[0]?.toString()
       if (kind === 'replay') return { kind, reply: decodeReply(answer[1]!) }
-      if (kind === 'owner') {
-        fingerprints.set(token, fingerprint)
-        return { kind, token }
-      }
+      if (kind === 'owner') return { kind, token }
       return kind === 'busy' ? { kind } : { kind: 'mismatch' }
     },
     async complete (key, token, reply, ttlMs) {
-      const fingerprint = fingerprints.get(token) ?? reply.fingerprint
-      fingerprints.delete(token)
-      await redis.fusionIdempotencyComplete(...keys(key), encodeReply(reply), Math.max(1, Math.ceil(ttlMs)), fingerprint + token)
+      await redis.fusionIdempotencyComplete(...keys(key), encodeReply(reply), Math.max(1, Math.ceil(ttlMs)), reply.fingerprint + token)
     },
-    async release (key, token) {
-      const fingerprint = fingerprints.get(token)
-      fingerprints.delete(token)
-      if (fingerprint !== undefined) await redis.fusionIdempotencyRelease(keys(key)[1], fingerprint + token)
+    async release (key, token, fingerprint) {
+      await redis.fusionIdempotencyRelease(keys(key)[1], fingerprint + token)
+    },
+    async discard (key) {
+      await redis.del(keys(key)[0])
     }
   }
 }
 
 /**
  * Redis while it answers, memory while it does not: a replica cut off from
- * Redis still de-duplicates its own retries instead of failing every request
- * that carries a key. A claim taken in one store is completed in the same one.
+ * Redis de-duplicates the retries it sees itself instead of failing every
+ * request that carries a key. What is held in Redis is out of its sight for
+ * the outage, and what it stores meanwhile stays in its memory. A claim taken
+ * in one store is completed in the same one.
  */
 export function withFallback (shared: IdempotencyStore, local: IdempotencyStore, onFallback: (error: unknown) => void): IdempotencyStore {
   const localTokens = new Set<string>()
@@ -176,9 +187,12 @@ export function withFallback (shared: IdempotencyStore, local: IdempotencyStore,
         await local.complete(key, token, reply, ttlMs)
       })
     },
-    async release (key, token) {
-      if (localTokens.delete(token)) return await local.release(key, token)
-      await shared.release(key, token).catch(onFallback)
+    async release (key, token, fingerprint) {
+      if (localTokens.delete(token)) return await local.release(key, token, fingerprint)
+      await shared.release(key, token, fingerprint).catch(onFallback)
+    },
+    async discard (key) {
+      await Promise.all([shared.discard(key).catch(onFallback), local.discard(key)])
     }
   }
 }

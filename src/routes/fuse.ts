@@ -88,8 +88,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
         clearTimeout(uploadTimer)
         if (!reply.raw.writableFinished) state.clientGone.abort()
         state.release()
-        // Nothing was recorded for the key (the reply never went out): the next request with it does the work.
-        void state.ownership?.release().catch((error: unknown) => { request.log.warn({ err: error }, 'could not free an idempotency key') })
+        // An owned key is settled by onSend, which runs even for a client that left; its claim expires with the deadline anyway.
       })
       return payload
     },
@@ -131,7 +130,9 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
         resultType,
         options,
         image: normalized.jpeg,
-        signal: state.clientGone.signal,
+        // A call made for an idempotency key runs to its end even if the client leaves: its answer is stored for the
+        // client's retry, which would otherwise pay for a second fusion. Without a key, the client leaving cancels it.
+        ...(state.ownership === undefined ? { signal: state.clientGone.signal } : {}),
         deadline: state.deadline
       }, request.log, {
         // Every attempt, retries included, spends a slot of the shared budget, waiting no longer than the deadline allows.
@@ -212,7 +213,8 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
    */
   async function recordReply (request: FastifyRequest, reply: FastifyReply, ownership: Ownership, payload: unknown): Promise<void> {
     const status = reply.statusCode
-    const storable = status < 500 && !NEVER_STORED.has(status) && (typeof payload === 'string' || Buffer.isBuffer(payload))
+    const body = typeof payload === 'string' ? Buffer.from(payload) : Buffer.isBuffer(payload) ? payload : undefined
+    const storable = body !== undefined && isFinalAnswer(status, body) && body.length <= config.IDEMPOTENCY_MAX_REPLY_BYTES
     try {
       if (!storable) {
         await ownership.release()
@@ -223,7 +225,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       await ownership.complete({
         status,
         contentType: String(reply.getHeader('content-type') ?? JSON_TYPE),
-        body: Buffer.isBuffer(payload) ? payload : Buffer.from(payload as string),
+        body,
         ...(expiresAt !== undefined ? { expiresAt } : {})
       })
       app.metrics.idempotency.inc({ outcome: 'stored' })
@@ -248,6 +250,23 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
 
 /** Statuses under 500 that a retry may still change. */
 const NEVER_STORED = new Set([408, 409, 425, 429, 499])
+/** 4xx answers that depend on the moment, not on the request: a retry may succeed. */
+const RETRYABLE_CODES = new Set(['FUSION_IMAGE_TIMEOUT'])
+
+/**
+ * A final answer: a success, or a refusal that the same request would get
+ * again (no face, unknown template, a photo that does not decode). Not 5xx,
+ * not 429, and not the refusals that depend on load.
+ */
+function isFinalAnswer (status: number, body: Buffer): boolean {
+  if (status >= 500 || NEVER_STORED.has(status)) return false
+  if (status < 400) return true
+  try {
+    return !RETRYABLE_CODES.has((JSON.parse(body.toString('utf8')) as { code?: string }).code ?? '')
+  } catch {
+    return false
+  }
+}
 
 /** When a URL answer's picture expires, for the idempotency store. */
 const expiresAtOf = new WeakMap<FastifyRequest, number>()

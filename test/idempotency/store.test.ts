@@ -36,14 +36,29 @@ for (const [name, make] of stores) {
   t.test(`${name} store: a released claim lets the next request do the work; a stale one expires`, async (t) => {
     const store = await make(t)
     const first = await store.claim('k', FINGERPRINT, 5_000) as { kind: 'owner', token: string }
-    await store.release('k', 'not-the-owner')
+    await store.release('k', 'not-the-owner', FINGERPRINT)
     t.same(await store.claim('k', FINGERPRINT, 5_000), { kind: 'busy' }, 'only the owner can free the key')
-    await store.release('k', first.token)
+    await store.release('k', first.token, FINGERPRINT)
     t.equal((await store.claim('k', FINGERPRINT, 5_000)).kind, 'owner')
 
     await store.claim('dead-owner', FINGERPRINT, 50)
     await new Promise((resolve) => setTimeout(resolve, 120))
     t.equal((await store.claim('dead-owner', FINGERPRINT, 5_000)).kind, 'owner', 'a claim whose owner vanished expires')
+  })
+
+  t.test(`${name} store: a late owner whose claim was taken over stores nothing`, async (t) => {
+    const store = await make(t)
+    const late = await store.claim('k', FINGERPRINT, 50) as { token: string }
+    await new Promise((resolve) => setTimeout(resolve, 120))
+    const next = await store.claim('k', OTHER, 5_000) as { kind: string, token: string }
+    t.equal(next.kind, 'owner', 'the expired claim was taken over by another payload')
+    await store.complete('k', late.token, { ...reply('late'), fingerprint: FINGERPRINT }, 60_000)
+    t.same(await store.claim('k', OTHER, 5_000), { kind: 'busy' }, 'the late reply was not planted')
+    await store.complete('k', next.token, { ...reply('current'), fingerprint: OTHER }, 60_000)
+    const replayed = await store.claim('k', OTHER, 5_000)
+    t.equal(replayed.kind === 'replay' && replayed.reply.body.toString(), 'current')
+    await store.discard('k')
+    t.equal((await store.claim('k', OTHER, 5_000)).kind, 'owner', 'a discarded reply is gone')
   })
 
   t.test(`${name} store: replies expire after their ttl`, async (t) => {
@@ -100,15 +115,36 @@ t.test('the service: replays, waits, refuses, and never replays past a result\'s
 
   const short = await idempotency.begin('url', FINGERPRINT, deadline())
   if (!('owner' in short)) throw new Error('expected to own the key')
-  await short.owner.complete({ ...reply(), expiresAt: Date.now() + 80 })
-  t.ok('replay' in await idempotency.begin('url', FINGERPRINT, deadline()), 'replayed while the URL lives')
-  await new Promise((resolve) => setTimeout(resolve, 150))
+  await short.owner.complete({ ...reply(), expiresAt: Date.now() + 60_000 + 150 })
+  t.ok('replay' in await idempotency.begin('url', FINGERPRINT, deadline()), 'replayed while the URL has more than a minute to live')
+  await new Promise((resolve) => setTimeout(resolve, 250))
   const after = await idempotency.begin('url', FINGERPRINT, deadline())
-  t.ok('owner' in after, 'past expiresAt the key does the work again')
+  t.ok('owner' in after, 'within a minute of expiresAt the key does the work again')
 
   const held = await idempotency.begin('held', FINGERPRINT, deadline())
   t.ok('owner' in held)
   await t.rejects(idempotency.begin('held', FINGERPRINT, Date.now() + 100), { code: 'FUSION_IDEMPOTENCY_IN_PROGRESS', retryAfterSeconds: 1 })
+})
+
+t.test('a stored reply past its result\'s lifetime is discarded, never replayed, and the request becomes the owner', async (t) => {
+  // A store that still holds a stale reply: as when the replica that stored it had a clock behind ours.
+  const memory = createMemoryStore(1024 * 1024)
+  let stale = true
+  const discarded: string[] = []
+  const store: IdempotencyStore = {
+    ...memory,
+    claim: async (key, fingerprint, claimMs) => stale
+      ? { kind: 'replay', reply: { ...reply(), fingerprint, expiresAt: Date.now() - 1_000 } }
+      : await memory.claim(key, fingerprint, claimMs),
+    discard: async (key) => { discarded.push(key); stale = false }
+  }
+  const idempotency = createIdempotency({ store, ttlMs: 60_000, pollMs: 20 })
+  const begun = await idempotency.begin('url', FINGERPRINT, Date.now() + 2_000)
+  t.ok('owner' in begun, 'the stale reply was not replayed')
+  t.same(discarded, ['url'])
+
+  const stuck = createIdempotency({ store: { ...store, claim: async (_key, fingerprint) => ({ kind: 'replay', reply: { ...reply(), fingerprint, expiresAt: 1 } }) }, ttlMs: 60_000 })
+  await t.rejects(stuck.begin('url', FINGERPRINT, Date.now() + 2_000), { code: 'FUSION_IDEMPOTENCY_IN_PROGRESS' }, 'a reply that will not go away ends the request, not the event loop')
 })
 
 t.test('keys and fingerprints', async (t) => {

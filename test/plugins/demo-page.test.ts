@@ -61,6 +61,29 @@ t.test('the demo page fuses a photo and shows errors as the API gives them', asy
   t.same(pageErrors, [], 'no script errors')
 })
 
+t.test('the client example runs as it is in the browser', async (t) => {
+  const executablePath = findChromium()
+  if (executablePath === undefined) throw new Error(CHROMIUM_INSTALL_HINT)
+  const { url } = await startService(t)
+  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] })
+  t.teardown(async () => await browser.close())
+  const page = await browser.newPage()
+  const pageErrors: string[] = []
+  page.on('pageerror', (error) => pageErrors.push(error.message))
+  await page.goto(`${url}/client-example.html`)
+  await page.setInputFiles('#photo', fixturePath('face.jpg'))
+  await page.click('#fuse')
+  await page.waitForSelector('#message:has-text("Valid until")')
+  t.match(await page.getAttribute('#result', 'src'), /\/emulator\/results\/.+\.jpg$/, 'the fused picture\'s URL is shown')
+  let width = 0
+  for (let tries = 0; tries < 100 && width === 0; tries++) {
+    width = Number(await page.evaluate('document.querySelector("#result").naturalWidth'))
+    if (width === 0) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.equal(width, 720, 'and the picture loaded')
+  t.same(pageErrors, [])
+})
+
 t.test('the page is off when DEMO_PAGE=false, and by default in production with real credentials', async (t) => {
   const off = await startService(t, { DEMO_PAGE: 'false' })
   t.equal((await request(`${off.url}/`)).statusCode, 404)

@@ -1,6 +1,7 @@
 import t from 'tap'
+import { connect } from 'node:net'
 import { request } from 'undici'
-import { UPSTREAM_PROVIDERS, answerJson, fixture, fuseForm, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, upstreamEnv, type Reply } from '../helper.js'
+import { UPSTREAM_PROVIDERS, answerJson, fixture, fuseForm, multipart, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, upstreamEnv, type Reply } from '../helper.js'
 
 /** Upstream calls that reached the fusion, on either API. */
 async function countingEmulator (t: Parameters<typeof startEmulator>[0]): Promise<{ env: (provider: typeof UPSTREAM_PROVIDERS[number]) => Record<string, string>, calls: () => number }> {
@@ -98,13 +99,24 @@ async function gatedUpstream (t: Parameters<typeof stubUpstream>[0]): Promise<{ 
   return { url: upstream.url, calls: () => upstream.calls.length, open }
 }
 
+/** Polls until `condition` holds (fails the test after 10 s): no fixed sleeps deciding who is first. */
+async function until (condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in 10 s')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
 t.test('a request that arrives while the first is at work waits for it', async (t) => {
   const upstream = await gatedUpstream(t)
-  const { url } = await startService(t, { TENCENT_LEGACY_URL: upstream.url })
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url })
   const first = fuseForm(url, photo, {}, withKey('slow'))
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  await until(() => upstream.calls() === 1)
   const second = fuseForm(url, photo, {}, withKey('slow'))
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  // The second has read its upload and is waiting on the key (its place in the pipeline is held meanwhile).
+  await until(() => app.imagePipeline.admitted === 1)
+  await new Promise((resolve) => setTimeout(resolve, 150))
   upstream.open()
   const [a, b] = await Promise.all([first, second])
   t.equal(a.status, 200)
@@ -120,7 +132,7 @@ t.test('a wait that outlasts the deadline is 409 with Retry-After, and the retry
   const patient = await startService(t, { ...shared, REQUEST_DEADLINE_MS: '10000' })
   const hurried = await startService(t, { ...shared, REQUEST_DEADLINE_MS: '1500' })
   const first = fuseForm(patient.url, photo, {}, withKey('stuck'))
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  await until(() => upstream.calls() === 1)
   const second = await fuseForm(hurried.url, photo, {}, withKey('stuck'))
   t.match({ status: second.status, ...second.json() }, { status: 409, code: 'FUSION_IDEMPOTENCY_IN_PROGRESS' })
   t.equal(second.headers['retry-after'], '1')
@@ -140,6 +152,60 @@ t.test('a failure at the deadline is not stored: the key works again', async (t)
   t.equal(again.status, 200)
   t.notOk(again.headers['idempotent-replayed'])
   t.equal(upstream.calls(), 2)
+})
+
+t.test('a client that leaves after the upstream call went out: the call finishes, and the retry is replayed', async (t) => {
+  const upstream = await gatedUpstream(t)
+  const { url } = await startService(t, { TENCENT_LEGACY_URL: upstream.url })
+  const { body, contentType } = multipart([
+    { name: 'project_id', value: '100307' },
+    { name: 'model_id', value: 'qc_100307_152854_1' },
+    { name: 'image', value: photo, filename: 'me.jpg', contentType: 'image/jpeg' }
+  ])
+  const socket = connect(Number(new URL(url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write(`POST /fuse HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nIdempotency-Key: tunnel\r\n\r\n`)
+  socket.write(body)
+  await until(() => upstream.calls() === 1)
+  // The subway tunnel: the phone is gone while the upstream works (and bills).
+  socket.destroy()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  upstream.open()
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const retry = await fuseForm(url, photo, {}, withKey('tunnel'))
+  t.equal(retry.status, 200)
+  t.equal(retry.headers['idempotent-replayed'], 'true', 'the answer the phone never got was stored')
+  t.equal(upstream.calls(), 1, 'one fusion, paid once')
+
+  const noKey = connect(Number(new URL(url).port), '127.0.0.1')
+  noKey.on('error', () => {})
+  noKey.write(`POST /fuse HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`)
+  noKey.write(body)
+  await until(() => upstream.calls() === 2)
+  t.pass('without a key the call is made as usual (and cancelled if the client leaves)')
+  noKey.destroy()
+})
+
+t.test('the picture itself (Accept: image/jpeg) is replayed byte for byte; an answer over the size cap is not kept', async (t) => {
+  const upstream = await countingEmulator(t)
+  const { url } = await startService(t, { ...upstream.env('legacy'), IDEMPOTENCY_MAX_REPLY_BYTES: '50000' })
+  const image = { ...withKey('picture'), accept: 'image/jpeg' }
+  const first = await fuseForm(url, photo, { rsp_img_type: 'base64' }, image)
+  t.equal(first.headers['content-type'], 'image/jpeg')
+  const json = await fuseForm(url, photo, { rsp_img_type: 'base64' }, withKey('picture-json'))
+  t.ok(json.body.length > 50_000, 'the base64 answer is over the cap')
+  t.equal(upstream.calls(), 2)
+  // The picture (about 60 KB) is also over 50 000 bytes: neither is kept.
+  const again = await fuseForm(url, photo, { rsp_img_type: 'base64' }, withKey('picture-json'))
+  t.notOk(again.headers['idempotent-replayed'])
+  t.equal(upstream.calls(), 3, 'an answer over IDEMPOTENCY_MAX_REPLY_BYTES is sent, not kept')
+
+  const roomy = await startService(t, upstream.env('legacy'))
+  const picture = await fuseForm(roomy.url, photo, {}, image)
+  const replayed = await fuseForm(roomy.url, photo, {}, image)
+  t.equal(replayed.headers['idempotent-replayed'], 'true')
+  t.equal(replayed.headers['content-type'], 'image/jpeg')
+  t.ok(replayed.body.equals(picture.body), 'the same JPEG bytes')
 })
 
 t.test('invalid keys are refused before the body is read', async (t) => {
