@@ -2,9 +2,19 @@ import t from 'tap'
 import { request } from 'undici'
 import { post, startService } from '../helper.js'
 
+/** The status of a small request, once the machine lets the loop be idle for a sample (other test files run beside this one). */
+async function servedOnceIdle (url: string): Promise<number> {
+  let status = 0
+  for (let tries = 0; tries < 50 && status !== 400; tries++) {
+    status = (await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })).status
+    if (status !== 400) await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  return status
+}
+
 t.test('a blocked event loop sheds new requests with 503; health routes still answer', async (t) => {
   const { url } = await startService(t, { PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '50', PRESSURE_SAMPLE_INTERVAL_MS: '200' })
-  t.equal((await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })).status, 400, 'not under pressure: served')
+  t.equal(await servedOnceIdle(url), 400, 'not under pressure: served')
 
   // The service runs in this process: block its event loop as a pile-up of synchronous work would.
   const until = Date.now() + 300
@@ -21,6 +31,5 @@ t.test('a blocked event loop sheds new requests with 503; health routes still an
   await health.body.dump()
 
   // Once the loop is idle again, sampling clears the pressure.
-  await new Promise((resolve) => setTimeout(resolve, 600))
-  t.equal((await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })).status, 400, 'served again')
+  t.equal(await servedOnceIdle(url), 400, 'served again')
 })
