@@ -1,6 +1,7 @@
 import t from 'tap'
 import sharp from 'sharp'
 import { ERROR_CATALOGUE } from '../../../src/errors.js'
+import { EMULATOR_TEMPORARY_CREDENTIAL } from '../../../src/emulator/accounts.js'
 import { DOCUMENTED_V3_ERROR_CODES } from '../../../src/emulator/api3-errors.js'
 import { V3_ERROR_CODES, ruleForV3Code } from '../../../src/upstream/v3/error-codes.js'
 import { fixture, fuseForm, startEmulator, startService, upstreamEnv } from '../../helper.js'
@@ -138,4 +139,14 @@ t.test('a clock more than five minutes off: re-signed once on the upstream\'s ti
   t.ok(timestamps[1]! - timestamps[0]! > 500, 'the second signature used the upstream\'s clock')
   t.equal((await fuseForm(url, fixture('face.jpg'))).status, 200)
   t.equal(timestamps.length, 3, 'the offset is kept: the next request signs right the first time')
+})
+
+t.test('temporary credentials through the service: accepted with their session token, refused without', async (t) => {
+  const emulator = await startEmulator(t)
+  const temporary = { ...upstreamEnv('v3', emulator), TENCENT_SECRET_ID: EMULATOR_TEMPORARY_CREDENTIAL.secretId, TENCENT_SECRET_KEY: EMULATOR_TEMPORARY_CREDENTIAL.secretKey }
+  const withToken = await startService(t, { ...temporary, TENCENT_SESSION_TOKEN: EMULATOR_TEMPORARY_CREDENTIAL.sessionToken })
+  t.equal((await fuseForm(withToken.url, fixture('face.jpg'))).status, 200)
+  const withoutToken = await startService(t, temporary)
+  const refused = await fuseForm(withoutToken.url, fixture('face.jpg'))
+  t.match({ status: refused.status, ...refused.json() }, { status: 502, code: 'FUSION_UPSTREAM_AUTH_FAILED', upstreamCode: 'AuthFailure.TokenFailure' })
 })
