@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -116,6 +116,24 @@ export async function fuseForm (
     { name: 'image', value: image, filename: 'photo.jpg', contentType: 'image/jpeg' }
   ])
   return await post(`${serviceUrl}/fuse`, body, { 'content-type': contentType, ...headers })
+}
+
+/**
+ * Starts a form upload of `image` on a raw socket, as a client the test can cut
+ * off at any moment (`destroy()`), which no HTTP client library allows mid-request.
+ */
+export function rawFuseUpload (serviceUrl: string, image: Buffer, headers: Record<string, string> = {}): Socket {
+  const { body, contentType } = multipart([
+    { name: 'project_id', value: '100307' },
+    { name: 'model_id', value: 'qc_100307_152854_1' },
+    { name: 'image', value: image, filename: 'me.jpg', contentType: 'image/jpeg' }
+  ])
+  const socket = connect(Number(new URL(serviceUrl).port), '127.0.0.1')
+  socket.on('error', () => {})
+  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  socket.write(`POST /fuse HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n${extra}\r\n`)
+  socket.write(body)
+  return socket
 }
 
 /** The Redis the test command provides (scripts/with-redis.ts). A missing one fails the test, never skips it. */

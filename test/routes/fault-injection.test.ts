@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { request } from 'undici'
 import { freePort } from '../../scripts/free-port.js'
-import { UPSTREAM_PROVIDERS, fixture, fuseForm, multipart, startService, stubUpstream, type UpstreamProvider } from '../helper.js'
+import { UPSTREAM_PROVIDERS, fixture, fuseForm, rawFuseUpload, startService, stubUpstream, type UpstreamProvider } from '../helper.js'
 
 /**
  * Faults of the upstream and of the client, over real HTTP through the whole
@@ -85,15 +85,7 @@ for (const provider of UPSTREAM_PROVIDERS) t.test(`${provider}: a client that le
     incoming.socket.on('close', () => { upstreamClosed = true })
   })
   const { url } = await serviceFor(t, provider, upstream.url, { UPSTREAM_TIMEOUT_MS: '20000' })
-  const { body, contentType } = multipart([
-    { name: 'project_id', value: '100307' },
-    { name: 'model_id', value: 'qc_100307_152854_1' },
-    { name: 'image', value: photo, filename: 'me.jpg', contentType: 'image/jpeg' }
-  ])
-  const socket = connect(Number(new URL(url).port), '127.0.0.1')
-  socket.on('error', () => {})
-  socket.write(`POST /fuse HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`)
-  socket.write(body)
+  const socket = rawFuseUpload(url, photo)
   const deadline = Date.now() + 5_000
   while (!received && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   t.ok(received, 'the upstream call was under way')

@@ -1,7 +1,6 @@
 import t from 'tap'
-import { connect } from 'node:net'
 import { request } from 'undici'
-import { UPSTREAM_PROVIDERS, answerJson, fixture, fuseForm, multipart, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, upstreamEnv, type Reply } from '../helper.js'
+import { UPSTREAM_PROVIDERS, answerJson, fixture, fuseForm, rawFuseUpload, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, upstreamEnv, type Reply } from '../helper.js'
 
 /** Upstream calls that reached the fusion, on either API. */
 async function countingEmulator (t: Parameters<typeof startEmulator>[0]): Promise<{ env: (provider: typeof UPSTREAM_PROVIDERS[number]) => Record<string, string>, calls: () => number }> {
@@ -157,15 +156,7 @@ t.test('a failure at the deadline is not stored: the key works again', async (t)
 t.test('a client that leaves after the upstream call went out: the call finishes, and the retry is replayed', async (t) => {
   const upstream = await gatedUpstream(t)
   const { url } = await startService(t, { TENCENT_LEGACY_URL: upstream.url })
-  const { body, contentType } = multipart([
-    { name: 'project_id', value: '100307' },
-    { name: 'model_id', value: 'qc_100307_152854_1' },
-    { name: 'image', value: photo, filename: 'me.jpg', contentType: 'image/jpeg' }
-  ])
-  const socket = connect(Number(new URL(url).port), '127.0.0.1')
-  socket.on('error', () => {})
-  socket.write(`POST /fuse HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nIdempotency-Key: tunnel\r\n\r\n`)
-  socket.write(body)
+  const socket = rawFuseUpload(url, photo, { 'Idempotency-Key': 'tunnel' })
   await until(() => upstream.calls() === 1)
   // The subway tunnel: the phone is gone while the upstream works (and bills).
   socket.destroy()
@@ -177,10 +168,7 @@ t.test('a client that leaves after the upstream call went out: the call finishes
   t.equal(retry.headers['idempotent-replayed'], 'true', 'the answer the phone never got was stored')
   t.equal(upstream.calls(), 1, 'one fusion, paid once')
 
-  const noKey = connect(Number(new URL(url).port), '127.0.0.1')
-  noKey.on('error', () => {})
-  noKey.write(`POST /fuse HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`)
-  noKey.write(body)
+  const noKey = rawFuseUpload(url, photo)
   await until(() => upstream.calls() === 2)
   t.pass('without a key the call is made as usual (and cancelled if the client leaves)')
   noKey.destroy()
