@@ -222,15 +222,21 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     const issues = (error as { errors?: AjvIssue[] }).errors
     throw new ConfigError(issues ? describeIssues(issues) : ['the environment could not be read'])
   }
+  for (const variable of ['TENCENT_LEGACY_URL', 'TENCENT_V3_URL'] as const) {
+    const value = raw[variable]
+    // The pattern lets through what URL cannot parse (a port over 65535, a broken IPv6 literal).
+    if (value !== undefined && !URL.canParse(value)) throw new ConfigError([`${variable}: must be a valid http:// or https:// URL`])
+  }
   if (raw.UPSTREAM_BREAKER_MIN_CALLS > raw.UPSTREAM_BREAKER_WINDOW) {
     throw new ConfigError(['UPSTREAM_BREAKER_MIN_CALLS: must be at most UPSTREAM_BREAKER_WINDOW'])
   }
   const { TENCENT_SECRET_KEY, TENCENT_SESSION_TOKEN, CLIENT_API_KEYS, FUSION_TEMPLATES, ...rest } = raw
+  const upstream = resolveUpstream(raw)
   return {
     ...rest,
-    upstream: resolveUpstream(raw),
+    upstream,
     declaredTemplates: parseTemplates(FUSION_TEMPLATES),
-    demoPage: raw.DEMO_PAGE ?? (raw.NODE_ENV !== 'production' || resolveUpstream(raw).mode === 'emulator'),
+    demoPage: raw.DEMO_PAGE ?? (raw.NODE_ENV !== 'production' || upstream.mode === 'emulator'),
     clientApiKeys: new Set(CLIENT_API_KEYS?.split(',') ?? []),
     projectQps: parseProjectQps(raw.UPSTREAM_PROJECT_QPS),
     trustProxy: parseTrustProxy(raw.TRUST_PROXY)

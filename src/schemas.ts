@@ -62,5 +62,5 @@ export const TemplateList = Type.Object({
       height: Type.Optional(Type.Number())
     })))
   })),
-  source: Type.Union([Type.Literal('upstream'), Type.Literal('config'), Type.Literal('emulator')], { description: 'Where the list comes from.' })
+  source: Type.Union([Type.Literal('upstream'), Type.Literal('config'), Type.Literal('emulator'), Type.Literal('none')], { description: 'Where the list comes from: the upstream (API 3.0), FUSION_TEMPLATES, the emulator, or none (the legacy API with nothing declared).' })
 })

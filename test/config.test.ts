@@ -140,6 +140,8 @@ t.test('API 3.0 settings are checked', async (t) => {
   t.match(problems({ ...credentials, TENCENT_SESSION_TOKEN: 'token' }), /TENCENT_SESSION_TOKEN: temporary credentials work with API 3.0 only/)
   t.match(problems({ FUSION_PROVIDER: 'v3', TENCENT_V3_URL: 'facefusion.tencentcloudapi.com' }), /TENCENT_V3_URL: must match pattern/)
   t.match(problems({ FUSION_PROVIDER: 'v3', TENCENT_REGION: 'Guangzhou' }), /TENCENT_REGION: must match pattern/)
+  t.match(problems({ TENCENT_V3_URL: 'http://facefusion.internal:99999' }), /TENCENT_V3_URL: must be a valid http:\/\/ or https:\/\/ URL/)
+  t.match(problems({ TENCENT_LEGACY_URL: 'http://[fe80::1/fuseapi/face' }), /TENCENT_LEGACY_URL: must be a valid/)
 })
 
 t.test('FUSION_TEMPLATES declares what GET /templates lists', async (t) => {

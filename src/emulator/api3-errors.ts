@@ -2,7 +2,7 @@
  * API 3.0 error codes the emulator knows, with the upstream's own wording:
  * the product codes of facefusion 2018-12-01 and 2022-09-27 (their messages as
  * the official SDKs document them) and the common codes of every API 3.0
- * product (docs/upstream-protocol.md §3.6).
+ * product (Tencent's error centre for facefusion).
  */
 const PRODUCT_MESSAGES: Record<string, string> = {
   FailedOperation: '操作失败。',
@@ -176,7 +176,7 @@ export const LEGACY_RET_TO_V3: ReadonlyMap<number, string | null> = new Map<numb
 ])
 
 /** For a `ret` the legacy side does not document. */
-export const UNDOCUMENTED_RET_V3_CODE = 'FailedOperation.UnKnowError'
+const UNDOCUMENTED_RET_V3_CODE = 'FailedOperation.UnKnowError'
 
 const FORCED_RET = /^emulator_ret_(-?\d{1,6})$/
 const FORCED_ERROR = /^emulator_error_([A-Za-z]+(?:-[A-Za-z]+)*)$/

@@ -5,7 +5,7 @@ import { findProject, renderTemplate, templatesOf, type Project, type Template }
 
 /**
  * DescribeMaterialList, in the shape of each version's MaterialInfo
- * (docs/upstream-protocol.md §3.5), and the materials' pictures, which a
+ * (DescribeMaterialList, 2018-12-01 and 2022-09-27), and the materials' pictures, which a
  * front-end shows as previews (2018-12-01 answers their URL).
  */
 const MAX_LIMIT: Readonly<Record<Api3Version, number>> = { '2018-12-01': 100, '2022-09-27': 20 }

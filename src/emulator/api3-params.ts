@@ -17,10 +17,10 @@ const integer = (required = false): Param => ({ kind: 'integer', required })
 const object = (required = false): Param => ({ kind: 'object', required })
 const array = (required = false): Param => ({ kind: 'array', required })
 
-export const FACE_RECT: ParamSpec = { X: integer(true), Y: integer(true), Width: integer(true), Height: integer(true) }
-export const FUSE_PARAM: ParamSpec = { ImageCodecParam: object() }
-export const IMAGE_CODEC_PARAM: ParamSpec = { MetaData: array() }
-export const META_DATA: ParamSpec = { MetaKey: string(), MetaValue: string() }
+const FACE_RECT: ParamSpec = { X: integer(true), Y: integer(true), Width: integer(true), Height: integer(true) }
+const FUSE_PARAM: ParamSpec = { ImageCodecParam: object() }
+const IMAGE_CODEC_PARAM: ParamSpec = { MetaData: array() }
+const META_DATA: ParamSpec = { MetaKey: string(), MetaValue: string() }
 export const LOGO_PARAM: ParamSpec = { LogoRect: object(), LogoUrl: string(), LogoImage: string() }
 
 const FUSION_COMMON: ParamSpec = { ProjectId: string(true), ModelId: string(true), RspImgType: string(true), FuseParam: object() }

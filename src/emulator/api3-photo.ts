@@ -7,7 +7,7 @@ import { BASE64_TEXT, MAX_INPUT_PIXELS } from './shared.js'
 /**
  * A user photo as API 3.0 takes it (base64 `Image`, or `Url`, which wins) and
  * checks it, with the limits and codes of each version
- * (docs/upstream-protocol.md §3 and §5).
+ * (the FaceFusion and FuseFace API documents, 670/31061 and 670/85618).
  *
  * A `Url` (or `LogoUrl`) is never fetched. The emulator's credentials are
  * public, so a request made for whoever signs with them would let strangers
@@ -41,7 +41,7 @@ export const PHOTO_LIMITS: Readonly<Record<Api3Version, PhotoLimits>> = {
  * it refuses a photo's (ImageResolutionExceed), so a small file cannot make it
  * decode a huge picture.
  */
-export const LOGO_LIMITS: Readonly<PhotoLimits> = { ...PHOTO_LIMITS['2022-09-27'], maxSide: 4096, minSide: 0 }
+const LOGO_LIMITS: Readonly<PhotoLimits> = { ...PHOTO_LIMITS['2022-09-27'], maxSide: 4096, minSide: 0 }
 
 export interface PhotoSource { image: string | undefined, url: string | undefined }
 

@@ -22,9 +22,9 @@ import { verifyTc3 } from './verify-tc3.js'
  */
 export const API3_BODY_LIMIT_BYTES = 10 * 1024 * 1024
 
-export const API3_REGIONS = ['ap-beijing', 'ap-guangzhou', 'ap-shanghai', 'ap-chengdu', 'ap-chongqing', 'ap-nanjing'] as const
+const API3_REGIONS = ['ap-beijing', 'ap-guangzhou', 'ap-shanghai', 'ap-chengdu', 'ap-chongqing', 'ap-nanjing'] as const
 
-export const API3_SERVICE = 'facefusion'
+const API3_SERVICE = 'facefusion'
 
 /** The body is JSON, signed as sent; the charset parameter is allowed (the official signing example uses it). */
 function checkContentType (request: FastifyRequest): void {

@@ -36,7 +36,7 @@ export interface Project {
 }
 
 /** The id API 3.0 gives the only face of a single-face material. */
-export const SINGLE_FACE_ID = '1'
+const SINGLE_FACE_ID = '1'
 
 const WIDTH = 720
 const HEIGHT = 960

@@ -4,7 +4,7 @@ import type { Api3Key } from './accounts.js'
 import { header } from './shared.js'
 
 /**
- * Server side of TC3-HMAC-SHA256 (docs/upstream-protocol.md §4), as API 3.0
+ * Server side of TC3-HMAC-SHA256 (cloud.tencent.com/document/api/213/30654), as API 3.0
  * checks it: the Authorization header is parsed, the timestamp must be within
  * five minutes of the server's clock, and the signature is recomputed over the
  * received value of every signed header and the exact body bytes. Nothing is
@@ -37,7 +37,7 @@ export interface Tc3Request {
   path?: string
 }
 
-export const TC3_MAX_SKEW_SECONDS = 300
+const TC3_MAX_SKEW_SECONDS = 300
 
 const ALGORITHM = 'TC3-HMAC-SHA256'
 

@@ -26,7 +26,6 @@ export interface ImagePolicy {
   timeoutSeconds: number
 }
 
-
 export interface NormalizedImage {
   jpeg: Buffer
   width: number
@@ -101,7 +100,9 @@ async function readHeader (input: Buffer, policy: ImagePolicy): Promise<Metadata
   // Judged on what would be sent: a very narrow photo fitted within maxSide can end up too thin even if its input was not.
   // (Orientation does not change which side is short.)
   const scale = Math.min(1, policy.maxSide / Math.max(width, height))
-  if (Math.floor(Math.min(width, height) * scale) < policy.minShortSide) throw fusionError('FUSION_IMAGE_TOO_SMALL')
+  if (Math.floor(Math.min(width, height) * scale) < policy.minShortSide) {
+    throw fusionError('FUSION_IMAGE_TOO_SMALL', { message: `The photo is too small to find a face in: send at least ${policy.minShortSide} pixels on the short side, and not a very narrow strip.` })
+  }
   return metadata
 }
 

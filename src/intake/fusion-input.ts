@@ -28,7 +28,7 @@ export const FusionFieldsSchema = Type.Object({
 }, { additionalProperties: false })
 
 /** Each option's field name, as front-ends send it. */
-export const OPTION_FIELDS: Record<FusionOption, string> = {
+const OPTION_FIELDS: Record<FusionOption, string> = {
   profileDegree: 'fuse_profile_degree',
   faceDegree: 'fuse_face_degree',
   logoAdd: 'logo_add',

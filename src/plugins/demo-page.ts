@@ -4,7 +4,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { Config } from '../config.js'
 
 /** public/ sits beside src/ and dist/, so the same path serves both. */
-export const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url))
+const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url))
 
 /**
  * The demo page at GET / (public/: plain HTML, CSS and one script, no build

@@ -21,6 +21,12 @@ export function presentedApiKey (request: FastifyRequest): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined
 }
 
+/** A presented API key must be a known one when keys are configured: 401 otherwise. */
+export function assertKnownApiKey (request: FastifyRequest, known: ReadonlySet<string>): void {
+  const key = presentedApiKey(request)
+  if (key !== undefined && known.size > 0 && !known.has(key)) throw fusionError('FUSION_UNKNOWN_API_KEY')
+}
+
 export default fp<{ config: Config }>(async (app, { config }) => {
   const knownKey = (request: FastifyRequest): string | undefined => {
     const key = presentedApiKey(request)

@@ -43,10 +43,10 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     connections: config.UPSTREAM_CONNECTIONS,
     maxResponseBytes: config.UPSTREAM_MAX_RESPONSE_BYTES,
-    onCall: ({ ok, code, durationMs }: { ok: boolean, code: string, durationMs: number }) => {
+    onCall: ({ action, ok, code, durationMs }: { action: string, ok: boolean, code: string, durationMs: number }) => {
       const outcome = ok ? 'success' : 'error'
-      app.metrics.upstreamCalls.inc({ provider, outcome, code })
-      app.metrics.upstreamDuration.observe({ provider, outcome }, durationMs / 1000)
+      app.metrics.upstreamCalls.inc({ provider, action, outcome, code })
+      app.metrics.upstreamDuration.observe({ provider, action, outcome }, durationMs / 1000)
     }
   }
   const client: FusionProvider = upstream.provider === 'v3'

@@ -4,7 +4,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
 import { fusionError, isFusionError } from '../errors.js'
 import type { NormalizedImage } from '../images/normalize.js'
-import { presentedApiKey } from '../plugins/rate-limit.js'
+import { assertKnownApiKey, presentedApiKey } from '../plugins/rate-limit.js'
 import { assertSupportedOptions, readJsonInput, readMultipartInput, type FusionInput } from '../intake/fusion-input.js'
 import { parseIdempotencyKey, payloadFingerprint, type Begun, type Ownership } from '../idempotency/idempotency.js'
 import type { FusionResult } from '../upstream/provider.js'
@@ -25,19 +25,22 @@ interface RequestState {
   idempotencyKey?: string
   /** Held while this request does the work for its key; its reply is stored (or the key freed) as it is sent. */
   ownership?: Ownership
+  /** When a URL answer's picture expires (epoch ms), for the idempotency store. */
+  expiresAt?: number
 }
 
 const states = new WeakMap<FastifyRequest, RequestState>()
 
 /**
  * POST /fuse: one photo and a template in, a fused picture out.
- * Answers JSON `{ requestId, imageUrl | imageBase64 }`, or the image bytes for
- * `Accept: image/jpeg`.
+ * Answers JSON `{ requestId, imageUrl, expiresAt }` or `{ requestId, imageBase64 }`,
+ * or the image bytes for `Accept: image/jpeg`. With an Idempotency-Key, the
+ * answer is stored and replayed (src/idempotency).
  */
 const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
-  // Room for base64 (4/3 of the bytes, plus 3 % for `\/` escapes or line breaks some encoders add), a data: prefix and the short fields.
   const upstream = app.fusionProvider.describe()
   const upstreamName = upstream.provider === 'v3' ? `API 3.0 ${upstream.action ?? ''} ${upstream.version ?? ''}` : 'the legacy API'
+  // Room for base64 (4/3 of the bytes, plus 3 % for `\/` escapes or line breaks some encoders add), a data: prefix and the short fields.
   const jsonBodyLimit = Math.ceil(config.MAX_UPLOAD_BYTES * 4 / 3 * 1.03) + 64 * 1024
 
   app.post('/fuse', {
@@ -70,8 +73,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     config: { rateLimit: {} },
     // After the client limit passed (so even a refused key is counted) and before the body is read.
     preParsing: async (request, reply, payload) => {
-      const key = presentedApiKey(request)
-      if (key !== undefined && config.clientApiKeys.size > 0 && !config.clientApiKeys.has(key)) throw fusionError('FUSION_UNKNOWN_API_KEY')
+      assertKnownApiKey(request, config.clientApiKeys)
       const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key'])
       // A place in the image pipeline: when every place is taken, the upload is refused (503) unread.
       const admission = app.imagePipeline.admit()
@@ -221,7 +223,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
         app.metrics.idempotency.inc({ outcome: 'not_stored' })
         return
       }
-      const expiresAt = expiresAtOf.get(request)
+      const expiresAt = states.get(request)?.expiresAt
       await ownership.complete({
         status,
         contentType: String(reply.getHeader('content-type') ?? JSON_TYPE),
@@ -268,9 +270,6 @@ function isFinalAnswer (status: number, body: Buffer): boolean {
   }
 }
 
-/** When a URL answer's picture expires, for the idempotency store. */
-const expiresAtOf = new WeakMap<FastifyRequest, number>()
-
 /**
  * The fused picture as the client asked for it. A URL answer says until when
  * the upstream keeps the picture (`expiresAt`), as the upstream documents it.
@@ -282,7 +281,8 @@ async function answer (request: FastifyRequest, reply: FastifyReply, result: Fus
   }
   if (result.resultType === 'base64') return { requestId: request.id, imageBase64: result.imageBase64 }
   const expiresAt = Date.now() + urlLifetimeSeconds * 1000
-  expiresAtOf.set(request, expiresAt)
+  const state = states.get(request)
+  if (state !== undefined) state.expiresAt = expiresAt
   return { requestId: request.id, imageUrl: result.imageUrl, expiresAt: new Date(expiresAt).toISOString() }
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { Config } from '../config.js'
 import { fusionError, isFusionError } from '../errors.js'
-import { presentedApiKey } from '../plugins/rate-limit.js'
+import { assertKnownApiKey } from '../plugins/rate-limit.js'
 import { IN_PROCESS_EMULATOR_PREFIX } from '../plugins/upstream.js'
 import { TemplateList } from '../schemas.js'
 import { TEMPLATES, findLegacyProject } from '../emulator/templates.js'
@@ -59,8 +59,7 @@ const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { con
     validatorCompiler: () => () => true,
     config: { rateLimit: {} }
   }, async (request) => {
-    const key = presentedApiKey(request)
-    if (key !== undefined && config.clientApiKeys.size > 0 && !config.clientApiKeys.has(key)) throw fusionError('FUSION_UNKNOWN_API_KEY')
+    assertKnownApiKey(request, config.clientApiKeys)
     const projectId = request.query.project_id === '' ? undefined : request.query.project_id
     if (projectId !== undefined && (typeof projectId !== 'string' || !PROJECT_ID.test(projectId))) {
       throw fusionError('FUSION_INVALID_FIELD', { message: 'The query parameter `project_id` must be 1–64 letters, digits, `_` or `-`.' })
@@ -82,7 +81,7 @@ const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { con
       const base = config.upstream.url === undefined ? IN_PROCESS_EMULATOR_PREFIX : new URL(config.upstream.url).origin
       return { templates: legacyEmulatorTemplates(base).filter(matches), source: 'emulator' }
     }
-    return { templates: [], source: 'config' }
+    return { templates: [], source: 'none' }
   })
 }
 

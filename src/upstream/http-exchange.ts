@@ -16,7 +16,7 @@ export interface ExchangeOptions {
   connections: number
   maxResponseBytes: number
   /** Sees every call's outcome: `code` is the upstream's own code, or ours when it sent none. */
-  onCall?: (outcome: { ok: boolean, code: string, durationMs: number }) => void
+  onCall?: (outcome: { action: string, ok: boolean, code: string, durationMs: number }) => void
 }
 
 export interface UpstreamAnswer {
@@ -34,10 +34,10 @@ export interface ExchangeCall<T> {
   log?: UpstreamLogger | undefined
   /** Reads the answer; throws a FusionError (with `upstreamCode`) for an upstream failure. */
   interpret: (answer: UpstreamAnswer) => T
+  /** What is asked (`fuse` on the legacy API; the X-TC-Action on API 3.0), for metrics and logs. */
+  action: string
   /** The upstream's code for a success, for metrics and logs (legacy `0`, API 3.0 `OK`). */
   successCode: string
-  /** Extra fields for the call's log line (never the body or headers). */
-  logFields?: Record<string, unknown>
 }
 
 export interface Exchange {
@@ -55,7 +55,7 @@ const UNREACHABLE_CODES = new Set([
 ])
 
 /** Seconds a client waits after frequency control when the upstream names no delay: its quotas are per second. */
-export const FREQUENCY_CONTROL_RETRY_AFTER_SECONDS = 1
+const FREQUENCY_CONTROL_RETRY_AFTER_SECONDS = 1
 const MAX_RETRY_AFTER_SECONDS = 60
 
 export function createExchange (options: ExchangeOptions): Exchange {
@@ -112,12 +112,12 @@ export function createExchange (options: ExchangeOptions): Exchange {
       throw mapped
     } finally {
       const durationMs = performance.now() - started
-      options.onCall?.({ ok: outcome.ok, code: outcome.code ?? outcome.error ?? 'unknown', durationMs })
+      options.onCall?.({ action: spec.action, ok: outcome.ok, code: outcome.code ?? outcome.error ?? 'unknown', durationMs })
       spec.log?.info({
         upstream: {
           provider: options.provider,
           origin: url.origin,
-          ...spec.logFields,
+          action: spec.action,
           status: outcome.status,
           code: outcome.code,
           error: outcome.error,

@@ -20,8 +20,8 @@ t.test('/metrics counts requests, upstream calls and the image pipeline', async 
   const { status, text } = await scrape(url)
   t.equal(status, 200)
   t.equal(value(text, 'fusion_http_requests_total{route="/fuse",method="POST",status="200"}'), 1)
-  t.equal(value(text, 'fusion_upstream_calls_total{provider="legacy",outcome="success",code="0"}'), 1)
-  t.equal(value(text, 'fusion_upstream_call_duration_seconds_count{provider="legacy",outcome="success"}'), 1)
+  t.equal(value(text, 'fusion_upstream_calls_total{provider="legacy",action="fuse",outcome="success",code="0"}'), 1)
+  t.equal(value(text, 'fusion_upstream_call_duration_seconds_count{provider="legacy",action="fuse",outcome="success"}'), 1)
   t.equal(value(text, 'fusion_image_duration_seconds_count{outcome="ok"}'), 1)
   t.equal(value(text, 'fusion_image_bytes_in_total'), fixture('face.jpg').length)
   t.ok((value(text, 'fusion_image_bytes_out_total') ?? 0) > 0)
@@ -37,8 +37,8 @@ t.test('retries and upstream codes are counted', async (t) => {
   t.equal((await fuseForm(url, fixture('orientation-1.jpg'))).status, 200)
   const { text } = await scrape(url)
   t.equal(value(text, 'fusion_upstream_retries_total{provider="legacy",code="-5"}'), 1)
-  t.equal(value(text, 'fusion_upstream_calls_total{provider="legacy",outcome="error",code="-5"}'), 1)
-  t.equal(value(text, 'fusion_upstream_calls_total{provider="legacy",outcome="success",code="0"}'), 1)
+  t.equal(value(text, 'fusion_upstream_calls_total{provider="legacy",action="fuse",outcome="error",code="-5"}'), 1)
+  t.equal(value(text, 'fusion_upstream_calls_total{provider="legacy",action="fuse",outcome="success",code="0"}'), 1)
 })
 
 t.test('a token protects /metrics', async (t) => {

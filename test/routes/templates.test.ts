@@ -47,7 +47,7 @@ t.test('legacy with real credentials and nothing declared: an empty list, and no
   const { url } = await startService(t, {
     TENCENT_APPID: '1250000001', TENCENT_UIN: '100000000002', TENCENT_SECRET_ID: 'operator-id', TENCENT_SECRET_KEY: 'operator-key', TENCENT_LEGACY_URL: upstream.url
   })
-  t.same((await getJson(`${url}/templates`)).body, { templates: [], source: 'config' })
+  t.same((await getJson(`${url}/templates`)).body, { templates: [], source: 'none' })
   t.equal(upstream.calls.length, 0)
 })
 
@@ -73,7 +73,7 @@ t.test('API 3.0: the activity\'s materials through DescribeMaterialList, cached'
   t.match(fresh.body.templates, [{ modelId: 'mt_1603586676924403712' }], 'an activity of the 2022 console')
 
   const unknown = await getJson(`${url}/templates?project_id=999999`)
-  t.match(unknown, { status: 404, body: { code: 'FUSION_TEMPLATE_NOT_FOUND', upstreamCode: 'InvalidParameterValue.ActivityIdNotFound' } })
+  t.match(unknown, { status: 404, body: { code: 'FUSION_TEMPLATE_NOT_FOUND', upstreamCode: 'InvalidParameterValue.ActivityIdNotFound', message: /No such activity/ } })
   const again = await getJson(`${url}/templates?project_id=999999`)
   t.equal(again.status, 404)
   t.equal(actions.filter((action) => action === 'DescribeMaterialList').length, 3, '"no such activity" is kept too: made-up ids cost one call each')

@@ -26,7 +26,7 @@ export const LEGACY_IMAGE_LIMITS: ImageLimits = { maxSide: 1080, maxBytes: 500_0
  * last 7 days. One day is the cautious assumption: a stored idempotent reply
  * is never replayed past it.
  */
-export const LEGACY_RESULT_URL_LIFETIME_SECONDS = 86_400
+const LEGACY_RESULT_URL_LIFETIME_SECONDS = 86_400
 
 export function createLegacyClient (options: LegacyClientOptions): FusionProvider {
   const exchange = createExchange({ ...options, provider: 'legacy' })
@@ -42,6 +42,7 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
       body: legacyBody(options.credentials, request),
       request,
       log,
+      action: 'fuse',
       successCode: '0',
       interpret: (answer) => interpret(answer, request.resultType)
     })

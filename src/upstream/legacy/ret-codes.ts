@@ -2,7 +2,7 @@ import { rule, type UpstreamCodeRule } from '../code-rules.js'
 
 /**
  * The legacy API's `ret` codes, every one documented since 2018 (see
- * docs/upstream-protocol.md §1.4), and what each means for our client.
+ * the face-fusion API document's error tables), and what each means for our client.
  */
 export const LEGACY_RET_CODES: ReadonlyMap<number, UpstreamCodeRule> = new Map<number, UpstreamCodeRule>([
   [1000, rule('FUSION_NO_FACE', 'no face in the photo', false, true)],

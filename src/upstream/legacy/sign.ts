@@ -7,7 +7,7 @@ import { createHmac, randomInt } from 'node:crypto'
  *   Authorization = base64( HMAC-SHA1(SecretKey, original) as 20 raw bytes ++ original )
  *
  * Field order follows the documented template. Standard base64, no line breaks,
- * no scheme prefix. See docs/upstream-protocol.md §2.
+ * no scheme prefix. See Tencent's 鉴权签名 (multi-use signature) document, 641/12409.
  */
 export interface LegacySignatureInput {
   appId: string

@@ -40,7 +40,7 @@ export const V3_IMAGE_LIMITS: Record<V3Version, ImageLimits> = {
 }
 
 /** FaceFusion and FuseFace result URLs work for 7 days (30 before mid-2021; FuseFaceUltra's, not used here, for 1). */
-export const V3_RESULT_URL_LIFETIME_SECONDS = 7 * 86_400
+const V3_RESULT_URL_LIFETIME_SECONDS = 7 * 86_400
 
 function supportedOptions (action: V3Action, version: V3Version): Set<FusionOption> {
   if (action === 'FaceFusion') return new Set()
@@ -48,6 +48,8 @@ function supportedOptions (action: V3Action, version: V3Version): Set<FusionOpti
   if (version === '2022-09-27') options.add('logoAdd')
   return options
 }
+
+const NO_SUCH_ACTIVITY = 'No such activity (project_id) for this account.'
 
 /** Material states a front-end can use: approved, approved on appeal, approved by machine review. */
 const USABLE_MATERIAL_STATES = new Set([1, 11, 21])
@@ -115,8 +117,8 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
       body,
       request,
       log,
+      action,
       successCode: 'OK',
-      logFields: { action },
       interpret: (answer) => {
         serverDate = Date.parse(String(answer.headers.date ?? ''))
         return read(responseOf(answer))
@@ -151,12 +153,17 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
   /** Every page within one deadline: a listing never outlasts the request that asked for it. */
   async function listTemplates (projectId: string, log?: UpstreamLogger, deadline?: number): Promise<TemplateInfo[]> {
     // 2018-12-01 numbers activities; 2022-09-27 names them with strings.
-    if (options.version === '2018-12-01' && !/^\d{1,15}$/.test(projectId)) throw fusionError('FUSION_TEMPLATE_NOT_FOUND')
+    if (options.version === '2018-12-01' && !/^\d{1,15}$/.test(projectId)) throw fusionError('FUSION_TEMPLATE_NOT_FOUND', { message: NO_SUCH_ACTIVITY })
     const activityId = options.version === '2018-12-01' ? Number(projectId) : projectId
     const templates: TemplateInfo[] = []
     for (let offset = 0; offset < MAX_MATERIALS; offset += MATERIAL_PAGE_SIZE) {
       const body = Buffer.from(JSON.stringify({ ActivityId: activityId, Limit: MATERIAL_PAGE_SIZE, Offset: offset }))
       const { materials, count, pageLength } = await send('DescribeMaterialList', body, deadline !== undefined ? { deadline } : {}, log, readMaterials)
+        .catch((error: unknown) => {
+          // Listing an activity, "not found" is about the activity, not a template.
+          if (isFusionError(error) && error.code === 'FUSION_TEMPLATE_NOT_FOUND') throw fusionError('FUSION_TEMPLATE_NOT_FOUND', { message: NO_SUCH_ACTIVITY, ...(error.upstreamCode !== undefined ? { upstreamCode: error.upstreamCode } : {}) })
+          throw error
+        })
       templates.push(...materials.filter((material) => material.usable).map((material) => material.template(projectId)))
       if (pageLength < MATERIAL_PAGE_SIZE || offset + MATERIAL_PAGE_SIZE >= count) break
     }

@@ -1,10 +1,10 @@
 import { rule, type UpstreamCodeRule } from '../code-rules.js'
 
 /**
- * API 3.0's `Response.Error.Code`s for facefusion (2018-12-01 and 2022-09-27)
- * and the common API 3.0 codes (docs/upstream-protocol.md §3.6), and what each
- * means for our client. One table for both versions: a code means the same in
- * each. Whether a failed call is billed is not documented for API 3.0, so no
+ * API 3.0's `Response.Error.Code`s for facefusion (2018-12-01 and 2022-09-27,
+ * as Tencent's error centre lists them) and the common API 3.0 codes, and what
+ * each means for our client. One table for both versions: a code means the
+ * same in each. Whether a failed call is billed is not documented for API 3.0, so no
  * rule claims it; retries are limited to the codes Tencent calls transient.
  */
 export const V3_ERROR_CODES: ReadonlyMap<string, UpstreamCodeRule> = new Map<string, UpstreamCodeRule>([
@@ -147,7 +147,7 @@ const FAMILIES: ReadonlyMap<string, UpstreamCodeRule> = new Map<string, Upstream
   ['MissingParameter', rule('FUSION_UPSTREAM_REJECTED_REQUEST', 'parameter missing')]
 ])
 
-export const UNKNOWN_V3_CODE: UpstreamCodeRule = rule('FUSION_UPSTREAM_UNKNOWN_CODE', 'not a documented code')
+const UNKNOWN_V3_CODE: UpstreamCodeRule = rule('FUSION_UPSTREAM_UNKNOWN_CODE', 'not a documented code')
 
 export function ruleForV3Code (code: string): UpstreamCodeRule {
   return V3_ERROR_CODES.get(code) ?? FAMILIES.get(code.split('.')[0] ?? '') ?? UNKNOWN_V3_CODE

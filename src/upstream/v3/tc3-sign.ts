@@ -2,7 +2,7 @@ import { createHash, createHmac } from 'node:crypto'
 
 /**
  * TC3-HMAC-SHA256, the signature of Tencent Cloud API 3.0
- * (docs/upstream-protocol.md §4), written from the spec:
+ * (cloud.tencent.com/document/api/213/30654), written from the spec:
  *
  *   CanonicalRequest = POST \n <path, "/"> \n \n CanonicalHeaders \n SignedHeaders \n hex(SHA256(payload))
  *   StringToSign     = TC3-HMAC-SHA256 \n timestamp \n <UTC date>/<service>/tc3_request \n hex(SHA256(CanonicalRequest))

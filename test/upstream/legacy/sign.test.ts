@@ -4,7 +4,7 @@ import { buildOriginal, signLegacy, signLegacyNow, signOriginal } from '../../..
 import { verifyLegacySignature } from '../../../src/emulator/verify-signature.js'
 
 // Published vector: COS 3.0 / 万象优图 multi-use signature, same algorithm, no `u` field
-// (docs/upstream-protocol.md §2.5).
+// (the COS 3.0 document's published example).
 const COS_KEY = 'bLcPnl88WU30VY57ipRhSePfPdOfSruK'
 const COS_ORIGINAL = 'a=200001&b=newbucket&k=AKIDUfLUEUigQiXqm7CVSspKJnuaiIKtxqAv&e=1470737000&t=1470736940&r=490258943&f='
 const COS_SIGNATURE = 'v6+um3VE3lxGz97PmnSg6+/V9PZhPTIwMDAwMSZiPW5ld2J1Y2tldCZrPUFLSURVZkxVRVVpZ1FpWHFtN0NWU3NwS0pudWFpSUt0eHFBdiZlPTE0NzA3MzcwMDAmdD0xNDcwNzM2OTQwJnI9NDkwMjU4OTQzJmY9'

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { signingKey, tc3Sign, utcDate } from '../../../src/upstream/v3/tc3-sign.js'
 
-// The official worked example (docs/upstream-protocol.md §4.2). The payload's \u escapes are literal backslash sequences.
+// The official worked example (cloud.tencent.com/document/api/213/30654). The payload's \u escapes are literal backslash sequences.
 const PAYLOAD = '{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], "Name": "instance-name"}]}'
 const official = {
   secretId: 'AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE',
