@@ -1,5 +1,5 @@
-import t from 'tap'
-import { chromium } from 'playwright-core'
+import t, { type Test } from 'tap'
+import { chromium, type Browser } from 'playwright-core'
 import { request } from 'undici'
 import { CHROMIUM_INSTALL_HINT, findChromium } from '../../scripts/chromium.js'
 import { fixturePath, startService } from '../helper.js'
@@ -10,12 +10,19 @@ import { fixturePath, startService } from '../helper.js'
  * sends the same Idempotency-Key and is replayed, and a GIF shows the API's error.
  * UPDATE_SCREENSHOT=1 (npm run docs:screenshot) also writes docs/demo-page.jpg.
  */
-t.test('the demo page fuses a photo and shows errors as the API gives them', async (t) => {
+/** Debian's Chromium, headless, closed with the test. A missing browser fails the test with how to install it. */
+async function launchChromium (t: Test): Promise<Browser> {
   const executablePath = findChromium()
   if (executablePath === undefined) throw new Error(CHROMIUM_INSTALL_HINT)
-  const { url } = await startService(t)
+  // Root in CI containers: Chromium's sandbox needs user namespaces it may not have there.
   const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] })
   t.teardown(async () => await browser.close())
+  return browser
+}
+
+t.test('the demo page fuses a photo and shows errors as the API gives them', async (t) => {
+  const { url } = await startService(t)
+  const browser = await launchChromium(t)
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true })
   const page = await context.newPage()
   const pageErrors: string[] = []
@@ -62,12 +69,8 @@ t.test('the demo page fuses a photo and shows errors as the API gives them', asy
 })
 
 t.test('the client example runs as it is in the browser', async (t) => {
-  const executablePath = findChromium()
-  if (executablePath === undefined) throw new Error(CHROMIUM_INSTALL_HINT)
   const { url } = await startService(t)
-  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] })
-  t.teardown(async () => await browser.close())
-  const page = await browser.newPage()
+  const page = await (await launchChromium(t)).newPage()
   const pageErrors: string[] = []
   page.on('pageerror', (error) => pageErrors.push(error.message))
   await page.goto(`${url}/client-example.html`)
