@@ -68,6 +68,11 @@ export function upstreamEnv (provider: UpstreamProvider, emulator: { url: string
     : { FUSION_PROVIDER: 'legacy', TENCENT_LEGACY_URL: emulator.legacyUrl }
 }
 
+/** The same for a stub upstream (its `url` is the legacy endpoint; API 3.0 is called at its root). */
+export function stubEnv (provider: UpstreamProvider, stubUrl: string): Record<string, string> {
+  return upstreamEnv(provider, { url: new URL(stubUrl).origin, legacyUrl: stubUrl })
+}
+
 export interface Part { name: string, value: string | Buffer, filename?: string, contentType?: string }
 
 /** A multipart body built by hand, so tests control order, names and framing exactly. */

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
-import { answerJson, fixture, fuseForm, startService, stubUpstream } from './helper.js'
+import { answerJson, fixture, fuseForm, startService, stubEnv, stubUpstream } from './helper.js'
 
 /** Collects every log line the service writes. */
 function captureLogs (): { stream: Writable, text: () => string, lines: () => Array<Record<string, unknown>> } {
@@ -78,11 +78,10 @@ t.test('API 3.0: no secret, session token, signature or image data reaches a log
   const logs = captureLogs()
   const { url } = await startService(t, {
     LOG_LEVEL: 'trace',
-    FUSION_PROVIDER: 'v3',
+    ...stubEnv('v3', upstream.url),
     TENCENT_SECRET_ID: 'AKIDoperator',
     TENCENT_SECRET_KEY: secretKey,
-    TENCENT_SESSION_TOKEN: sessionToken,
-    TENCENT_V3_URL: `${new URL(upstream.url).origin}/`
+    TENCENT_SESSION_TOKEN: sessionToken
   }, { logStream: logs.stream })
 
   const photo = fixture('face.jpg')

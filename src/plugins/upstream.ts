@@ -5,6 +5,7 @@ import { emulatorPlugin } from '../emulator/plugin.js'
 import { isFusionError } from '../errors.js'
 import { BREAKER_STATE_VALUE } from '../metrics.js'
 import { createLegacyClient } from '../upstream/legacy/client.js'
+import type { Endpoint } from '../upstream/http-exchange.js'
 import type { FusionProvider } from '../upstream/provider.js'
 import { createV3Client } from '../upstream/v3/client.js'
 import { withBreaker } from '../upstream/circuit-breaker.js'
@@ -27,7 +28,7 @@ export const IN_PROCESS_EMULATOR_PREFIX = '/emulator'
 export default fp<{ config: Config }>(async (app, { config }) => {
   const { upstream } = config
   const provider = upstream.provider
-  let url: string | (() => string)
+  let url: Endpoint
   if (upstream.url !== undefined) {
     url = upstream.url
   } else {

@@ -40,6 +40,22 @@ export interface ExchangeCall<T> {
   successCode: string
 }
 
+/** An upstream endpoint: fixed in production, or a function that yields it at call time (the in-process emulator's port is known only after listen). */
+export type Endpoint = string | (() => string)
+
+export function endpointUrl (endpoint: Endpoint): URL {
+  return new URL(typeof endpoint === 'function' ? endpoint() : endpoint)
+}
+
+/** The endpoint's origin for /healthz, or undefined while it is not known yet. */
+export function endpointOrigin (endpoint: Endpoint): string | undefined {
+  try {
+    return endpointUrl(endpoint).origin
+  } catch {
+    return undefined
+  }
+}
+
 export interface Exchange {
   call: <T>(call: ExchangeCall<T>) => Promise<T>
   close: () => Promise<void>

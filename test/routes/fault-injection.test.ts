@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { request } from 'undici'
 import { freePort } from '../../scripts/free-port.js'
-import { UPSTREAM_PROVIDERS, fixture, fuseForm, rawFuseUpload, startService, stubUpstream, type UpstreamProvider } from '../helper.js'
+import { UPSTREAM_PROVIDERS, fixture, fuseForm, rawFuseUpload, startService, stubEnv, stubUpstream, type UpstreamProvider } from '../helper.js'
 
 /**
  * Faults of the upstream and of the client, over real HTTP through the whole
@@ -19,10 +19,7 @@ async function misbehavingUpstream (t: Test, behaviour: Behaviour, onConnection?
 
 /** The service, pointed at `upstreamUrl` through the given API. */
 async function serviceFor (t: Test, provider: UpstreamProvider, upstreamUrl: string, env: Record<string, string> = {}): Promise<{ url: string }> {
-  const target: Record<string, string> = provider === 'v3'
-    ? { FUSION_PROVIDER: 'v3', TENCENT_V3_URL: `${new URL(upstreamUrl).origin}/` }
-    : { FUSION_PROVIDER: 'legacy', TENCENT_LEGACY_URL: upstreamUrl }
-  return await startService(t, { ...serviceEnv, ...target, ...env })
+  return await startService(t, { ...serviceEnv, ...stubEnv(provider, upstreamUrl), ...env })
 }
 
 /** Each API's way of saying "a transient fault, try again", and of naming a result URL. */

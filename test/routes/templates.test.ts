@@ -1,7 +1,7 @@
 import t from 'tap'
 import sharp from 'sharp'
 import { request } from 'undici'
-import { startEmulator, startService, stubUpstream, upstreamEnv } from '../helper.js'
+import { startEmulator, startService, stubUpstream, upstreamEnv, stubEnv } from '../helper.js'
 
 async function getJson (url: string): Promise<{ status: number, body: any }> {
   const response = await request(url, { headersTimeout: 15_000, bodyTimeout: 15_000 })
@@ -85,7 +85,7 @@ t.test('API 3.0: other failures are not cached, and a malformed list is a 502, n
     { Response: { MaterialInfos: [null, 'x', { MaterialId: 'mt_1', MaterialStatus: 1, MaterialFaceList: [null, { FaceId: '1', FaceInfo: null }] }], Count: 3, RequestId: 'r2' } }
   ]
   const upstream = await stubUpstream(t, ({ number }, response) => { response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answers[number - 1] ?? answers[1])) })
-  const { url } = await startService(t, { FUSION_PROVIDER: 'v3', TENCENT_V3_URL: `${new URL(upstream.url).origin}/` })
+  const { url } = await startService(t, stubEnv('v3', upstream.url))
   t.match(await getJson(`${url}/templates?project_id=at_1`), { status: 502, body: { code: 'FUSION_UPSTREAM_FAILED' } })
   const listed = await getJson(`${url}/templates?project_id=at_1`)
   t.equal(listed.status, 200, 'asked again after a transient failure')
@@ -105,7 +105,7 @@ t.test('API 3.0 with TEMPLATES_CACHE_SECONDS=0 asks every time; concurrent asks 
   const slow = await stubUpstream(t, (_call, response) => {
     setTimeout(() => { response.writeHead(200, { 'content-type': 'application/json' }).end('{"Response":{"MaterialInfos":[],"Count":0,"RequestId":"r"}}') }, 300)
   })
-  const { url } = await startService(t, { FUSION_PROVIDER: 'v3', TENCENT_V3_URL: `${new URL(slow.url).origin}/`, TEMPLATES_CACHE_SECONDS: '0' })
+  const { url } = await startService(t, { ...stubEnv('v3', slow.url), TEMPLATES_CACHE_SECONDS: '0' })
   const answers = await Promise.all(Array.from({ length: 5 }, async () => await getJson(`${url}/templates?project_id=at_2`)))
   t.ok(answers.every((answer) => answer.status === 200))
   t.equal(slow.calls.length, 1, 'five concurrent requests, one upstream call, even with nothing cached')
@@ -115,4 +115,8 @@ t.test('a bad project_id is refused before any call', async (t) => {
   const { url } = await startService(t, { FUSION_PROVIDER: 'v3' })
   const bad = await getJson(`${url}/templates?project_id=${encodeURIComponent('../etc/passwd')}`)
   t.match(bad, { status: 400, body: { code: 'FUSION_INVALID_FIELD' } })
+  const twice = await getJson(`${url}/templates?project_id=100307&project_id=100646`)
+  t.match(twice, { status: 400, body: { code: 'FUSION_INVALID_FIELD' } }, 'a repeated project_id is refused, not a 500')
+  const tooLong = await getJson(`${url}/templates?project_id=${'a'.repeat(65)}`)
+  t.match(tooLong, { status: 400, body: { code: 'FUSION_INVALID_FIELD' } })
 })

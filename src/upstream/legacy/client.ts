@@ -1,15 +1,14 @@
 import { fusionError } from '../../errors.js'
 import type { LegacyCredentials } from '../../config.js'
 import { failWithRule } from '../code-rules.js'
-import { createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
+import { createExchange, endpointOrigin, endpointUrl, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type Endpoint, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
 import type { FusionProvider, FusionRequest, FusionResult, ImageLimits, UpstreamLogger } from '../provider.js'
 import { jsonWithPhoto } from '../json-body.js'
 import { signLegacyNow } from './sign.js'
 import { LEGACY_RET_CODES, UNKNOWN_RET_CODE, parseRet } from './ret-codes.js'
 
 export interface LegacyClientOptions extends Omit<ExchangeOptions, 'provider'> {
-  /** The endpoint, or a function that yields it at call time (the in-process emulator's port is known only after listen). */
-  url: string | (() => string)
+  url: Endpoint
   mode: 'tencent' | 'emulator'
   credentials: LegacyCredentials
   signatureTtlSeconds: number
@@ -30,11 +29,10 @@ const LEGACY_RESULT_URL_LIFETIME_SECONDS = 86_400
 
 export function createLegacyClient (options: LegacyClientOptions): FusionProvider {
   const exchange = createExchange({ ...options, provider: 'legacy' })
-  const currentUrl = (): URL => new URL(typeof options.url === 'function' ? options.url() : options.url)
 
   async function fuse (request: FusionRequest, log?: UpstreamLogger): Promise<FusionResult> {
     return await exchange.call({
-      url: currentUrl(),
+      url: endpointUrl(options.url),
       headers: () => ({
         'content-type': 'application/json',
         authorization: signLegacyNow(options.credentials, options.signatureTtlSeconds)
@@ -52,11 +50,7 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
     fuse,
     resultUrlLifetimeSeconds: LEGACY_RESULT_URL_LIFETIME_SECONDS,
     supportedOptions: new Set(),
-    describe: () => {
-      let origin: string | undefined
-      try { origin = currentUrl().origin } catch { origin = undefined }
-      return { provider: 'legacy', mode: options.mode, origin }
-    },
+    describe: () => ({ provider: 'legacy', mode: options.mode, origin: endpointOrigin(options.url) }),
     close: exchange.close
   }
 }

@@ -1,0 +1,41 @@
+import t from 'tap'
+import { assertSupportedOptions, readJsonInput } from '../../src/intake/fusion-input.js'
+import { fixture } from '../helper.js'
+
+const image = fixture('face.jpg').toString('base64')
+const read = (fields: Record<string, unknown>): ReturnType<typeof readJsonInput> =>
+  readJsonInput({ project_id: '100307', model_id: 'qc_100307_152854_1', image, ...fields }, 10 * 1024 * 1024)
+
+t.test('the FuseFace options, from their usual spellings', async (t) => {
+  t.same(read({}).options, {}, 'none given, none set')
+  t.same(read({ fuse_profile_degree: '0', fuse_face_degree: 100, logo_add: '0', template_face_id: 'face_1' }).options,
+    { profileDegree: 0, faceDegree: 100, logoAdd: false, templateFaceId: 'face_1' })
+  for (const [value, expected] of [['1', true], ['true', true], [1, true], [true, true], ['false', false], [0, false], [false, false]] as const) {
+    t.equal(read({ logo_add: value }).options.logoAdd, expected, `logo_add ${JSON.stringify(value)}`)
+  }
+  t.same(read({ logo_add: '' }).options, {}, 'an empty form field is absent')
+})
+
+t.test('bad option values are 400 FUSION_INVALID_FIELD naming the rule', async (t) => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ fuse_face_degree: '101' }, /fuse_face_degree.+0 to 100/],
+    [{ fuse_face_degree: -1 }, /fuse_face_degree.+0 to 100/],
+    [{ fuse_profile_degree: '50.5' }, /fuse_profile_degree.+0 to 100/],
+    [{ fuse_profile_degree: 'half' }, /fuse_profile_degree/],
+    [{ logo_add: 'maybe' }, /logo_add.+`0`, `1`, `true` or `false`/],
+    [{ logo_add: 2 }, /logo_add/],
+    [{ template_face_id: '../1' }, /template_face_id/],
+    [{ template_face_id: 'x'.repeat(65) }, /template_face_id/]
+  ]
+  for (const [fields, message] of cases) {
+    t.throws(() => read(fields), { code: 'FUSION_INVALID_FIELD', statusCode: 400, message }, JSON.stringify(fields))
+  }
+})
+
+t.test('options the upstream cannot honour are named in the refusal', async (t) => {
+  const { options } = read({ fuse_face_degree: 10, logo_add: false })
+  t.throws(() => assertSupportedOptions(options, new Set(['faceDegree']), 'FuseFace 2018-12-01'),
+    { code: 'FUSION_UNSUPPORTED_OPTION', statusCode: 400, message: /`logo_add` is not available with FuseFace 2018-12-01/ })
+  t.doesNotThrow(() => assertSupportedOptions(options, new Set(['faceDegree', 'logoAdd']), 'FuseFace 2022-09-27'))
+  t.doesNotThrow(() => assertSupportedOptions({}, new Set(), 'the legacy API'), 'no options: any upstream')
+})
