@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
 import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
+import { createLingeringClose } from './lingering-close.js'
 import { loggerOptions } from './logger.js'
 import demoPagePlugin from './plugins/demo-page.js'
 import idempotencyPlugin from './plugins/idempotency.js'
@@ -71,6 +72,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     reply.header('x-request-id', request.id)
   })
 
+  const lingeringClose = createLingeringClose()
+  app.addHook('preClose', async () => { lingeringClose.closeAll() })
+
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
     const socket = request.raw.socket as { destroyed?: boolean } | null
     const mapped = toFusionError(error, socket === null || socket.destroyed === true)
@@ -83,7 +87,11 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds))
     // An upload refused before it was read to the end: close the connection
     // rather than leave unread bytes in front of the next request on it.
-    if (!request.raw.complete) reply.header('connection', 'close')
+    if (!request.raw.complete) {
+      reply.header('connection', 'close')
+      // Closed without resetting, so a client still sending reads the answer (src/lingering-close.ts).
+      if (request.raw.socket !== null) lingeringClose.linger(request.raw.socket)
+    }
     return await reply.code(mapped.statusCode).send({
       statusCode: mapped.statusCode,
       code: mapped.code,

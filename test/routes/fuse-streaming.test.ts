@@ -56,6 +56,29 @@ t.test('an oversized upload is cut off at the limit, not read to the end', async
   await upload.closed
 })
 
+t.test('a client that reads its socket late still gets the refusal, not a reset', async (t) => {
+  // A busy phone: it keeps sending and only reads after a while. Closing the socket on it outright would reset the
+  // connection, and a reset makes its kernel drop the unread 413.
+  const { url } = await startService(t, { MAX_UPLOAD_BYTES: '200000' })
+  const { body, contentType } = multipart([
+    { name: 'project_id', value: '100307' },
+    { name: 'model_id', value: 'qc_100307_152854_1' },
+    { name: 'image', value: fixture('phone-photo-3000x4000.jpg'), filename: 'big.jpg', contentType: 'image/jpeg' }
+  ])
+  for (let round = 0; round < 5; round++) {
+    const upload = openUpload(url, contentType, body.length)
+    upload.socket.pause()
+    setTimeout(() => upload.socket.resume(), 150)
+    for (let sent = 0; sent < body.length && !upload.socket.destroyed && sent < 2_000_000; sent += 65_536) {
+      upload.socket.write(body.subarray(sent, sent + 65_536))
+      await wait(2)
+    }
+    const response = await upload.response
+    t.match(response, /^HTTP\/1\.1 413 [\s\S]*"code":"FUSION_FILE_TOO_LARGE"/, `round ${round + 1}`)
+    upload.socket.destroy()
+  }
+})
+
 t.test('a refused format is answered from the first bytes', async (t) => {
   const { url } = await startService(t)
   const pdf = Buffer.concat([Buffer.from('%PDF-1.7\n'), Buffer.alloc(4_000_000, 0x20)])
