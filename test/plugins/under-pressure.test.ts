@@ -16,8 +16,10 @@ t.test('a blocked event loop sheds new requests with 503; health routes still an
   const { url } = await startService(t, { PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '50', PRESSURE_SAMPLE_INTERVAL_MS: '200' })
   t.equal(await servedOnceIdle(url), 400, 'not under pressure: served')
 
-  // The service runs in this process: block its event loop as a pile-up of synchronous work would.
-  const until = Date.now() + 300
+  // The service runs in this process: block its event loop as a pile-up of synchronous work would. The check uses
+  // the mean delay since the last sample (10 ms ticks over 200 ms): only a block over about 1.1 s lifts it past 50 ms
+  // wherever the block falls between two samples, so the block is 1.5 s.
+  const until = Date.now() + 1_500
   while (Date.now() < until) { /* busy */ }
   // The sampler runs right after the block (its timer is overdue); the next sample is 200 ms away.
   await new Promise((resolve) => setTimeout(resolve, 20))
