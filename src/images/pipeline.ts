@@ -1,7 +1,9 @@
 import { availableParallelism } from 'node:os'
 import pLimit from 'p-limit'
+import sharp from 'sharp'
 import { fusionError, isFusionError } from '../errors.js'
 import { normalizeImage, type ImagePolicy, type NormalizedImage } from './normalize.js'
+import { createUploadBuffers, type UploadBuffers } from './upload-buffers.js'
 
 /**
  * Image work is almost all of a request's CPU. It runs at most `concurrency`
@@ -30,6 +32,8 @@ export interface ImagePipeline {
   admit: () => Admission
   /** Runs when a job slot is free; skipped if `signal` aborted while it waited (the client left). */
   normalize: (input: Buffer, signal?: AbortSignal) => Promise<NormalizedImage>
+  /** Buffers for the uploads' bytes, recycled once a photo is normalised (see upload-buffers.ts). */
+  readonly uploadBuffers: UploadBuffers
   readonly concurrency: number
   readonly capacity: number
   readonly admitted: number
@@ -37,8 +41,13 @@ export interface ImagePipeline {
 
 /** Seconds a refused client should wait: one job's time, rounded up. */
 const OVERLOAD_RETRY_AFTER_SECONDS = 1
+/** A few seconds without uploads and the free upload buffers are let go. */
+const UPLOAD_BUFFERS_IDLE_MS = 5_000
 
 export function createImagePipeline (options: ImagePipelineOptions): ImagePipeline {
+  // Every photo is new, so libvips' operation cache could only hold memory; and with upload buffers recycled, no
+  // photo may ever be answered from an operation run on an earlier photo's bytes.
+  sharp.cache(false)
   // One job per CPU, but always leaving a libuv thread free (UV_THREADPOOL_SIZE, 4 by default) for DNS, files and zlib.
   const threadPool = Number(process.env.UV_THREADPOOL_SIZE) > 0 ? Number(process.env.UV_THREADPOOL_SIZE) : 4
   const concurrency = options.concurrency > 0 ? options.concurrency : Math.max(1, Math.min(availableParallelism(), threadPool - 1))
@@ -47,6 +56,8 @@ export function createImagePipeline (options: ImagePipelineOptions): ImagePipeli
   let admitted = 0
 
   return {
+    // Never more photos in hand than places, so never more free buffers worth keeping.
+    uploadBuffers: createUploadBuffers({ maxFree: capacity, idleMs: UPLOAD_BUFFERS_IDLE_MS }),
     concurrency,
     capacity,
     get admitted () { return admitted },

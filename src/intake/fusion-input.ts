@@ -5,6 +5,7 @@ import type { MultipartFile } from '@fastify/multipart'
 import { fusionError } from '../errors.js'
 import { assertAcceptedFormat } from '../images/normalize.js'
 import { SNIFF_BYTES } from '../images/sniff.js'
+import type { UploadBuffers } from '../images/upload-buffers.js'
 import type { FusionOption, FusionOptions, ResultType } from '../upstream/provider.js'
 
 /**
@@ -119,48 +120,55 @@ export function assertSupportedOptions (options: FusionOptions, supported: Reado
  * Reads a multipart form: the `image` file and the text fields, in any order.
  * Each part is consumed as it arrives (the multipart limits fire only while a
  * stream is read), and nothing is left unread that could stall the parser.
+ * The photo's bytes land in a buffer from `buffers`; the caller recycles it.
  */
-export async function readMultipartInput (request: FastifyRequest, maxImageBytes: number): Promise<FusionInput> {
+export async function readMultipartInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<FusionInput> {
   const declared = Number(request.headers['content-length'])
   const capacity = Number.isSafeInteger(declared) && declared > 0 ? Math.min(declared, maxImageBytes) : 0
   const fields: Record<string, string> = {}
   let image: Buffer | undefined
-  for await (const part of request.parts()) {
-    if (part.type === 'file') {
-      if (part.fieldname !== 'image') {
-        part.file.resume()
-        throw fusionError('FUSION_TOO_MANY_FILES', { message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.` })
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'file') {
+        if (part.fieldname !== 'image') {
+          part.file.resume()
+          throw fusionError('FUSION_TOO_MANY_FILES', { message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.` })
+        }
+        image = await readPhoto(part, capacity, buffers)
+        continue
       }
-      image = await readPhoto(part, capacity)
-      continue
+      if (part.fieldnameTruncated || part.valueTruncated) {
+        throw fusionError('FUSION_FIELD_TOO_LARGE', { message: `The field \`${part.fieldname.slice(0, 100)}\` is too long.` })
+      }
+      if (part.fieldname === 'image') {
+        throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a file part (curl: -F image=@photo.jpg).' })
+      }
+      if (Object.hasOwn(fields, part.fieldname)) {
+        throw fusionError('FUSION_DUPLICATE_FIELD', { message: `The field \`${part.fieldname}\` was sent more than once.` })
+      }
+      fields[part.fieldname] = String(part.value)
     }
-    if (part.fieldnameTruncated || part.valueTruncated) {
-      throw fusionError('FUSION_FIELD_TOO_LARGE', { message: `The field \`${part.fieldname.slice(0, 100)}\` is too long.` })
-    }
-    if (part.fieldname === 'image') {
-      throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a file part (curl: -F image=@photo.jpg).' })
-    }
-    if (Object.hasOwn(fields, part.fieldname)) {
-      throw fusionError('FUSION_DUPLICATE_FIELD', { message: `The field \`${part.fieldname}\` was sent more than once.` })
-    }
-    fields[part.fieldname] = String(part.value)
+    const checked = checkFields(withoutEmpty(fields))
+    if (image === undefined) throw fusionError('FUSION_MISSING_IMAGE')
+    return toInput(checked, image)
+  } catch (error) {
+    // Refused after the photo was read: nothing reads its buffer any more.
+    if (image !== undefined) buffers.recycle(image)
+    throw error
   }
-  const checked = checkFields(withoutEmpty(fields))
-  if (image === undefined) throw fusionError('FUSION_MISSING_IMAGE')
-  return toInput(checked, image)
 }
 
 /**
  * Reads the photo part. Its first bytes decide the format, so a PDF or a HEIC
  * is refused before the rest of it is read; the size limit is enforced by the
- * parser while the stream flows. The bytes are copied once, into a buffer
- * sized from Content-Length (an upper bound, capped by the upload limit), so
- * the photo is never held twice.
+ * parser while the stream flows. The bytes are copied once, into a reusable
+ * buffer at least as large as Content-Length (an upper bound, capped by the
+ * upload limit), so the photo is never held twice.
  */
-async function readPhoto (part: MultipartFile, capacity: number): Promise<Buffer> {
+async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers): Promise<Buffer> {
   const file = part.file
   return await new Promise<Buffer>((resolve, reject) => {
-    let buffer: Buffer | undefined = capacity > 0 ? Buffer.allocUnsafe(capacity) : undefined
+    let buffer: Buffer | undefined = capacity > 0 ? buffers.take(capacity) : undefined
     const chunks: Buffer[] = []
     let size = 0
     let sniffed = false
@@ -168,6 +176,8 @@ async function readPhoto (part: MultipartFile, capacity: number): Promise<Buffer
       file.removeAllListeners('data')
       // Stops busboy feeding this part; the error handler then closes the connection.
       file.destroy()
+      // Nothing else has seen this buffer.
+      if (buffer !== undefined) buffers.recycle(buffer)
       reject(error)
     }
     file.on('data', (chunk: Buffer) => {
@@ -175,8 +185,11 @@ async function readPhoto (part: MultipartFile, capacity: number): Promise<Buffer
         chunk.copy(buffer, size)
       } else {
         // Chunked upload, or a Content-Length that lied: fall back to collecting.
-        if (buffer !== undefined) chunks.push(buffer.subarray(0, size))
-        buffer = undefined
+        if (buffer !== undefined) {
+          chunks.push(Buffer.from(buffer.subarray(0, size)))
+          buffers.recycle(buffer)
+          buffer = undefined
+        }
         chunks.push(chunk)
       }
       size += chunk.length
@@ -192,12 +205,15 @@ async function readPhoto (part: MultipartFile, capacity: number): Promise<Buffer
     // busboy stops passing data at the limit but ends the stream only when the
     // part ends; failing here answers at once and leaves the rest unread.
     file.once('limit', () => { fail(fusionError('FUSION_FILE_TOO_LARGE')) })
-    file.once('error', reject)
+    file.once('error', (error) => {
+      if (buffer !== undefined) buffers.recycle(buffer)
+      reject(error)
+    })
     file.once('end', () => {
-      if (file.truncated) return reject(fusionError('FUSION_FILE_TOO_LARGE'))
+      if (file.truncated) return fail(fusionError('FUSION_FILE_TOO_LARGE'))
       if (buffer === undefined) return resolve(Buffer.concat(chunks, size))
-      // Content-Length also counted the other fields; a much smaller photo gets a buffer of its own size.
-      resolve(size < buffer.length / 2 ? Buffer.from(buffer.subarray(0, size)) : buffer.subarray(0, size))
+      // Only the photo's own bytes are handed on: past them the buffer may still hold an earlier upload.
+      resolve(buffer.subarray(0, size))
     })
   })
 }

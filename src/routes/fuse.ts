@@ -109,17 +109,24 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     const input = await readInput(request)
     const { projectId, modelId, options } = input
     const resultType = wantsImage ? 'base64' : input.resultType
-    if (state.idempotencyKey !== undefined) {
-      const fingerprint = payloadFingerprint({ projectId, modelId, answer: wantsImage ? 'image' : resultType, options, image: input.image })
-      const begun = await beginIdempotent(request, state, fingerprint)
-      if ('replay' in begun) {
-        app.metrics.idempotency.inc({ outcome: 'replayed' })
-        // (The schema types only 200; a stored answer may be a final error.)
-        return await reply.code(begun.replay.status as 200).type(begun.replay.contentType).header('idempotent-replayed', 'true').send(begun.replay.body)
+    let normalized: NormalizedImage
+    try {
+      if (state.idempotencyKey !== undefined) {
+        const fingerprint = payloadFingerprint({ projectId, modelId, answer: wantsImage ? 'image' : resultType, options, image: input.image })
+        const begun = await beginIdempotent(request, state, fingerprint)
+        if ('replay' in begun) {
+          app.metrics.idempotency.inc({ outcome: 'replayed' })
+          // (The schema types only 200; a stored answer may be a final error.)
+          return await reply.code(begun.replay.status as 200).type(begun.replay.contentType).header('idempotent-replayed', 'true').send(begun.replay.body)
+        }
+        state.ownership = begun.owner
       }
-      state.ownership = begun.owner
+      normalized = await normalize(request, state, input.image)
+    } finally {
+      // sharp has finished with the upload (or never started on it): its buffer can take the next photo.
+      // Not on the client leaving, which can happen while sharp still reads it.
+      app.imagePipeline.uploadBuffers.recycle(input.image)
     }
-    const normalized = await normalize(request, state, input.image)
     // The photo is one JPEG now (the upload is no longer referenced): its place goes to the next upload.
     state.release()
     if (state.clientGone.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
@@ -167,7 +174,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
   async function readInput (request: FastifyRequest): Promise<FusionInput> {
     let input
     if (request.isMultipart()) {
-      input = await readMultipartInput(request, config.MAX_UPLOAD_BYTES)
+      input = await readMultipartInput(request, config.MAX_UPLOAD_BYTES, app.imagePipeline.uploadBuffers)
     } else if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
       input = readJsonInput(request.body, config.MAX_UPLOAD_BYTES)
       // The parsed body still holds the photo as base64: let it go with the upload.
@@ -177,7 +184,12 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
     }
     // Before the image work: an option the upstream would ignore or refuse is the client's to fix.
-    assertSupportedOptions(input.options, app.fusionProvider.supportedOptions, upstreamName)
+    try {
+      assertSupportedOptions(input.options, app.fusionProvider.supportedOptions, upstreamName)
+    } catch (error) {
+      app.imagePipeline.uploadBuffers.recycle(input.image)
+      throw error
+    }
     return input
   }
 

@@ -1,0 +1,56 @@
+import t, { type Test } from 'tap'
+import sharp from 'sharp'
+import { answerJson, fuseForm, startService, stubUpstream, type StubCall } from '../helper.js'
+
+/**
+ * Upload buffers are reused from photo to photo (src/images/upload-buffers.ts).
+ * These tests send photos of one size in different colours and check, at the
+ * upstream, that every photo forwarded is the one its request sent while
+ * uploads keep arriving as others wait in the queue.
+ */
+const COLOURS = {
+  red: { r: 220, g: 20, b: 20 },
+  green: { r: 20, g: 200, b: 40 },
+  blue: { r: 30, g: 40, b: 210 },
+  grey: { r: 128, g: 128, b: 128 },
+  yellow: { r: 230, g: 220, b: 30 }
+} as const
+type Colour = keyof typeof COLOURS
+
+/** Uncompressed, so every colour's PNG has exactly the same length and lands in the same size of buffer. */
+async function photoIn (colour: Colour): Promise<Buffer> {
+  return await sharp({ create: { width: 320, height: 240, channels: 3, background: COLOURS[colour] } }).png({ compressionLevel: 0 }).toBuffer()
+}
+
+/** The colour of the photo a call forwarded, read from the upstream's own body. */
+async function forwardedColour (call: StubCall): Promise<{ model: string, rgb: number[] }> {
+  const body = JSON.parse(call.body.toString('utf8')) as { model_id: string, img_data: string }
+  const stats = await sharp(Buffer.from(body.img_data, 'base64')).stats()
+  return { model: body.model_id, rgb: stats.channels.slice(0, 3).map((channel) => Math.round(channel.mean)) }
+}
+
+function assertOwnColours (t: Test, seen: Array<{ model: string, rgb: number[] }>): void {
+  for (const { model, rgb } of seen) {
+    const colour = model.split('_')[0] as Colour
+    const expected = COLOURS[colour]
+    const off = Math.max(Math.abs(rgb[0]! - expected.r), Math.abs(rgb[1]! - expected.g), Math.abs(rgb[2]! - expected.b))
+    t.ok(off <= 6, `${model} forwarded ${rgb.join(',')}, sent ${Object.values(expected).join(',')}`)
+  }
+}
+
+t.test('photos queued behind each other are forwarded as their own, though their buffers are reused', async (t) => {
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, { ret: '0', img_url: 'https://cos.example/fused.jpg' }) })
+  // One job at a time: the other uploads are read in full and wait in the queue, each in its own buffer.
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, IMAGE_CONCURRENCY: '1' })
+  const colours = Object.keys(COLOURS) as Colour[]
+  const photos = await Promise.all(colours.map(photoIn))
+  t.equal(new Set(photos.map((photo) => photo.length)).size, 1, 'every photo has the same length')
+
+  for (let round = 1; round <= 3; round++) {
+    const replies = await Promise.all(colours.map(async (colour, index) => await fuseForm(url, photos[index]!, { model_id: `${colour}_${round}` })))
+    t.same(replies.map((reply) => reply.status), colours.map(() => 200), `round ${round}: every photo fused`)
+  }
+  t.equal(upstream.calls.length, 15)
+  assertOwnColours(t, await Promise.all(upstream.calls.map(forwardedColour)))
+  t.ok(app.imagePipeline.uploadBuffers.freeBytes > 0, 'buffers came back to the pool for reuse')
+})
