@@ -1,3 +1,5 @@
+import { MessageChannel } from 'node:worker_threads'
+
 /**
  * Reusable buffers for uploaded photos.
  *
@@ -24,19 +26,35 @@ export interface UploadBuffers {
   recycle: (view: Buffer) => void
   /** Bytes held in free buffers. */
   readonly freeBytes: number
-  /** Drops every free buffer (the pool also does this by itself when idle). */
+  /** Frees every free buffer's memory (the pool also does this by itself when idle). */
   clear: () => void
 }
 
 export interface UploadBuffersOptions {
-  /** Free buffers kept at most; more are left to the garbage collector. */
+  /** Free buffers kept at most; one given back beyond that has its memory freed. */
   maxFree: number
-  /** Free buffers are dropped after this long without a `take` or `recycle`, so an idle process gives its memory back. */
+  /** Free buffers' memory is freed after this long without a `take` or `recycle`, so an idle process gives it back. */
   idleMs: number
 }
 
 /** Sizes are rounded up to whole MiB, so uploads of slightly different sizes share buffers. */
 const SIZE_STEP = 1024 * 1024
+
+/**
+ * Gives buffers' memory back now, not at V8's next full collection (which an
+ * idle process may not run for minutes): their backing stores are transferred
+ * into a message that is never received, which detaches them, and closing the
+ * channel drops the message and frees the memory. Only for buffers nothing
+ * else holds: any view left over would read as empty.
+ */
+function releaseNow (buffers: Buffer[]): void {
+  if (buffers.length === 0) return
+  const stores = buffers.map((buffer) => buffer.buffer as ArrayBuffer)
+  const { port1, port2 } = new MessageChannel()
+  port1.postMessage(stores, stores)
+  port1.close()
+  port2.close()
+}
 
 export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffers {
   const free: Buffer[] = []
@@ -45,7 +63,7 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
   let freeBytes = 0
 
   const clear = (): void => {
-    free.length = 0
+    releaseNow(free.splice(0))
     freeBytes = 0
   }
   const idleTimer = setTimeout(clear, options.idleMs)
@@ -75,8 +93,8 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
       const backing = view.buffer
       if (!lent.delete(backing)) return
       idleTimer.refresh()
-      if (free.length >= options.maxFree) return
       const whole = Buffer.from(backing, 0, backing.byteLength)
+      if (free.length >= options.maxFree) return releaseNow([whole])
       free.push(whole)
       freeBytes += whole.length
     },

@@ -52,16 +52,20 @@ t.test('only buffers it lent are taken back, each once', async (t) => {
   t.not(buffers.take(MiB).buffer, lent.buffer, 'so the same buffer is never handed to two holders')
 })
 
-t.test('at most maxFree buffers are kept', async (t) => {
+t.test('at most maxFree buffers are kept; the memory of the others is freed at once', async (t) => {
   const buffers = createUploadBuffers({ maxFree: 2, idleMs: 60_000 })
   const taken = [buffers.take(MiB), buffers.take(MiB), buffers.take(MiB)]
   for (const buffer of taken) buffers.recycle(buffer)
   t.equal(buffers.freeBytes, 2 * MiB)
+  // (These references are the test's own: in the service nothing holds a buffer once it is given back.)
+  t.same(taken.map((buffer) => buffer.buffer.byteLength), [MiB, MiB, 0], 'the third is released, not left to the garbage collector')
   buffers.clear()
   t.equal(buffers.freeBytes, 0)
+  t.same(taken.map((buffer) => buffer.buffer.byteLength), [0, 0, 0], 'clear releases the free ones')
+  t.not(buffers.take(MiB).buffer, taken[0]!.buffer, 'and hands out new ones afterwards')
 })
 
-t.test('an idle pool lets its free buffers go', async (t) => {
+t.test('an idle pool gives its free buffers’ memory back', async (t) => {
   const buffers = createUploadBuffers({ maxFree: 4, idleMs: 50 })
   const buffer = buffers.take(MiB)
   buffers.recycle(buffer)
@@ -69,6 +73,7 @@ t.test('an idle pool lets its free buffers go', async (t) => {
   const until = Date.now() + 5_000
   while (buffers.freeBytes > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
   t.equal(buffers.freeBytes, 0, 'dropped after idleMs without use')
+  t.equal(buffer.buffer.byteLength, 0, 'and its memory released')
   // And the pool keeps working afterwards, its idle timer re-armed.
   buffers.recycle(buffers.take(MiB))
   t.equal(buffers.freeBytes, MiB)
