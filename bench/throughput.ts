@@ -7,17 +7,19 @@
  *
  *   npm run bench:throughput        (ROUNDS, REQUESTS, CLIENTS to change the run)
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { request } from 'undici'
 import sharp from 'sharp'
 import { instantUpstream, median, multipartPhoto, percentile, phonePhoto, startBuiltService } from './support.js'
 
-const rounds = Number(process.env.ROUNDS ?? 3)
-const requests = Number(process.env.REQUESTS ?? 40)
+const rounds = Number(process.env.ROUNDS ?? 5)
+const requests = Number(process.env.REQUESTS ?? 80)
 const clients = Number(process.env.CLIENTS ?? 10)
 const jobs = availableParallelism()
 
+// As the service runs it (src/images/pipeline.ts): no libvips operation cache.
+sharp.cache(false)
 const photo = await phonePhoto()
 const { width, height } = await sharp(photo).metadata()
 console.log(`photo: ${width}×${height}, ${(photo.length / 1e6).toFixed(2)} MB; ${jobs} CPUs; ${clients} clients; ${requests} photos per round`)
@@ -29,15 +31,41 @@ function processCpuSeconds (pid: number): number {
 }
 const ownCpuSeconds = (): number => { const usage = process.cpuUsage(); return (usage.user + usage.system) / 1e6 }
 
-async function sharpAlone (): Promise<number> {
+type ThreadGroup = 'main' | 'libvips' | 'other'
+/**
+ * CPU seconds by thread: the main (JavaScript) thread, libvips' workers, and
+ * the rest: V8's garbage-collection helpers and libuv's pool, where sharp's
+ * jobs start. This split is what shows where the service spends more than sharp alone.
+ */
+function threadCpuSeconds (pid: number): Record<ThreadGroup, number> {
+  const groups: Record<ThreadGroup, number> = { main: 0, libvips: 0, other: 0 }
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+    } catch {
+      continue // the thread ended meanwhile
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const group: ThreadGroup = tid === String(pid) ? 'main' : name.startsWith('libvips') ? 'libvips' : 'other'
+    groups[group] += (Number(fields[11]) + Number(fields[12])) / 100
+  }
+  return groups
+}
+const perPhotoMs = (before: Record<ThreadGroup, number>, after: Record<ThreadGroup, number>): string =>
+  (['main', 'libvips', 'other'] as const).map((group) => `${group} ${(1000 * (after[group] - before[group]) / requests).toFixed(1)}`).join(', ')
+
+async function sharpAlone (): Promise<{ rate: number, threads: string }> {
   let next = 0
+  const threadsBefore = threadCpuSeconds(process.pid)
   const started = performance.now()
   await Promise.all(Array.from({ length: jobs }, async () => {
     while (next++ < requests) {
       await sharp(photo).rotate().resize({ width: 1080, height: 1080, fit: 'inside' }).jpeg({ quality: 90 }).toBuffer()
     }
   }))
-  return requests / ((performance.now() - started) / 1000)
+  return { rate: requests / ((performance.now() - started) / 1000), threads: perPhotoMs(threadsBefore, threadCpuSeconds(process.pid)) }
 }
 
 const upstream = await instantUpstream()
@@ -46,12 +74,13 @@ const passthrough = Object.fromEntries(['IMAGE_CONCURRENCY', 'UV_THREADPOOL_SIZE
 const service = await startBuiltService({ TENCENT_LEGACY_URL: upstream.url, ...passthrough })
 const { body, contentType } = multipartPhoto(photo)
 
-async function throughService (): Promise<{ rate: number, latencies: number[], statuses: Record<number, number>, serviceCpu: number, clientCpu: number }> {
+async function throughService (): Promise<{ rate: number, latencies: number[], statuses: Record<number, number>, serviceCpu: number, clientCpu: number, threads: string }> {
   let next = 0
   const latencies: number[] = []
   const statuses: Record<number, number> = {}
   const started = performance.now()
   const serviceCpuBefore = processCpuSeconds(service.child.pid!)
+  const threadsBefore = threadCpuSeconds(service.child.pid!)
   const clientCpuBefore = ownCpuSeconds()
   await Promise.all(Array.from({ length: clients }, async () => {
     while (next++ < requests) {
@@ -67,11 +96,12 @@ async function throughService (): Promise<{ rate: number, latencies: number[], s
     latencies,
     statuses,
     serviceCpu: (processCpuSeconds(service.child.pid!) - serviceCpuBefore) / requests,
-    clientCpu: (ownCpuSeconds() - clientCpuBefore) / requests
+    clientCpu: (ownCpuSeconds() - clientCpuBefore) / requests,
+    threads: perPhotoMs(threadsBefore, threadCpuSeconds(service.child.pid!))
   }
 }
 
-// Warm both paths (JIT, libvips caches, keep-alive sockets).
+// Warm both paths (JIT, keep-alive sockets, the service's upload buffers).
 await sharpAlone()
 await throughService()
 
@@ -81,7 +111,7 @@ const ratios: number[] = []
 const p99s: number[] = []
 for (let round = 1; round <= rounds; round++) {
   const cpuBefore = ownCpuSeconds()
-  const a = await sharpAlone()
+  const { rate: a, threads: aloneThreads } = await sharpAlone()
   const aloneCpu = (ownCpuSeconds() - cpuBefore) / requests
   const s = await throughService()
   alone.push(a)
@@ -89,8 +119,9 @@ for (let round = 1; round <= rounds; round++) {
   ratios.push(s.rate / a)
   p99s.push(percentile(s.latencies, 99))
   console.log(`round ${round}: sharp alone ${a.toFixed(1)} photos/s; service ${s.rate.toFixed(1)} photos/s ` +
-    `(${(100 * s.rate / a).toFixed(0)} %); CPU per photo: sharp alone ${(1000 * aloneCpu).toFixed(0)} ms, service ${(1000 * s.serviceCpu).toFixed(0)} ms, ` +
-    `load client ${(1000 * s.clientCpu).toFixed(0)} ms; p50 ${percentile(s.latencies, 50).toFixed(0)} ms, p99 ${percentile(s.latencies, 99).toFixed(0)} ms, statuses ${JSON.stringify(s.statuses)}`)
+    `(${(100 * s.rate / a).toFixed(0)} %); p50 ${percentile(s.latencies, 50).toFixed(0)} ms, p99 ${percentile(s.latencies, 99).toFixed(0)} ms, statuses ${JSON.stringify(s.statuses)}\n` +
+    `  CPU ms per photo: sharp alone ${(1000 * aloneCpu).toFixed(0)} (${aloneThreads}); service ${(1000 * s.serviceCpu).toFixed(0)} (${s.threads}); ` +
+    `load client ${(1000 * s.clientCpu).toFixed(0)}`)
 }
 console.log(`median: sharp alone ${median(alone).toFixed(1)} photos/s, service ${median(served).toFixed(1)} photos/s, ` +
   `ratio ${(100 * median(ratios)).toFixed(0)} %, p99 ${median(p99s).toFixed(0)} ms`)
