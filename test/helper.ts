@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
+import { Writable } from 'node:stream'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -71,6 +72,16 @@ export function upstreamEnv (provider: UpstreamProvider, emulator: { url: string
 /** The same for a stub upstream (its `url` is the legacy endpoint; API 3.0 is called at its root). */
 export function stubEnv (provider: UpstreamProvider, stubUrl: string): Record<string, string> {
   return upstreamEnv(provider, { url: new URL(stubUrl).origin, legacyUrl: stubUrl })
+}
+
+/** Collects every log line a service writes (pass `stream` as startService's `logStream`). */
+export function captureLogs (): { stream: Writable, text: () => string, lines: () => Array<Record<string, unknown>> } {
+  const chunks: string[] = []
+  const stream = new Writable({
+    write (chunk, _encoding, done) { chunks.push(String(chunk)); done() }
+  })
+  const text = (): string => chunks.join('')
+  return { stream, text, lines: () => text().split('\n').filter(Boolean).map((line) => JSON.parse(line)) }
 }
 
 export interface Part { name: string, value: string | Buffer, filename?: string, contentType?: string }

@@ -1,16 +1,5 @@
 import t from 'tap'
-import { Writable } from 'node:stream'
-import { answerJson, fixture, fuseForm, startService, stubEnv, stubUpstream } from './helper.js'
-
-/** Collects every log line the service writes. */
-function captureLogs (): { stream: Writable, text: () => string, lines: () => Array<Record<string, unknown>> } {
-  const chunks: string[] = []
-  const stream = new Writable({
-    write (chunk, _encoding, done) { chunks.push(String(chunk)); done() }
-  })
-  const text = (): string => chunks.join('')
-  return { stream, text, lines: () => text().split('\n').filter(Boolean).map((line) => JSON.parse(line)) }
-}
+import { answerJson, captureLogs, fixture, fuseForm, startService, stubEnv, stubUpstream } from './helper.js'
 
 t.test('no secret, signature, API key or image data reaches a log line', async (t) => {
   // An upstream of the test's own records exactly what the service signed and sent.

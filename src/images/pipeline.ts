@@ -32,7 +32,7 @@ export interface ImagePipeline {
   admit: () => Admission
   /** Runs when a job slot is free; skipped if `signal` aborted while it waited (the client left). */
   normalize: (input: Buffer, signal?: AbortSignal) => Promise<NormalizedImage>
-  /** Buffers for the uploads' bytes, recycled once a photo is normalised (see upload-buffers.ts). */
+  /** Buffers for the uploads' bytes, reused once a photo is normalised (see upload-buffers.ts). */
   readonly uploadBuffers: UploadBuffers
   readonly concurrency: number
   readonly capacity: number
@@ -41,8 +41,8 @@ export interface ImagePipeline {
 
 /** Seconds a refused client should wait: one job's time, rounded up. */
 const OVERLOAD_RETRY_AFTER_SECONDS = 1
-/** A few seconds without uploads and the free upload buffers are let go. */
-const UPLOAD_BUFFERS_IDLE_MS = 5_000
+/** Every few seconds, free upload buffers that no upload needed meanwhile are let go. */
+const UPLOAD_BUFFERS_TRIM_INTERVAL_MS = 5_000
 
 export function createImagePipeline (options: ImagePipelineOptions): ImagePipeline {
   // Every photo is new, so libvips' operation cache could only hold memory; and with upload buffers recycled, no
@@ -57,7 +57,7 @@ export function createImagePipeline (options: ImagePipelineOptions): ImagePipeli
 
   return {
     // Never more photos in hand than places, so never more free buffers worth keeping.
-    uploadBuffers: createUploadBuffers({ maxFree: capacity, idleMs: UPLOAD_BUFFERS_IDLE_MS }),
+    uploadBuffers: createUploadBuffers({ maxFree: capacity, trimIntervalMs: UPLOAD_BUFFERS_TRIM_INTERVAL_MS }),
     concurrency,
     capacity,
     get admitted () { return admitted },

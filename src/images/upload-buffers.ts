@@ -11,30 +11,38 @@ import { MessageChannel } from 'node:worker_threads'
  * than receiving and parsing the upload (bench/throughput.ts shows the split).
  * Reused, the same few buffers stay alive and there is nothing to collect.
  *
- * The rule that keeps this safe: a buffer is recycled only once nothing reads
+ * The rules that keep this safe: a buffer is released only once nothing reads
  * it any more (sharp has settled, or never started), never when the client
- * leaves. A recycled buffer keeps an earlier photo's bytes past the new
- * upload's length; only `subarray(0, length)` views are ever handed on.
+ * leaves; each loan is released at most once, so a late or repeated release
+ * can never hand a buffer that is back in use to a second upload. A reused
+ * buffer keeps an earlier photo's bytes past the new upload's length: only
+ * `bytes.subarray(0, length)` is ever handed on.
  */
 export interface UploadBuffers {
   /** A buffer of at least `size` bytes: a free one when one is large enough, else a new one. */
-  take: (size: number) => Buffer
-  /**
-   * Gives back a buffer from `take` (or any view of one) once nothing reads it.
-   * Anything else, and a second recycle of the same buffer, is ignored.
-   */
-  recycle: (view: Buffer) => void
+  take: (size: number) => UploadBuffer
   /** Bytes held in free buffers. */
   readonly freeBytes: number
-  /** Frees every free buffer's memory (the pool also does this by itself when idle). */
-  clear: () => void
+  /** Buffers allocated so far (a reused one is not counted again). */
+  readonly allocations: number
+  /** Frees every free buffer's memory and stops the pool's timer; buffers released later are freed at once. */
+  close: () => void
+}
+
+export interface UploadBuffer {
+  bytes: Buffer
+  /** Gives the buffer back once nothing reads it. Only the first call counts. */
+  release: () => void
 }
 
 export interface UploadBuffersOptions {
-  /** Free buffers kept at most; one given back beyond that has its memory freed. */
+  /** Free buffers kept at most; one released beyond that has its memory freed. */
   maxFree: number
-  /** Free buffers' memory is freed after this long without a `take` or `recycle`, so an idle process gives it back. */
-  idleMs: number
+  /**
+   * Every period of this length, the free buffers that no upload needed during it (the fewest free at any moment)
+   * have their memory freed: after a burst the pool shrinks back, and an idle process holds none.
+   */
+  trimIntervalMs: number
 }
 
 /** Sizes are rounded up to whole MiB, so uploads of slightly different sizes share buffers. */
@@ -45,33 +53,52 @@ const SIZE_STEP = 1024 * 1024
  * idle process may not run for minutes): their backing stores are transferred
  * into a message that is never received, which detaches them, and closing the
  * channel drops the message and frees the memory. Only for buffers nothing
- * else holds: any view left over would read as empty.
+ * else holds: a view left over would read as empty. Should the transfer be
+ * refused, the buffers are simply left to the garbage collector.
  */
 function releaseNow (buffers: Buffer[]): void {
   if (buffers.length === 0) return
   const stores = buffers.map((buffer) => buffer.buffer as ArrayBuffer)
   const { port1, port2 } = new MessageChannel()
-  port1.postMessage(stores, stores)
-  port1.close()
-  port2.close()
+  try {
+    port1.postMessage(stores, stores)
+  } catch {
+    // Left to the garbage collector.
+  } finally {
+    port1.close()
+    port2.close()
+  }
 }
 
 export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffers {
   const free: Buffer[] = []
-  // The backing stores handed out and not yet given back: only these are taken back, and only once.
-  const lent = new WeakSet<ArrayBufferLike>()
   let freeBytes = 0
+  let allocations = 0
+  let closed = false
+  // The fewest free buffers at any moment of the current period: that many were not needed.
+  let fewestFree = 0
 
-  const clear = (): void => {
-    releaseNow(free.splice(0))
-    freeBytes = 0
+  const freeUnneeded = (count: number): void => {
+    // The largest go first: they hold the most memory, and a large upload can allocate again.
+    free.sort((a, b) => a.length - b.length)
+    const unneeded = free.splice(free.length - count, count)
+    for (const buffer of unneeded) freeBytes -= buffer.length
+    releaseNow(unneeded)
   }
-  const idleTimer = setTimeout(clear, options.idleMs)
-  idleTimer.unref()
+  const trimTimer = setInterval(() => {
+    if (fewestFree > 0) freeUnneeded(Math.min(fewestFree, free.length))
+    fewestFree = free.length
+  }, options.trimIntervalMs)
+  trimTimer.unref()
+
+  function give (buffer: Buffer): void {
+    if (closed || free.length >= options.maxFree) return releaseNow([buffer])
+    free.push(buffer)
+    freeBytes += buffer.length
+  }
 
   return {
     take (size) {
-      idleTimer.refresh()
       // The smallest free buffer that fits, so a large one stays for a large upload.
       let best = -1
       for (let index = 0; index < free.length; index++) {
@@ -82,23 +109,28 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
       if (best === -1) {
         // allocUnsafeSlow: a backing store of its own, never a slice of Node's shared small-buffer pool.
         buffer = Buffer.allocUnsafeSlow(Math.max(SIZE_STEP, Math.ceil(size / SIZE_STEP) * SIZE_STEP))
+        allocations++
       } else {
         buffer = free.splice(best, 1)[0]!
         freeBytes -= buffer.length
+        fewestFree = Math.min(fewestFree, free.length)
       }
-      lent.add(buffer.buffer)
-      return buffer
-    },
-    recycle (view) {
-      const backing = view.buffer
-      if (!lent.delete(backing)) return
-      idleTimer.refresh()
-      const whole = Buffer.from(backing, 0, backing.byteLength)
-      if (free.length >= options.maxFree) return releaseNow([whole])
-      free.push(whole)
-      freeBytes += whole.length
+      let released = false
+      return {
+        bytes: buffer,
+        release () {
+          if (released) return
+          released = true
+          give(buffer)
+        }
+      }
     },
     get freeBytes () { return freeBytes },
-    clear
+    get allocations () { return allocations },
+    close () {
+      closed = true
+      clearInterval(trimTimer)
+      freeUnneeded(free.length)
+    }
   }
 }

@@ -5,7 +5,7 @@ import type { MultipartFile } from '@fastify/multipart'
 import { fusionError } from '../errors.js'
 import { assertAcceptedFormat } from '../images/normalize.js'
 import { SNIFF_BYTES } from '../images/sniff.js'
-import type { UploadBuffers } from '../images/upload-buffers.js'
+import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
 import type { FusionOption, FusionOptions, ResultType } from '../upstream/provider.js'
 
 /**
@@ -51,6 +51,8 @@ export interface FusionInput {
   resultType: ResultType
   options: FusionOptions
   image: Buffer
+  /** Gives the photo's buffer back for the next upload, once nothing reads `image` any more; only the first call counts. */
+  releaseImage: () => void
 }
 
 const ajv = new Ajv({ allErrors: false, strict: true })
@@ -92,7 +94,7 @@ function withoutEmpty (fields: Record<string, unknown>): Record<string, unknown>
   return present
 }
 
-function toInput (fields: FusionFields, image: Buffer): FusionInput {
+function toInput (fields: FusionFields, image: Buffer, releaseImage: () => void = () => {}): FusionInput {
   const options: FusionOptions = {}
   if (fields.fuse_profile_degree !== undefined) options.profileDegree = fields.fuse_profile_degree
   if (fields.fuse_face_degree !== undefined) options.faceDegree = fields.fuse_face_degree
@@ -103,7 +105,8 @@ function toInput (fields: FusionFields, image: Buffer): FusionInput {
     modelId: fields.model_id,
     resultType: fields.rsp_img_type ?? 'url',
     options,
-    image
+    image,
+    releaseImage
   }
 }
 
@@ -120,13 +123,13 @@ export function assertSupportedOptions (options: FusionOptions, supported: Reado
  * Reads a multipart form: the `image` file and the text fields, in any order.
  * Each part is consumed as it arrives (the multipart limits fire only while a
  * stream is read), and nothing is left unread that could stall the parser.
- * The photo's bytes land in a buffer from `buffers`; the caller recycles it.
+ * The photo's bytes land in a buffer from `buffers`; the caller releases it (`releaseImage`).
  */
 export async function readMultipartInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<FusionInput> {
   const declared = Number(request.headers['content-length'])
   const capacity = Number.isSafeInteger(declared) && declared > 0 ? Math.min(declared, maxImageBytes) : 0
   const fields: Record<string, string> = {}
-  let image: Buffer | undefined
+  let photo: UploadBuffer | undefined
   try {
     for await (const part of request.parts()) {
       if (part.type === 'file') {
@@ -134,7 +137,7 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
           part.file.resume()
           throw fusionError('FUSION_TOO_MANY_FILES', { message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.` })
         }
-        image = await readPhoto(part, capacity, buffers)
+        photo = await readPhoto(part, capacity, buffers)
         continue
       }
       if (part.fieldnameTruncated || part.valueTruncated) {
@@ -149,11 +152,11 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
       fields[part.fieldname] = String(part.value)
     }
     const checked = checkFields(withoutEmpty(fields))
-    if (image === undefined) throw fusionError('FUSION_MISSING_IMAGE')
-    return toInput(checked, image)
+    if (photo === undefined) throw fusionError('FUSION_MISSING_IMAGE')
+    return toInput(checked, photo.bytes, photo.release)
   } catch (error) {
     // Refused after the photo was read: nothing reads its buffer any more.
-    if (image !== undefined) buffers.recycle(image)
+    photo?.release()
     throw error
   }
 }
@@ -163,32 +166,40 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
  * is refused before the rest of it is read; the size limit is enforced by the
  * parser while the stream flows. The bytes are copied once, into a reusable
  * buffer at least as large as Content-Length (an upper bound, capped by the
- * upload limit), so the photo is never held twice.
+ * upload limit), so the photo is never held twice. On success the caller owns
+ * the buffer's release; on failure it is released here, once.
  */
-async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers): Promise<Buffer> {
+async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers): Promise<UploadBuffer> {
   const file = part.file
-  return await new Promise<Buffer>((resolve, reject) => {
-    let buffer: Buffer | undefined = capacity > 0 ? buffers.take(capacity) : undefined
+  return await new Promise<UploadBuffer>((resolve, reject) => {
+    let loan: UploadBuffer | undefined = capacity > 0 ? buffers.take(capacity) : undefined
     const chunks: Buffer[] = []
     let size = 0
     let sniffed = false
+    let settled = false
+    const settle = (): boolean => {
+      if (settled) return false
+      settled = true
+      file.removeListener('data', onData)
+      return true
+    }
     const fail = (error: Error): void => {
-      file.removeAllListeners('data')
+      if (!settle()) return
       // Stops busboy feeding this part; the error handler then closes the connection.
       file.destroy()
       // Nothing else has seen this buffer.
-      if (buffer !== undefined) buffers.recycle(buffer)
+      loan?.release()
       reject(error)
     }
-    file.on('data', (chunk: Buffer) => {
-      if (buffer !== undefined && size + chunk.length <= buffer.length) {
-        chunk.copy(buffer, size)
+    const onData = (chunk: Buffer): void => {
+      if (loan !== undefined && size + chunk.length <= loan.bytes.length) {
+        chunk.copy(loan.bytes, size)
       } else {
         // Chunked upload, or a Content-Length that lied: fall back to collecting.
-        if (buffer !== undefined) {
-          chunks.push(Buffer.from(buffer.subarray(0, size)))
-          buffers.recycle(buffer)
-          buffer = undefined
+        if (loan !== undefined) {
+          chunks.push(Buffer.from(loan.bytes.subarray(0, size)))
+          loan.release()
+          loan = undefined
         }
         chunks.push(chunk)
       }
@@ -196,24 +207,24 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
       if (!sniffed && size >= SNIFF_BYTES) {
         sniffed = true
         try {
-          assertAcceptedFormat(buffer !== undefined ? buffer.subarray(0, size) : Buffer.concat(chunks, size))
+          assertAcceptedFormat(loan !== undefined ? loan.bytes.subarray(0, size) : Buffer.concat(chunks, size))
         } catch (error) {
           fail(error as Error)
         }
       }
-    })
+    }
+    file.on('data', onData)
     // busboy stops passing data at the limit but ends the stream only when the
     // part ends; failing here answers at once and leaves the rest unread.
     file.once('limit', () => { fail(fusionError('FUSION_FILE_TOO_LARGE')) })
-    file.once('error', (error) => {
-      if (buffer !== undefined) buffers.recycle(buffer)
-      reject(error)
-    })
+    // Every error, however late, lands here and is ignored once settled.
+    file.on('error', fail)
     file.once('end', () => {
       if (file.truncated) return fail(fusionError('FUSION_FILE_TOO_LARGE'))
-      if (buffer === undefined) return resolve(Buffer.concat(chunks, size))
+      if (!settle()) return
+      if (loan === undefined) return resolve({ bytes: Buffer.concat(chunks, size), release: () => {} })
       // Only the photo's own bytes are handed on: past them the buffer may still hold an earlier upload.
-      resolve(buffer.subarray(0, size))
+      resolve({ bytes: loan.bytes.subarray(0, size), release: loan.release })
     })
   })
 }

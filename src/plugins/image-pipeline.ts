@@ -18,7 +18,7 @@ export function imageLimitsFor (upstream: UpstreamSettings): ImageLimits {
 
 /** The one image pipeline of the app: its job slots and queue are shared by every request. */
 export default fp<{ config: Config }>(async (app, { config }) => {
-  app.decorate('imagePipeline', createImagePipeline({
+  const pipeline = createImagePipeline({
     policy: {
       ...imageLimitsFor(config.upstream),
       maxInputPixels: config.IMAGE_MAX_INPUT_PIXELS,
@@ -31,5 +31,8 @@ export default fp<{ config: Config }>(async (app, { config }) => {
       app.metrics.imageBytesIn.inc(bytesIn)
       app.metrics.imageBytesOut.inc(bytesOut)
     }
-  }))
+  })
+  app.decorate('imagePipeline', pipeline)
+  // After the server has finished its requests: nothing reads an upload buffer any more.
+  app.addHook('onClose', async () => { pipeline.uploadBuffers.close() })
 }, { name: 'image-pipeline', dependencies: ['metrics'] })

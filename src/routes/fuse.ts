@@ -125,7 +125,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     } finally {
       // sharp has finished with the upload (or never started on it): its buffer can take the next photo.
       // Not on the client leaving, which can happen while sharp still reads it.
-      app.imagePipeline.uploadBuffers.recycle(input.image)
+      input.releaseImage()
     }
     // The photo is one JPEG now (the upload is no longer referenced): its place goes to the next upload.
     state.release()
@@ -187,7 +187,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     try {
       assertSupportedOptions(input.options, app.fusionProvider.supportedOptions, upstreamName)
     } catch (error) {
-      app.imagePipeline.uploadBuffers.recycle(input.image)
+      input.releaseImage()
       throw error
     }
     return input

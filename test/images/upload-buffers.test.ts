@@ -1,82 +1,114 @@
 import t from 'tap'
-import { createUploadBuffers } from '../../src/images/upload-buffers.js'
+import { createUploadBuffers, type UploadBuffers } from '../../src/images/upload-buffers.js'
 
 const MiB = 1024 * 1024
 
+function pool (t: { teardown: (fn: () => void) => void }, maxFree = 4, trimIntervalMs = 60_000): UploadBuffers {
+  const buffers = createUploadBuffers({ maxFree, trimIntervalMs })
+  t.teardown(() => buffers.close())
+  return buffers
+}
+
+const until = async (condition: () => boolean): Promise<void> => {
+  const deadline = Date.now() + 5_000
+  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+}
+
+// (Tests keep references to released buffers to look at them; in the service nothing holds a buffer once released.)
+
 t.test('a buffer is at least the size asked for, in whole MiB', async (t) => {
-  const buffers = createUploadBuffers({ maxFree: 4, idleMs: 60_000 })
-  t.equal(buffers.take(10).length, MiB)
-  t.equal(buffers.take(3_000_123).length, 3 * MiB)
-  t.equal(buffers.take(2 * MiB).length, 2 * MiB)
+  const buffers = pool(t)
+  t.equal(buffers.take(10).bytes.length, MiB)
+  t.equal(buffers.take(3_000_123).bytes.length, 3 * MiB)
+  t.equal(buffers.take(2 * MiB).bytes.length, 2 * MiB)
+  t.equal(buffers.allocations, 3)
 })
 
-t.test('a recycled buffer is handed out again; one still in use never is', async (t) => {
-  const buffers = createUploadBuffers({ maxFree: 4, idleMs: 60_000 })
+t.test('a released buffer is handed out again; one still in use never is', async (t) => {
+  const buffers = pool(t)
   const first = buffers.take(3_000_000)
   const second = buffers.take(3_000_000)
-  t.not(second.buffer, first.buffer, 'two holders never share a buffer')
-  // The photo's view, as the intake hands it on, gives back the whole buffer.
-  buffers.recycle(first.subarray(0, 2_999_000))
+  t.not(second.bytes.buffer, first.bytes.buffer, 'two holders never share a buffer')
+  first.release()
   t.equal(buffers.freeBytes, 3 * MiB)
   const third = buffers.take(2_500_000)
-  t.equal(third.buffer, first.buffer, 'the free buffer is reused')
-  t.equal(third.length, 3 * MiB, 'whole, not the view it came back as')
+  t.equal(third.bytes.buffer, first.bytes.buffer, 'the free buffer is reused')
   t.equal(buffers.freeBytes, 0)
+  t.equal(buffers.allocations, 2)
   const fourth = buffers.take(1000)
-  t.not(fourth.buffer, first.buffer)
-  t.not(fourth.buffer, second.buffer)
+  t.not(fourth.bytes.buffer, first.bytes.buffer)
+  t.not(fourth.bytes.buffer, second.bytes.buffer)
 })
 
 t.test('the smallest free buffer that fits is chosen', async (t) => {
-  const buffers = createUploadBuffers({ maxFree: 4, idleMs: 60_000 })
+  const buffers = pool(t)
   const large = buffers.take(8 * MiB)
   const small = buffers.take(MiB)
   const medium = buffers.take(3 * MiB)
-  for (const buffer of [large, small, medium]) buffers.recycle(buffer)
-  t.equal(buffers.take(2 * MiB).buffer, medium.buffer)
-  t.equal(buffers.take(5 * MiB).buffer, large.buffer)
-  t.not(buffers.take(5 * MiB).buffer, small.buffer, 'too small: a new one')
+  for (const loan of [large, small, medium]) loan.release()
+  t.equal(buffers.take(2 * MiB).bytes.buffer, medium.bytes.buffer)
+  t.equal(buffers.take(5 * MiB).bytes.buffer, large.bytes.buffer)
+  t.not(buffers.take(5 * MiB).bytes.buffer, small.bytes.buffer, 'too small: a new one')
 })
 
-t.test('only buffers it lent are taken back, each once', async (t) => {
-  const buffers = createUploadBuffers({ maxFree: 4, idleMs: 60_000 })
-  buffers.recycle(Buffer.alloc(MiB))
-  buffers.recycle(Buffer.from('a small one from Node’s shared pool'))
-  t.equal(buffers.freeBytes, 0, 'foreign buffers are ignored')
-  const lent = buffers.take(MiB)
-  buffers.recycle(lent)
-  buffers.recycle(lent)
-  t.equal(buffers.freeBytes, MiB, 'a second recycle is ignored')
-  const again = buffers.take(MiB)
-  t.equal(again.buffer, lent.buffer)
-  t.not(buffers.take(MiB).buffer, lent.buffer, 'so the same buffer is never handed to two holders')
+t.test('a loan is released once: a late second release cannot give away a buffer that is back in use', async (t) => {
+  const buffers = pool(t)
+  const first = buffers.take(MiB)
+  first.release()
+  // The same memory, lent again to another upload.
+  const second = buffers.take(MiB)
+  t.equal(second.bytes.buffer, first.bytes.buffer)
+  // A stale release of the first loan (an error event after the fact, say) must not put it back in the free list.
+  first.release()
+  t.equal(buffers.freeBytes, 0, 'the stale release is ignored')
+  const third = buffers.take(MiB)
+  t.not(third.bytes.buffer, second.bytes.buffer, 'so the next upload gets another buffer')
+  second.release()
+  second.release()
+  t.equal(buffers.freeBytes, MiB, 'a repeated release counts once')
 })
 
 t.test('at most maxFree buffers are kept; the memory of the others is freed at once', async (t) => {
-  const buffers = createUploadBuffers({ maxFree: 2, idleMs: 60_000 })
-  const taken = [buffers.take(MiB), buffers.take(MiB), buffers.take(MiB)]
-  for (const buffer of taken) buffers.recycle(buffer)
+  const buffers = pool(t, 2)
+  const loans = [buffers.take(MiB), buffers.take(MiB), buffers.take(MiB)]
+  for (const loan of loans) loan.release()
   t.equal(buffers.freeBytes, 2 * MiB)
-  // (These references are the test's own: in the service nothing holds a buffer once it is given back.)
-  t.same(taken.map((buffer) => buffer.buffer.byteLength), [MiB, MiB, 0], 'the third is released, not left to the garbage collector')
-  buffers.clear()
-  t.equal(buffers.freeBytes, 0)
-  t.same(taken.map((buffer) => buffer.buffer.byteLength), [0, 0, 0], 'clear releases the free ones')
-  t.not(buffers.take(MiB).buffer, taken[0]!.buffer, 'and hands out new ones afterwards')
+  t.same(loans.map((loan) => loan.bytes.buffer.byteLength), [MiB, MiB, 0], 'the third is freed, not left to the garbage collector')
 })
 
-t.test('an idle pool gives its free buffers’ memory back', async (t) => {
-  const buffers = createUploadBuffers({ maxFree: 4, idleMs: 50 })
-  const buffer = buffers.take(MiB)
-  buffers.recycle(buffer)
-  t.equal(buffers.freeBytes, MiB)
-  const until = Date.now() + 5_000
-  while (buffers.freeBytes > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
-  t.equal(buffers.freeBytes, 0, 'dropped after idleMs without use')
-  t.equal(buffer.buffer.byteLength, 0, 'and its memory released')
-  // And the pool keeps working afterwards, its idle timer re-armed.
-  buffers.recycle(buffers.take(MiB))
-  t.equal(buffers.freeBytes, MiB)
-  while (buffers.freeBytes > 0 && Date.now() < until + 5_000) await new Promise((resolve) => setTimeout(resolve, 20))
+t.test('closing frees the free buffers, and any released afterwards', async (t) => {
+  const buffers = createUploadBuffers({ maxFree: 4, trimIntervalMs: 60_000 })
+  const kept = buffers.take(MiB)
+  const inUse = buffers.take(MiB)
+  kept.release()
+  buffers.close()
   t.equal(buffers.freeBytes, 0)
+  t.equal(kept.bytes.buffer.byteLength, 0, 'freed')
+  t.equal(inUse.bytes.buffer.byteLength, MiB, 'a buffer still in use is left alone')
+  inUse.release()
+  t.equal(inUse.bytes.buffer.byteLength, 0, 'and freed once released')
+})
+
+t.test('free buffers no upload needed are freed at the next trim; those in steady use are kept', async (t) => {
+  const buffers = pool(t, 8, 100)
+  // A burst: four uploads at once, all released.
+  const burst = [buffers.take(MiB), buffers.take(MiB), buffers.take(MiB), buffers.take(MiB)]
+  for (const loan of burst) loan.release()
+  t.equal(buffers.freeBytes, 4 * MiB)
+  // Then one upload at a time, more often than the trim interval: one buffer is all that is needed.
+  const steady = (async () => {
+    for (let i = 0; i < 15; i++) {
+      const loan = buffers.take(MiB)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      loan.release()
+    }
+  })()
+  await steady
+  t.equal(buffers.freeBytes, MiB, 'the three the steady uploads never needed are gone')
+  t.equal(burst.filter((loan) => loan.bytes.buffer.byteLength === 0).length, 3, 'and their memory freed')
+  t.equal(buffers.allocations, 4, 'the steady uploads reused a buffer')
+  // Idle: the last one goes too.
+  await until(() => buffers.freeBytes === 0)
+  t.equal(buffers.freeBytes, 0, 'an idle pool holds nothing')
+  t.equal(burst.filter((loan) => loan.bytes.buffer.byteLength === 0).length, 4)
 })

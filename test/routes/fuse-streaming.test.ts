@@ -1,7 +1,6 @@
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
-import { Writable } from 'node:stream'
-import { fixture, fuseForm, multipart, startEmulator, startService } from '../helper.js'
+import { captureLogs, fixture, fuseForm, multipart, startEmulator, startService } from '../helper.js'
 
 /** A raw HTTP/1.1 upload the test writes byte by byte, to control how much of the body is ever sent. */
 function openUpload (url: string, contentType: string, contentLength: number): { socket: Socket, response: Promise<string>, closed: Promise<void> } {
@@ -21,14 +20,6 @@ function openUpload (url: string, contentType: string, contentLength: number): {
 }
 
 const wait = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-function captureLogs (): { stream: Writable, lines: () => Array<Record<string, unknown>> } {
-  const chunks: string[] = []
-  return {
-    stream: new Writable({ write (chunk, _encoding, done) { chunks.push(String(chunk)); done() } }),
-    lines: () => chunks.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line))
-  }
-}
 
 t.test('an oversized upload is cut off at the limit, not read to the end', async (t) => {
   const { url } = await startService(t, { MAX_UPLOAD_BYTES: '200000' })

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import sharp from 'sharp'
-import { answerJson, fuseForm, startService, stubUpstream, type StubCall } from '../helper.js'
+import { answerJson, captureLogs, fuseForm, startService, stubUpstream, type StubCall } from '../helper.js'
 
 /**
  * Upload buffers are reused from photo to photo (src/images/upload-buffers.ts).
@@ -41,7 +41,8 @@ function assertOwnColours (t: Test, seen: Array<{ model: string, rgb: number[] }
 t.test('photos queued behind each other are forwarded as their own, though their buffers are reused', async (t) => {
   const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, { ret: '0', img_url: 'https://cos.example/fused.jpg' }) })
   // One job at a time: the other uploads are read in full and wait in the queue, each in its own buffer.
-  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, IMAGE_CONCURRENCY: '1' })
+  const logs = captureLogs()
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, IMAGE_CONCURRENCY: '1', LOG_LEVEL: 'info' }, { logStream: logs.stream })
   const colours = Object.keys(COLOURS) as Colour[]
   const photos = await Promise.all(colours.map(photoIn))
   t.equal(new Set(photos.map((photo) => photo.length)).size, 1, 'every photo has the same length')
@@ -52,5 +53,22 @@ t.test('photos queued behind each other are forwarded as their own, though their
   }
   t.equal(upstream.calls.length, 15)
   assertOwnColours(t, await Promise.all(upstream.calls.map(forwardedColour)))
-  t.ok(app.imagePipeline.uploadBuffers.freeBytes > 0, 'buffers came back to the pool for reuse')
+  t.ok(app.imagePipeline.uploadBuffers.allocations <= colours.length, `${app.imagePipeline.uploadBuffers.allocations} buffers served 15 uploads`)
+  // The pipeline saw each photo's own bytes, not the whole (larger) buffer it was copied into.
+  const sizes = logs.lines().filter((line) => line.msg === 'image normalised').map((line) => (line.image as { bytesIn: number }).bytesIn)
+  t.same(sizes, Array.from({ length: 15 }, () => photos[0]!.length))
+})
+
+t.test('a smaller photo in a reused buffer is read as itself, not with the rest of the buffer', async (t) => {
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, { ret: '0', img_url: 'https://cos.example/fused.jpg' }) })
+  const logs = captureLogs()
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, LOG_LEVEL: 'info' }, { logStream: logs.stream })
+  const large = await sharp({ create: { width: 900, height: 700, channels: 3, background: COLOURS.green } }).png({ compressionLevel: 0 }).toBuffer()
+  const small = await photoIn('red')
+  t.equal((await fuseForm(url, large, { model_id: 'green_large' })).status, 200)
+  t.equal((await fuseForm(url, small, { model_id: 'red_small' })).status, 200)
+  t.equal(app.imagePipeline.uploadBuffers.allocations, 1, 'the small photo went into the large one’s buffer')
+  assertOwnColours(t, await Promise.all(upstream.calls.map(forwardedColour)))
+  const sizes = logs.lines().filter((line) => line.msg === 'image normalised').map((line) => (line.image as { bytesIn: number }).bytesIn)
+  t.same(sizes, [large.length, small.length])
 })
