@@ -1,9 +1,11 @@
 /**
  * Throughput of the image path against its floor: sharp alone turning a 12 MP
- * phone JPEG into an upstream-ready 1080 px JPEG (two jobs at once), versus the
- * whole service doing the same for 10 concurrent clients (multipart parse,
- * sniff, normalise, sign, JSON body, upstream call to an instant stub).
- * Rounds alternate the two, in one run; the figures quoted are medians.
+ * phone JPEG into an upstream-ready 1080 px JPEG (one job per CPU at once),
+ * versus the whole service doing the same for 10 concurrent clients (multipart
+ * parse, sniff, normalise, sign, JSON body, upstream call to an instant stub).
+ * The service runs one job more than the CPUs, so sharp alone is also measured
+ * with that many, and both ratios are printed. Rounds alternate, in one run;
+ * the figures quoted are medians.
  *
  *   npm run bench:throughput        (ROUNDS, REQUESTS, CLIENTS to change the run)
  */
@@ -11,18 +13,21 @@ import { readFileSync, readdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { request } from 'undici'
 import sharp from 'sharp'
+import { imageConcurrency } from '../src/images/pipeline.js'
 import { instantUpstream, median, multipartPhoto, percentile, phonePhoto, startBuiltService } from './support.js'
 
 const rounds = Number(process.env.ROUNDS ?? 5)
 const requests = Number(process.env.REQUESTS ?? 80)
 const clients = Number(process.env.CLIENTS ?? 10)
 const jobs = availableParallelism()
+const serviceJobs = imageConcurrency(Number(process.env.IMAGE_CONCURRENCY ?? 0))
 
 // As the service runs it (src/images/pipeline.ts): no libvips operation cache.
 sharp.cache(false)
 const photo = await phonePhoto()
 const { width, height } = await sharp(photo).metadata()
-console.log(`photo: ${width}×${height}, ${(photo.length / 1e6).toFixed(2)} MB; ${jobs} CPUs; ${clients} clients; ${requests} photos per round`)
+console.log(`photo: ${width}×${height}, ${(photo.length / 1e6).toFixed(2)} MB; ${jobs} CPUs; ${clients} clients; ${requests} photos per round; ` +
+  `the service runs ${serviceJobs} image jobs at once`)
 
 /** CPU seconds a process has used (user + system), from /proc. */
 function processCpuSeconds (pid: number): number {
@@ -56,16 +61,21 @@ function threadCpuSeconds (pid: number): Record<ThreadGroup, number> {
 const perPhotoMs = (before: Record<ThreadGroup, number>, after: Record<ThreadGroup, number>): string =>
   (['main', 'libvips', 'other'] as const).map((group) => `${group} ${(1000 * (after[group] - before[group]) / requests).toFixed(1)}`).join(', ')
 
-async function sharpAlone (): Promise<{ rate: number, threads: string }> {
+async function sharpAlone (jobs: number): Promise<{ rate: number, cpu: number, threads: string }> {
   let next = 0
   const threadsBefore = threadCpuSeconds(process.pid)
+  const cpuBefore = ownCpuSeconds()
   const started = performance.now()
   await Promise.all(Array.from({ length: jobs }, async () => {
     while (next++ < requests) {
       await sharp(photo).rotate().resize({ width: 1080, height: 1080, fit: 'inside' }).jpeg({ quality: 90 }).toBuffer()
     }
   }))
-  return { rate: requests / ((performance.now() - started) / 1000), threads: perPhotoMs(threadsBefore, threadCpuSeconds(process.pid)) }
+  return {
+    rate: requests / ((performance.now() - started) / 1000),
+    cpu: (ownCpuSeconds() - cpuBefore) / requests,
+    threads: perPhotoMs(threadsBefore, threadCpuSeconds(process.pid))
+  }
 }
 
 const upstream = await instantUpstream()
@@ -102,29 +112,36 @@ async function throughService (): Promise<{ rate: number, latencies: number[], s
 }
 
 // Warm both paths (JIT, keep-alive sockets, the service's upload buffers).
-await sharpAlone()
+await sharpAlone(jobs)
 await throughService()
 
 const alone: number[] = []
+const aloneAsService: number[] = []
 const served: number[] = []
 const ratios: number[] = []
+const ratiosAsService: number[] = []
 const p99s: number[] = []
+const sameJobs = serviceJobs === jobs
 for (let round = 1; round <= rounds; round++) {
-  const cpuBefore = ownCpuSeconds()
-  const { rate: a, threads: aloneThreads } = await sharpAlone()
-  const aloneCpu = (ownCpuSeconds() - cpuBefore) / requests
+  const a = await sharpAlone(jobs)
+  const b = sameJobs ? a : await sharpAlone(serviceJobs)
   const s = await throughService()
-  alone.push(a)
+  alone.push(a.rate)
+  aloneAsService.push(b.rate)
   served.push(s.rate)
-  ratios.push(s.rate / a)
+  ratios.push(s.rate / a.rate)
+  ratiosAsService.push(s.rate / b.rate)
   p99s.push(percentile(s.latencies, 99))
-  console.log(`round ${round}: sharp alone ${a.toFixed(1)} photos/s; service ${s.rate.toFixed(1)} photos/s ` +
-    `(${(100 * s.rate / a).toFixed(0)} %); p50 ${percentile(s.latencies, 50).toFixed(0)} ms, p99 ${percentile(s.latencies, 99).toFixed(0)} ms, statuses ${JSON.stringify(s.statuses)}\n` +
-    `  CPU ms per photo: sharp alone ${(1000 * aloneCpu).toFixed(0)} (${aloneThreads}); service ${(1000 * s.serviceCpu).toFixed(0)} (${s.threads}); ` +
+  console.log(`round ${round}: sharp alone ${a.rate.toFixed(1)} photos/s` + (sameJobs ? '' : ` (with ${serviceJobs} jobs: ${b.rate.toFixed(1)})`) +
+    `; service ${s.rate.toFixed(1)} photos/s (${(100 * s.rate / a.rate).toFixed(0)} %` + (sameJobs ? '' : `; ${(100 * s.rate / b.rate).toFixed(0)} % of ${serviceJobs} jobs`) + '); ' +
+    `p50 ${percentile(s.latencies, 50).toFixed(0)} ms, p99 ${percentile(s.latencies, 99).toFixed(0)} ms, statuses ${JSON.stringify(s.statuses)}\n` +
+    `  CPU ms per photo: sharp alone ${(1000 * a.cpu).toFixed(0)} (${a.threads}); service ${(1000 * s.serviceCpu).toFixed(0)} (${s.threads}); ` +
     `load client ${(1000 * s.clientCpu).toFixed(0)}`)
 }
 console.log(`median: sharp alone ${median(alone).toFixed(1)} photos/s, service ${median(served).toFixed(1)} photos/s, ` +
-  `ratio ${(100 * median(ratios)).toFixed(0)} %, p99 ${median(p99s).toFixed(0)} ms`)
+  `ratio ${(100 * median(ratios)).toFixed(0)} %` +
+  (sameJobs ? '' : ` (sharp alone with the service's ${serviceJobs} jobs: ${median(aloneAsService).toFixed(1)} photos/s, ratio ${(100 * median(ratiosAsService)).toFixed(0)} %)`) +
+  `, p99 ${median(p99s).toFixed(0)} ms`)
 
 service.child.kill('SIGTERM')
 upstream.server.close()
