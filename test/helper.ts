@@ -74,6 +74,15 @@ export function stubEnv (provider: UpstreamProvider, stubUrl: string): Record<st
   return upstreamEnv(provider, { url: new URL(stubUrl).origin, legacyUrl: stubUrl })
 }
 
+/** Polls until `condition` holds (fails after 10 s): no fixed sleeps deciding who is first. */
+export async function until (condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in 10 s')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
 /** Collects every log line a service writes (pass `stream` as startService's `logStream`). */
 export function captureLogs (): { stream: Writable, text: () => string, lines: () => Array<Record<string, unknown>> } {
   const chunks: string[] = []

@@ -30,7 +30,7 @@ export interface Admission {
 export interface ImagePipeline {
   /** Reserves a place for one photo, or refuses with 503 FUSION_OVERLOADED. */
   admit: () => Admission
-  /** Runs when a job slot is free; skipped if `signal` aborted while it waited (the client left). */
+  /** Runs when a job slot is free; refused at once if `signal` aborts while it waits (the client left), and then never run. */
   normalize: (input: Buffer, signal?: AbortSignal) => Promise<NormalizedImage>
   /** Buffers for the uploads' bytes, reused once a photo is normalised (see upload-buffers.ts). */
   readonly uploadBuffers: UploadBuffers
@@ -85,17 +85,31 @@ export function createImagePipeline (options: ImagePipelineOptions): ImagePipeli
         }
       }
     },
-    normalize: async (input, signal) => await limit(async () => {
-      if (signal?.aborted === true) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
-      const started = performance.now()
-      try {
-        const normalized = await normalizeImage(input, options.policy)
-        options.onJob?.({ durationMs: performance.now() - started, outcome: 'ok', bytesIn: input.length, bytesOut: normalized.jpeg.length })
-        return normalized
-      } catch (error) {
-        options.onJob?.({ durationMs: performance.now() - started, outcome: isFusionError(error) ? error.code : 'error', bytesIn: input.length, bytesOut: 0 })
-        throw error
-      }
-    })
+    normalize: async (input, signal) => {
+      let started = false
+      const job = limit(async () => {
+        // Checked before the photo is touched: a job whose client has left never reads its buffer.
+        if (signal?.aborted === true) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
+        started = true
+        const startedAt = performance.now()
+        try {
+          const normalized = await normalizeImage(input, options.policy)
+          options.onJob?.({ durationMs: performance.now() - startedAt, outcome: 'ok', bytesIn: input.length, bytesOut: normalized.jpeg.length })
+          return normalized
+        } catch (error) {
+          options.onJob?.({ durationMs: performance.now() - startedAt, outcome: isFusionError(error) ? error.code : 'error', bytesIn: input.length, bytesOut: 0 })
+          throw error
+        }
+      })
+      if (signal === undefined) return await job
+      // A client that leaves while its photo waits is answered now, not when the queue reaches it, so its upload's
+      // buffer is given back at once; a job already running is waited for, as sharp is reading the buffer.
+      return await new Promise<NormalizedImage>((resolve, reject) => {
+        const onAbort = (): void => { if (!started) reject(fusionError('FUSION_CLIENT_CLOSED_REQUEST')) }
+        signal.addEventListener('abort', onAbort, { once: true })
+        if (signal.aborted) onAbort()
+        job.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+      })
+    }
   }
 }

@@ -36,11 +36,12 @@ export interface UploadBuffer {
 }
 
 export interface UploadBuffersOptions {
-  /** Free buffers kept at most; one released beyond that has its memory freed. */
+  /** Free buffers kept at most; beyond that, the one idle longest has its memory freed. */
   maxFree: number
   /**
-   * Every period of this length, the free buffers that no upload needed during it (the fewest free at any moment)
-   * have their memory freed: after a burst the pool shrinks back, and an idle process holds none.
+   * Every period of this length, a free buffer that was given back before the period began and not used since has
+   * its memory freed (so 1 to 2 periods after its last use): after a burst the pool shrinks back, and an idle process
+   * holds none.
    */
   trimIntervalMs: number
 }
@@ -71,39 +72,44 @@ function releaseNow (buffers: Buffer[]): void {
 }
 
 export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffers {
-  const free: Buffer[] = []
+  // In the order they were given back: the longest idle first.
+  const free: Array<{ buffer: Buffer, period: number }> = []
   let freeBytes = 0
   let allocations = 0
   let closed = false
-  // The fewest free buffers at any moment of the current period: that many were not needed.
-  let fewestFree = 0
+  // Counts trims: a buffer given back in an earlier period and still free at a trim was not needed for a whole one.
+  let period = 0
 
-  const freeUnneeded = (count: number): void => {
-    // The largest go first: they hold the most memory, and a large upload can allocate again.
-    free.sort((a, b) => a.length - b.length)
-    const unneeded = free.splice(free.length - count, count)
-    for (const buffer of unneeded) freeBytes -= buffer.length
-    releaseNow(unneeded)
+  const drop = (entries: Array<{ buffer: Buffer }>): void => {
+    for (const { buffer } of entries) freeBytes -= buffer.length
+    releaseNow(entries.map(({ buffer }) => buffer))
   }
   const trimTimer = setInterval(() => {
-    if (fewestFree > 0) freeUnneeded(Math.min(fewestFree, free.length))
-    fewestFree = free.length
+    const idle = free.filter((entry) => entry.period < period)
+    if (idle.length > 0) {
+      drop(idle)
+      free.splice(0, free.length, ...free.filter((entry) => entry.period === period))
+    }
+    period++
   }, options.trimIntervalMs)
   trimTimer.unref()
 
   function give (buffer: Buffer): void {
-    if (closed || free.length >= options.maxFree) return releaseNow([buffer])
-    free.push(buffer)
+    if (closed) return releaseNow([buffer])
+    // Full: the buffer idle longest makes room.
+    if (free.length >= options.maxFree) drop(free.splice(0, 1))
+    free.push({ buffer, period })
     freeBytes += buffer.length
   }
 
   return {
     take (size) {
-      // The smallest free buffer that fits, so a large one stays for a large upload.
+      // The smallest free buffer that fits, so a large one stays for a large upload; among equals the one given back
+      // last, so that spare buffers age out.
       let best = -1
       for (let index = 0; index < free.length; index++) {
-        const candidate = free[index]!
-        if (candidate.length >= size && (best === -1 || candidate.length < free[best]!.length)) best = index
+        const candidate = free[index]!.buffer
+        if (candidate.length >= size && (best === -1 || candidate.length <= free[best]!.buffer.length)) best = index
       }
       let buffer: Buffer
       if (best === -1) {
@@ -111,9 +117,8 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
         buffer = Buffer.allocUnsafeSlow(Math.max(SIZE_STEP, Math.ceil(size / SIZE_STEP) * SIZE_STEP))
         allocations++
       } else {
-        buffer = free.splice(best, 1)[0]!
+        buffer = free.splice(best, 1)[0]!.buffer
         freeBytes -= buffer.length
-        fewestFree = Math.min(fewestFree, free.length)
       }
       let released = false
       return {
@@ -130,7 +135,7 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
     close () {
       closed = true
       clearInterval(trimTimer)
-      freeUnneeded(free.length)
+      drop(free.splice(0))
     }
   }
 }

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { createUploadBuffers, type UploadBuffers } from '../../src/images/upload-buffers.js'
+import { until } from '../helper.js'
 
 const MiB = 1024 * 1024
 
@@ -7,11 +8,6 @@ function pool (t: { teardown: (fn: () => void) => void }, maxFree = 4, trimInter
   const buffers = createUploadBuffers({ maxFree, trimIntervalMs })
   t.teardown(() => buffers.close())
   return buffers
-}
-
-const until = async (condition: () => boolean): Promise<void> => {
-  const deadline = Date.now() + 5_000
-  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
 }
 
 // (Tests keep references to released buffers to look at them; in the service nothing holds a buffer once released.)
@@ -68,12 +64,12 @@ t.test('a loan is released once: a late second release cannot give away a buffer
   t.equal(buffers.freeBytes, MiB, 'a repeated release counts once')
 })
 
-t.test('at most maxFree buffers are kept; the memory of the others is freed at once', async (t) => {
+t.test('at most maxFree buffers are kept: the one idle longest makes room, its memory freed at once', async (t) => {
   const buffers = pool(t, 2)
   const loans = [buffers.take(MiB), buffers.take(MiB), buffers.take(MiB)]
   for (const loan of loans) loan.release()
   t.equal(buffers.freeBytes, 2 * MiB)
-  t.same(loans.map((loan) => loan.bytes.buffer.byteLength), [MiB, MiB, 0], 'the third is freed, not left to the garbage collector')
+  t.same(loans.map((loan) => loan.bytes.buffer.byteLength), [0, MiB, MiB], 'the first given back is freed, not left to the garbage collector')
 })
 
 t.test('closing frees the free buffers, and any released afterwards', async (t) => {
@@ -111,4 +107,21 @@ t.test('free buffers no upload needed are freed at the next trim; those in stead
   await until(() => buffers.freeBytes === 0)
   t.equal(buffers.freeBytes, 0, 'an idle pool holds nothing')
   t.equal(burst.filter((loan) => loan.bytes.buffer.byteLength === 0).length, 4)
+})
+
+t.test('with mixed sizes, the buffer that is used stays and the one that is not goes', async (t) => {
+  const buffers = pool(t, 8, 100)
+  const small = buffers.take(MiB)
+  const large = buffers.take(8 * MiB)
+  small.release()
+  large.release()
+  // One large upload at a time for several trims; the small buffer is never needed.
+  for (let i = 0; i < 12; i++) {
+    const loan = buffers.take(8 * MiB)
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    loan.release()
+  }
+  t.equal(buffers.allocations, 2, 'the large buffer was reused throughout, never freed while in use')
+  t.equal(small.bytes.buffer.byteLength, 0, 'the small one, unused, was freed')
+  t.equal(buffers.freeBytes, 8 * MiB)
 })

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import sharp from 'sharp'
-import { answerJson, captureLogs, fuseForm, startService, stubUpstream, type StubCall } from '../helper.js'
+import { answerJson, captureLogs, fixture, fuseForm, rawFuseUpload, startService, stubUpstream, until, type StubCall } from '../helper.js'
 
 /**
  * Upload buffers are reused from photo to photo (src/images/upload-buffers.ts).
@@ -38,25 +38,59 @@ function assertOwnColours (t: Test, seen: Array<{ model: string, rgb: number[] }
   }
 }
 
+/**
+ * One job at a time, held for a second by a photo that only IMAGE_TIMEOUT_SECONDS stops (refused with 422): the
+ * uploads sent meanwhile are all read and wait in the queue, each in its buffer.
+ */
+const BLOCKING = { IMAGE_CONCURRENCY: '1', IMAGE_MAX_INPUT_PIXELS: '150000000', IMAGE_TIMEOUT_SECONDS: '1' }
+
 t.test('photos queued behind each other are forwarded as their own, though their buffers are reused', async (t) => {
   const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, { ret: '0', img_url: 'https://cos.example/fused.jpg' }) })
-  // One job at a time: the other uploads are read in full and wait in the queue, each in its own buffer.
   const logs = captureLogs()
-  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, IMAGE_CONCURRENCY: '1', LOG_LEVEL: 'info' }, { logStream: logs.stream })
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, ...BLOCKING, LOG_LEVEL: 'info' }, { logStream: logs.stream })
   const colours = Object.keys(COLOURS) as Colour[]
   const photos = await Promise.all(colours.map(photoIn))
   t.equal(new Set(photos.map((photo) => photo.length)).size, 1, 'every photo has the same length')
 
   for (let round = 1; round <= 3; round++) {
+    const blocker = fuseForm(url, fixture('slow-interlaced.png'), { model_id: `blocker_${round}` })
+    await until(() => app.imagePipeline.admitted === 1)
     const replies = await Promise.all(colours.map(async (colour, index) => await fuseForm(url, photos[index]!, { model_id: `${colour}_${round}` })))
     t.same(replies.map((reply) => reply.status), colours.map(() => 200), `round ${round}: every photo fused`)
+    t.equal((await blocker).json().code, 'FUSION_IMAGE_TIMEOUT', 'the photo that held the queue')
   }
   t.equal(upstream.calls.length, 15)
   assertOwnColours(t, await Promise.all(upstream.calls.map(forwardedColour)))
-  t.ok(app.imagePipeline.uploadBuffers.allocations <= colours.length, `${app.imagePipeline.uploadBuffers.allocations} buffers served 15 uploads`)
+  t.ok(app.imagePipeline.uploadBuffers.allocations <= colours.length + 1, `${app.imagePipeline.uploadBuffers.allocations} buffers served 18 uploads`)
   // The pipeline saw each photo's own bytes, not the whole (larger) buffer it was copied into.
   const sizes = logs.lines().filter((line) => line.msg === 'image normalised').map((line) => (line.image as { bytesIn: number }).bytesIn)
   t.same(sizes, Array.from({ length: 15 }, () => photos[0]!.length))
+})
+
+t.test('a client that leaves while its photo waits gives its buffer back at once, not when the queue reaches it', async (t) => {
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, { ret: '0', img_url: 'https://cos.example/fused.jpg' }) })
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, ...BLOCKING, IMAGE_TIMEOUT_SECONDS: '3' })
+  const buffers = app.imagePipeline.uploadBuffers
+  let blockerAnsweredAt = Infinity
+  const blocker = fuseForm(url, fixture('slow-interlaced.png'), { model_id: 'blocker' }).then((reply) => { blockerAnsweredAt = Date.now(); return reply })
+  await until(() => app.imagePipeline.admitted === 1 && buffers.allocations === 1)
+  // About 1.5 MB: its buffer (2 MiB) is told apart from the blocker's (1 MiB).
+  const photo = await sharp({ create: { width: 720, height: 700, channels: 3, background: COLOURS.blue } }).png({ compressionLevel: 0 }).toBuffer()
+  const leaving = rawFuseUpload(url, photo)
+  await until(() => app.imagePipeline.admitted === 2 && buffers.allocations === 2)
+  // Read in full (a few milliseconds on loopback) and queued behind the blocker for seconds.
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.equal(buffers.freeBytes, 0)
+  const leftAt = Date.now()
+  leaving.destroy()
+  await until(() => buffers.freeBytes >= 2 * 1024 * 1024)
+  const backAt = Date.now()
+  t.ok(backAt - leftAt < 1_000, `its buffer came back ${backAt - leftAt} ms after it left`)
+  await blocker
+  // Had it waited for its turn, it would have come back as the blocker's job ended, just before its answer.
+  t.ok(blockerAnsweredAt - backAt >= 200, `${blockerAnsweredAt - backAt} ms before the blocker's job ended`)
+  t.same(upstream.calls.map((call) => JSON.parse(call.body.toString('utf8')).model_id).filter((model) => model !== 'blocker'), [],
+    'nothing went upstream for the client that left')
 })
 
 t.test('a smaller photo in a reused buffer is read as itself, not with the rest of the buffer', async (t) => {

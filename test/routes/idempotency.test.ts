@@ -1,6 +1,6 @@
 import t from 'tap'
 import { request } from 'undici'
-import { UPSTREAM_PROVIDERS, answerJson, fixture, fuseForm, rawFuseUpload, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, upstreamEnv, type Reply } from '../helper.js'
+import { UPSTREAM_PROVIDERS, answerJson, fixture, fuseForm, rawFuseUpload, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, until, upstreamEnv, type Reply } from '../helper.js'
 
 /** Upstream calls that reached the fusion, on either API. */
 async function countingEmulator (t: Parameters<typeof startEmulator>[0]): Promise<{ env: (provider: typeof UPSTREAM_PROVIDERS[number]) => Record<string, string>, calls: () => number }> {
@@ -96,15 +96,6 @@ async function gatedUpstream (t: Parameters<typeof stubUpstream>[0]): Promise<{ 
     void gate.then(() => { answerJson(response, { ret: '0', img_url: 'https://cos.example/fused.jpg' }) })
   })
   return { url: upstream.url, calls: () => upstream.calls.length, open }
-}
-
-/** Polls until `condition` holds (fails the test after 10 s): no fixed sleeps deciding who is first. */
-async function until (condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not reached in 10 s')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
 }
 
 t.test('a request that arrives while the first is at work waits for it', async (t) => {
