@@ -61,12 +61,12 @@ function threadCpuSeconds (pid: number): Record<ThreadGroup, number> {
 const perPhotoMs = (before: Record<ThreadGroup, number>, after: Record<ThreadGroup, number>): string =>
   (['main', 'libvips', 'other'] as const).map((group) => `${group} ${(1000 * (after[group] - before[group]) / requests).toFixed(1)}`).join(', ')
 
-async function sharpAlone (jobs: number): Promise<{ rate: number, cpu: number, threads: string }> {
+async function sharpAlone (jobCount: number): Promise<{ rate: number, cpu: number, threads: string }> {
   let next = 0
   const threadsBefore = threadCpuSeconds(process.pid)
   const cpuBefore = ownCpuSeconds()
   const started = performance.now()
-  await Promise.all(Array.from({ length: jobs }, async () => {
+  await Promise.all(Array.from({ length: jobCount }, async () => {
     while (next++ < requests) {
       await sharp(photo).rotate().resize({ width: 1080, height: 1080, fit: 'inside' }).jpeg({ quality: 90 }).toBuffer()
     }

@@ -74,22 +74,16 @@ function releaseNow (buffers: Buffer[]): void {
 export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffers {
   // In the order they were given back: the longest idle first.
   const free: Array<{ buffer: Buffer, period: number }> = []
-  let freeBytes = 0
   let allocations = 0
   let closed = false
   // Counts trims: a buffer given back in an earlier period and still free at a trim was not needed for a whole one.
   let period = 0
 
-  const drop = (entries: Array<{ buffer: Buffer }>): void => {
-    for (const { buffer } of entries) freeBytes -= buffer.length
-    releaseNow(entries.map(({ buffer }) => buffer))
-  }
+  const drop = (entries: Array<{ buffer: Buffer }>): void => { releaseNow(entries.map(({ buffer }) => buffer)) }
   const trimTimer = setInterval(() => {
-    const idle = free.filter((entry) => entry.period < period)
-    if (idle.length > 0) {
-      drop(idle)
-      free.splice(0, free.length, ...free.filter((entry) => entry.period === period))
-    }
+    // The list is in the order buffers came back, so those from earlier periods come first.
+    const current = free.findIndex((entry) => entry.period === period)
+    drop(free.splice(0, current === -1 ? free.length : current))
     period++
   }, options.trimIntervalMs)
   trimTimer.unref()
@@ -99,7 +93,6 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
     // Full: the buffer idle longest makes room.
     if (free.length >= options.maxFree) drop(free.splice(0, 1))
     free.push({ buffer, period })
-    freeBytes += buffer.length
   }
 
   return {
@@ -118,7 +111,6 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
         allocations++
       } else {
         buffer = free.splice(best, 1)[0]!.buffer
-        freeBytes -= buffer.length
       }
       let released = false
       return {
@@ -130,7 +122,7 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
         }
       }
     },
-    get freeBytes () { return freeBytes },
+    get freeBytes () { return free.reduce((bytes, { buffer }) => bytes + buffer.length, 0) },
     get allocations () { return allocations },
     close () {
       closed = true

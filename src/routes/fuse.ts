@@ -111,6 +111,8 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     const resultType = wantsImage ? 'base64' : input.resultType
     let normalized: NormalizedImage
     try {
+      // Before the image work: an option the upstream would ignore or refuse is the client's to fix.
+      assertSupportedOptions(options, app.fusionProvider.supportedOptions, upstreamName)
       if (state.idempotencyKey !== undefined) {
         const fingerprint = payloadFingerprint({ projectId, modelId, answer: wantsImage ? 'image' : resultType, options, image: input.image })
         const begun = await beginIdempotent(request, state, fingerprint)
@@ -172,25 +174,15 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
 
   /** Reads the body: the fields, checked, and the upload's bytes. */
   async function readInput (request: FastifyRequest): Promise<FusionInput> {
-    let input
-    if (request.isMultipart()) {
-      input = await readMultipartInput(request, config.MAX_UPLOAD_BYTES, app.imagePipeline.uploadBuffers)
-    } else if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
-      input = readJsonInput(request.body, config.MAX_UPLOAD_BYTES)
+    if (request.isMultipart()) return await readMultipartInput(request, config.MAX_UPLOAD_BYTES, app.imagePipeline.uploadBuffers)
+    if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
+      const input = readJsonInput(request.body, config.MAX_UPLOAD_BYTES)
       // The parsed body still holds the photo as base64: let it go with the upload.
       request.body = null
-    } else {
-      // Fastify parses text/plain by default; this route takes only forms and JSON.
-      throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
+      return input
     }
-    // Before the image work: an option the upstream would ignore or refuse is the client's to fix.
-    try {
-      assertSupportedOptions(input.options, app.fusionProvider.supportedOptions, upstreamName)
-    } catch (error) {
-      input.releaseImage()
-      throw error
-    }
-    return input
+    // Fastify parses text/plain by default; this route takes only forms and JSON.
+    throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
   }
 
   async function normalize (request: FastifyRequest, state: RequestState, upload: Buffer): Promise<NormalizedImage> {

@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
+import { connect } from 'node:net'
 import sharp from 'sharp'
-import { answerJson, captureLogs, fixture, fuseForm, rawFuseUpload, startService, stubUpstream, until, type StubCall } from '../helper.js'
+import { answerJson, captureLogs, fixture, fuseForm, multipart, rawFuseUpload, startService, stubUpstream, until, type StubCall } from '../helper.js'
 
 /**
  * Upload buffers are reused from photo to photo (src/images/upload-buffers.ts).
@@ -105,4 +106,39 @@ t.test('a smaller photo in a reused buffer is read as itself, not with the rest 
   assertOwnColours(t, await Promise.all(upstream.calls.map(forwardedColour)))
   const sizes = logs.lines().filter((line) => line.msg === 'image normalised').map((line) => (line.image as { bytesIn: number }).bytesIn)
   t.same(sizes, [large.length, small.length])
+})
+
+t.test('a chunked upload, with no length to size a buffer by, is collected and read whole', async (t) => {
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, { ret: '0', img_url: 'https://cos.example/fused.jpg' }) })
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url })
+  const { body, contentType } = multipart([
+    { name: 'project_id', value: '100307' },
+    { name: 'model_id', value: 'yellow_chunked' },
+    { name: 'image', value: await photoIn('yellow'), filename: 'me.png', contentType: 'image/png' }
+  ])
+  const socket = connect(Number(new URL(url).port), '127.0.0.1')
+  socket.write(`POST /fuse HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`)
+  for (let offset = 0; offset < body.length; offset += 50_000) {
+    const piece = body.subarray(offset, offset + 50_000)
+    socket.write(`${piece.length.toString(16)}\r\n`)
+    socket.write(piece)
+    socket.write('\r\n')
+  }
+  socket.write('0\r\n\r\n')
+  let answer = ''
+  socket.on('data', (chunk: Buffer) => { answer += String(chunk) })
+  await new Promise((resolve) => socket.on('close', resolve))
+  t.match(answer, /^HTTP\/1\.1 200 /)
+  t.equal(app.imagePipeline.uploadBuffers.allocations, 0, 'no pooled buffer was taken')
+  assertOwnColours(t, await Promise.all(upstream.calls.map(forwardedColour)))
+})
+
+t.test('a photo refused for an option the upstream cannot honour gives its buffer back', async (t) => {
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, { ret: '0', img_url: 'https://cos.example/fused.jpg' }) })
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url })
+  const reply = await fuseForm(url, await photoIn('grey'), { fuse_face_degree: '50' })
+  t.equal(reply.json().code, 'FUSION_UNSUPPORTED_OPTION')
+  t.equal(app.imagePipeline.uploadBuffers.allocations, 1)
+  t.equal(app.imagePipeline.uploadBuffers.freeBytes, 1024 * 1024, 'back in the pool')
+  t.equal(upstream.calls.length, 0)
 })
