@@ -41,7 +41,7 @@ export type GuardedProvider = FusionProvider & {
 export function withBreaker (inner: FusionProvider, options: BreakerOptions): GuardedProvider {
   // A client leaving during the half-open test says nothing good about the upstream: cockatiel
   // would count any unhandled error there as a success and close the circuit.
-  const counts = (error: Error): boolean => isUpstreamFailure(error) ||
+  const counts = (error: unknown): boolean => isUpstreamFailure(error) ||
     (policy.state === CircuitState.HalfOpen && isFusionError(error) && error.code === 'FUSION_CLIENT_CLOSED_REQUEST')
   const policy = circuitBreaker(handleWhen(counts), {
     halfOpenAfter: options.openMs,
