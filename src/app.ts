@@ -3,9 +3,12 @@ import { STATUS_CODES } from 'node:http'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
 import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
+import { FIELD_RULES, ID_RULE_TEXT } from './fusion/fields.js'
 import { createLingeringClose } from './lingering-close.js'
 import { loggerOptions } from './logger.js'
+import clientIdentityPlugin from './plugins/client-identity.js'
 import demoPagePlugin from './plugins/demo-page.js'
+import fusionPlugin from './plugins/fusion.js'
 import idempotencyPlugin from './plugins/idempotency.js'
 import imagePipelinePlugin from './plugins/image-pipeline.js'
 import metricsPlugin from './plugins/metrics.js'
@@ -78,6 +81,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
     const socket = request.raw.socket as { destroyed?: boolean } | null
     const mapped = toFusionError(error, socket === null || socket.destroyed === true)
+    request.errorCode = mapped.code
     if (mapped.statusCode >= 500) {
       request.log.error({ err: error, statusCode: mapped.statusCode, code: mapped.code }, 'request failed')
     } else {
@@ -112,11 +116,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(metricsPlugin, { config })
   await app.register(underPressurePlugin, { config })
   await app.register(redisPlugin, { config })
+  await app.register(clientIdentityPlugin, { config })
   await app.register(rateLimitPlugin, { config })
   await app.register(multipartPlugin, { config })
   await app.register(imagePipelinePlugin, { config })
   await app.register(upstreamBudgetPlugin, { config })
   await app.register(upstreamPlugin, { config })
+  await app.register(fusionPlugin)
   await app.register(idempotencyPlugin, { config })
   await app.register(healthRoute, { config })
   await app.register(fuseRoute, { config })
@@ -129,14 +135,25 @@ function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
   // Nobody is left to read the answer: whatever failed, it is logged as 499.
   if (clientGone) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
   if (isFusionError(error)) return error
+  if (error.validation !== undefined) return validationError(error)
   const known = FRAMEWORK_ERRORS[error.code]
   if (known !== undefined) return fusionError(known, { cause: error })
   const status = error.statusCode ?? 500
-  // Parser errors (busboy's "Malformed part header", JSON syntax errors) carry a 4xx.
+  // Parser errors (JSON syntax errors and the like) carry a 4xx; busboy's are named in src/intake.
   if (status >= 400 && status < 500) return fusionError(status === 413 ? 'FUSION_BODY_TOO_LARGE' : 'FUSION_MALFORMED_BODY', { cause: error })
-  if (error.message?.startsWith('Malformed') || error.message?.startsWith('Unexpected end of') || error.message?.includes('terminated early') || error.message?.startsWith('Multipart: Boundary not found')) {
-    return fusionError('FUSION_MALFORMED_BODY', { cause: error })
-  }
   return fusionError('FUSION_INTERNAL_ERROR', { cause: error })
 }
 
+
+/** Fastify's schema validation, in our codes and words: the rule of the first field that broke one. */
+function validationError (error: FastifyError): FusionError {
+  const issue = error.validation?.[0]
+  const where = error.validationContext === 'querystring' ? 'query parameter' : 'field'
+  if (issue?.keyword === 'required') {
+    const name = String(issue.params.missingProperty)
+    return fusionError('FUSION_MISSING_FIELD', { message: `The ${where} \`${name}\` is required.`, cause: error })
+  }
+  const name = (issue?.instancePath ?? '').replace(/^\//, '').split('/')[0] ?? ''
+  if (name === '') return fusionError('FUSION_INVALID_FIELD', { cause: error })
+  return fusionError('FUSION_INVALID_FIELD', { message: `The ${where} \`${name}\` ${FIELD_RULES[name] ?? ID_RULE_TEXT}.`, cause: error })
+}

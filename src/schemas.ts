@@ -1,10 +1,10 @@
 import { Type } from '@sinclair/typebox'
 import { ERROR_CATALOGUE } from './errors.js'
+import { FIELDS } from './fusion/fields.js'
 
 /**
  * The HTTP contract, as JSON Schema for the OpenAPI document (docs/openapi.json).
- * The fuse route's input is validated by src/intake (one path for forms and
- * JSON); these schemas describe it and shape the answers.
+ * The fields are fusion/fields.ts's, the one definition the intake validates with.
  */
 export const ErrorResponse = Type.Object({
   statusCode: Type.Integer({ description: 'The HTTP status, repeated.' }),
@@ -16,24 +16,14 @@ export const ErrorResponse = Type.Object({
   requestId: Type.String({ description: 'Also in the x-request-id header.' })
 }, { $id: 'ErrorResponse', title: 'Error' })
 
-const ids = {
-  project_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Activity id.', examples: ['100307'] }),
-  model_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Material (template) id.', examples: ['qc_100307_152854_1'] }),
-  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')], { default: 'url', description: 'How the fused picture comes back.' })),
-  fuse_profile_degree: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'FuseFace only: how much of the face shape comes from the photo (default: the activity\'s setting).' })),
-  fuse_face_degree: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'FuseFace only: how much of the facial features come from the photo (default: the activity\'s setting).' })),
-  logo_add: Type.Optional(Type.Boolean({ description: 'FuseFace 2022-09-27 only: the upstream\'s "AI-generated" mark on the result; the upstream\'s default is on. Forms send 0/1 or true/false.' })),
-  template_face_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'FuseFace only: which face of the template to replace (see GET /templates); default: the largest.' }))
-}
-
 export const FuseForm = Type.Object({
   image: Type.String({ format: 'binary', description: 'The photo: JPEG, PNG, WebP or AVIF, decided from the bytes. Exactly one file.' }),
-  ...ids
+  ...FIELDS
 }, { additionalProperties: false })
 
 export const FuseJson = Type.Object({
   image: Type.String({ description: 'The photo as base64; a data:image/...;base64, prefix is accepted.' }),
-  ...ids
+  ...FIELDS
 }, { additionalProperties: false })
 
 export const FuseAnswer = Type.Union([

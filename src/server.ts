@@ -41,7 +41,7 @@ closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
 
 await app.listen({ port: config.PORT, host: config.HOST })
 
-const upstream = app.fusionProvider.describe()
+const upstream = app.upstream.client.describe()
 if (upstream.mode === 'emulator') {
   app.log.warn({ upstream },
     '*** EMULATOR MODE *** No Tencent credentials are set (TENCENT_APPID, TENCENT_UIN, TENCENT_SECRET_ID, ' +

@@ -28,7 +28,8 @@ export interface Ownership {
 export type Begun = { replay: StoredReply } | { owner: Ownership }
 
 export interface Idempotency {
-  begin: (key: string, fingerprint: string, deadline: number, signal?: AbortSignal) => Promise<Begun>
+  /** `waiting` runs once, before this request first waits for another that holds the key. */
+  begin: (key: string, fingerprint: string, deadline: number, signal?: AbortSignal, waiting?: () => void) => Promise<Begun>
 }
 
 /** Seconds a request refused while the first is still at work should wait. */
@@ -70,8 +71,9 @@ export function createIdempotency (options: IdempotencyOptions): Idempotency {
   const { store } = options
 
   return {
-    async begin (key, fingerprint, deadline, signal) {
+    async begin (key, fingerprint, deadline, signal, waiting) {
       let discarded = 0
+      let waited = false
       for (;;) {
         signal?.throwIfAborted()
         // The claim outlives the deadline a little, so a slow finish is still recorded before another may start.
@@ -90,6 +92,10 @@ export function createIdempotency (options: IdempotencyOptions): Idempotency {
         if (outcome.kind === 'owner') return { owner: ownership(key, outcome.token, fingerprint) }
         if (Date.now() + pollMs >= deadline) {
           throw fusionError('FUSION_IDEMPOTENCY_IN_PROGRESS', { retryAfterSeconds: IN_PROGRESS_RETRY_AFTER_SECONDS })
+        }
+        if (!waited) {
+          waited = true
+          waiting?.()
         }
         await sleep(pollMs, undefined, signal !== undefined ? { signal } : {})
       }

@@ -25,6 +25,8 @@ export interface UploadBuffers {
   readonly freeBytes: number
   /** Buffers allocated so far (a reused one is not counted again). */
   readonly allocations: number
+  /** Buffers taken and not given back yet. */
+  readonly lent: number
   /** Frees every free buffer's memory and stops the pool's timer; buffers released later are freed at once. */
   close: () => void
 }
@@ -75,6 +77,7 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
   // In the order they were given back: the longest idle first.
   const free: Array<{ buffer: Buffer, period: number }> = []
   let allocations = 0
+  let lent = 0
   let closed = false
   // Counts trims: a buffer given back in an earlier period and still free at a trim was not needed for a whole one.
   let period = 0
@@ -113,17 +116,20 @@ export function createUploadBuffers (options: UploadBuffersOptions): UploadBuffe
         buffer = free.splice(best, 1)[0]!.buffer
       }
       let released = false
+      lent++
       return {
         bytes: buffer,
         release () {
           if (released) return
           released = true
+          lent--
           give(buffer)
         }
       }
     },
     get freeBytes () { return free.reduce((bytes, { buffer }) => bytes + buffer.length, 0) },
     get allocations () { return allocations },
+    get lent () { return lent },
     close () {
       closed = true
       clearInterval(trimTimer)

@@ -6,53 +6,24 @@ import { fusionError } from '../errors.js'
 import { assertAcceptedFormat } from '../images/normalize.js'
 import { SNIFF_BYTES } from '../images/sniff.js'
 import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
-import type { FusionOption, FusionOptions, ResultType } from '../upstream/provider.js'
+import type { FusionInput } from '../fusion/fusion.js'
+import { FIELDS, FIELD_RULES, ID_RULE_TEXT, OPTION_FIELDS } from '../fusion/fields.js'
+import type { FusionOptions } from '../upstream/provider.js'
 
 /**
  * What a client sends to POST /fuse, in either body type, reduced to one
- * validated shape. Both parsers go through the same field schema, so a bad
- * field gets the same code whether it came in a form or in JSON.
+ * validated shape. Both parsers check the fields defined in fusion/fields.ts,
+ * so a bad field gets the same code whether it came in a form or in JSON.
  */
-const TemplateId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' })
-
-const Degree = Type.Integer({ minimum: 0, maximum: 100 })
-
-export const FusionFieldsSchema = Type.Object({
-  project_id: TemplateId,
-  model_id: TemplateId,
-  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')])),
-  // Options of API 3.0's FuseFace; refused when the configured upstream cannot honour them.
-  fuse_profile_degree: Type.Optional(Degree),
-  fuse_face_degree: Type.Optional(Degree),
-  logo_add: Type.Optional(Type.Boolean()),
-  template_face_id: Type.Optional(TemplateId)
-}, { additionalProperties: false })
-
-/** Each option's field name, as front-ends send it. */
-const OPTION_FIELDS: Record<FusionOption, string> = {
-  profileDegree: 'fuse_profile_degree',
-  faceDegree: 'fuse_face_degree',
-  logoAdd: 'logo_add',
-  templateFaceId: 'template_face_id'
-}
-
-const FIELD_RULES: Record<string, string> = {
-  rsp_img_type: 'must be `url` or `base64`',
-  fuse_profile_degree: 'must be an integer from 0 to 100',
-  fuse_face_degree: 'must be an integer from 0 to 100',
-  logo_add: 'must be `0`, `1`, `true` or `false`'
-}
+export const FusionFieldsSchema = Type.Object(FIELDS, { additionalProperties: false })
 
 type FusionFields = Static<typeof FusionFieldsSchema>
 
-export interface FusionInput {
-  projectId: string
-  modelId: string
-  resultType: ResultType
-  options: FusionOptions
-  image: Buffer
-  /** Gives the photo's buffer back for the next upload, once nothing reads `image` any more; only the first call counts. */
-  releaseImage: () => void
+/** A request's fusion input, and how to give the photo's buffer back. */
+export interface ReadInput {
+  input: FusionInput
+  /** Gives the photo's buffer back for the next upload, once nothing reads it any more; only the first call counts. */
+  release: () => void
 }
 
 const ajv = new Ajv({ allErrors: false, strict: true })
@@ -74,7 +45,7 @@ function fieldError (issue: ErrorObject | undefined): Error {
     return fusionError('FUSION_UNKNOWN_FIELD', { message: `Unknown field \`${name}\`: send image, project_id, model_id and optionally rsp_img_type, ${Object.values(OPTION_FIELDS).join(', ')}.` })
   }
   const name = issue.instancePath.replace(/^\//, '') || issue.params.missingProperty
-  const rule = FIELD_RULES[String(name)] ?? 'must be 1–64 letters, digits, `_` or `-`'
+  const rule = FIELD_RULES[String(name)] ?? ID_RULE_TEXT
   return fusionError('FUSION_INVALID_FIELD', { message: `The field \`${String(name)}\` ${rule}.` })
 }
 
@@ -94,28 +65,15 @@ function withoutEmpty (fields: Record<string, unknown>): Record<string, unknown>
   return present
 }
 
-function toInput (fields: FusionFields, image: Buffer, releaseImage: () => void = () => {}): FusionInput {
+function toInput (fields: FusionFields, photo: Buffer, release: () => void = () => {}): ReadInput {
   const options: FusionOptions = {}
   if (fields.fuse_profile_degree !== undefined) options.profileDegree = fields.fuse_profile_degree
   if (fields.fuse_face_degree !== undefined) options.faceDegree = fields.fuse_face_degree
   if (fields.logo_add !== undefined) options.logoAdd = fields.logo_add
   if (fields.template_face_id !== undefined) options.templateFaceId = fields.template_face_id
   return {
-    projectId: fields.project_id,
-    modelId: fields.model_id,
-    resultType: fields.rsp_img_type ?? 'url',
-    options,
-    image,
-    releaseImage
-  }
-}
-
-/** Refuses an option the configured upstream cannot honour, rather than silently dropping it. */
-export function assertSupportedOptions (options: FusionOptions, supported: ReadonlySet<FusionOption>, upstreamName: string): void {
-  for (const option of Object.keys(options) as FusionOption[]) {
-    if (!supported.has(option)) {
-      throw fusionError('FUSION_UNSUPPORTED_OPTION', { message: `\`${OPTION_FIELDS[option]}\` is not available with ${upstreamName}.` })
-    }
+    input: { projectId: fields.project_id, modelId: fields.model_id, resultType: fields.rsp_img_type ?? 'url', options, photo },
+    release
   }
 }
 
@@ -125,7 +83,7 @@ export function assertSupportedOptions (options: FusionOptions, supported: Reado
  * stream is read), and nothing is left unread that could stall the parser.
  * The photo's bytes land in a buffer from `buffers`; the caller releases it (`releaseImage`).
  */
-export async function readMultipartInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<FusionInput> {
+export async function readMultipartInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<ReadInput> {
   const declared = Number(request.headers['content-length'])
   const capacity = Number.isSafeInteger(declared) && declared > 0 ? Math.min(declared, maxImageBytes) : 0
   const fields: Record<string, string> = {}
@@ -157,8 +115,19 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
   } catch (error) {
     // Refused after the photo was read: nothing reads its buffer any more.
     photo?.release()
-    throw error
+    throw parserError(error)
   }
+}
+
+/**
+ * busboy names its framing errors only in words ("Malformed part header",
+ * "Unexpected end of form", "Boundary not found"): what the parser throws with
+ * no code of its own is a body it could not parse. @fastify/multipart's limits
+ * and a socket's failures carry codes, and keep them.
+ */
+function parserError (error: unknown): unknown {
+  if (error instanceof Error && (error as { code?: unknown }).code === undefined) return fusionError('FUSION_MALFORMED_BODY', { cause: error })
+  return error
 }
 
 /**
@@ -231,7 +200,7 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
  * Reads a JSON body `{ project_id, model_id, image, rsp_img_type }` where
  * `image` is base64, optionally behind a `data:image/...;base64,` prefix.
  */
-export function readJsonInput (body: unknown, maxImageBytes: number): FusionInput {
+export function readJsonInput (body: unknown, maxImageBytes: number): ReadInput {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw fusionError('FUSION_MALFORMED_BODY', { message: 'The JSON body must be an object.' })
   }

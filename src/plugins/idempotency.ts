@@ -1,15 +1,47 @@
+import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
-import { createIdempotency, type Idempotency } from '../idempotency/idempotency.js'
+import { isFinalAnswer, isFusionError, type ErrorCode } from '../errors.js'
+import { createIdempotency, parseIdempotencyKey, type Idempotency, type Ownership } from '../idempotency/idempotency.js'
+import type { StoredReply } from '../idempotency/store.js'
 import { createMemoryStore, createRedisStore, withFallback } from '../idempotency/store.js'
+
+/**
+ * Idempotency-Key for the routes that opt in (`config: { idempotency: true }`):
+ * the key is read before the body, the route calls `request.idempotency.begin`
+ * once it knows the payload, and the reply of the request that did the work is
+ * stored as it goes out, unless a retry may change it (`transient` in the
+ * errors catalogue) or it is too large.
+ */
+export interface RequestIdempotency {
+  /**
+   * Claims the key for this payload: a stored reply to replay, or the work is
+   * this request's. `waiting` runs once if another request holds the key and
+   * this one waits for it (within `deadline`).
+   */
+  begin: (fingerprint: string, options: { deadline: number, signal: AbortSignal, waiting?: () => void }) => Promise<{ replay: StoredReply } | { owner: true }>
+  /** Until when the answer's result URL works (epoch ms): a reply is never replayed past it. */
+  expiresAt?: number
+}
 
 declare module 'fastify' {
   interface FastifyInstance {
     idempotency: Idempotency
   }
+  interface FastifyRequest {
+    /** Set on routes that opt in, when the request sent an Idempotency-Key. */
+    idempotency: RequestIdempotency | null
+    /** The code of the error this request is answered with, set by the error handler. */
+    errorCode: ErrorCode | undefined
+  }
+  interface FastifyContextConfig {
+    idempotency?: boolean
+  }
 }
 
-/** Idempotency-Key replies and claims: in Redis when configured, so every replica sees them; in memory otherwise. */
+const owners = new WeakMap<FastifyRequest, Ownership>()
+
 export default fp<{ config: Config }>(async (app, { config }) => {
   const local = createMemoryStore(config.IDEMPOTENCY_MEMORY_BYTES)
   let reported = false
@@ -20,5 +52,79 @@ export default fp<{ config: Config }>(async (app, { config }) => {
       reported = true
       setTimeout(() => { reported = false }, 60_000).unref()
     })
-  app.decorate('idempotency', createIdempotency({ store, ttlMs: config.IDEMPOTENCY_TTL_SECONDS * 1000 }))
-}, { name: 'idempotency', dependencies: ['redis'] })
+  const idempotency = createIdempotency({ store, ttlMs: config.IDEMPOTENCY_TTL_SECONDS * 1000 })
+  const count = (outcome: string): void => { app.metrics.idempotency.inc({ outcome }) }
+  app.decorate('idempotency', idempotency)
+  app.decorateRequest('idempotency', null)
+  app.decorateRequest('errorCode', undefined)
+
+  // Before the body is read: a malformed key is refused unread.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    if (request.routeOptions.config.idempotency !== true) return payload
+    const key = parseIdempotencyKey(request.headers['idempotency-key'])
+    if (key === undefined) return payload
+    const scope = scopeOf(request, key)
+    request.idempotency = {
+      async begin (fingerprint, { deadline, signal, waiting }) {
+        try {
+          const begun = await idempotency.begin(scope, fingerprint, deadline, signal, waiting)
+          if ('replay' in begun) {
+            count('replayed')
+            return begun
+          }
+          owners.set(request, begun.owner)
+          return { owner: true }
+        } catch (error) {
+          if (isFusionError(error) && error.code === 'FUSION_IDEMPOTENCY_KEY_REUSED') count('reused')
+          if (isFusionError(error) && error.code === 'FUSION_IDEMPOTENCY_IN_PROGRESS') count('in_progress')
+          throw error
+        }
+      }
+    }
+    return payload
+  })
+
+  // The owner of a key records the reply exactly as it goes out, errors included; onSend runs even for a client that
+  // left, and an unsettled claim expires with the deadline anyway.
+  app.addHook('onSend', async (request, reply, payload) => {
+    const ownership = owners.get(request)
+    if (ownership !== undefined) {
+      owners.delete(request)
+      await record(request, reply, ownership, payload)
+    }
+    return payload
+  })
+
+  async function record (request: FastifyRequest, reply: FastifyReply, ownership: Ownership, payload: unknown): Promise<void> {
+    const body = typeof payload === 'string' ? Buffer.from(payload) : Buffer.isBuffer(payload) ? payload : undefined
+    const storable = body !== undefined && isFinalAnswer(request.errorCode) && body.length <= config.IDEMPOTENCY_MAX_REPLY_BYTES
+    try {
+      if (!storable) {
+        await ownership.release()
+        count('not_stored')
+        return
+      }
+      const expiresAt = request.idempotency?.expiresAt
+      await ownership.complete({
+        status: reply.statusCode,
+        contentType: String(reply.getHeader('content-type') ?? 'application/json'),
+        body,
+        ...(expiresAt !== undefined ? { expiresAt } : {})
+      })
+      count('stored')
+    } catch (error) {
+      // The answer still goes out; only its replay is lost, and a retry does the work again.
+      request.log.warn({ err: error }, 'could not store the idempotent reply')
+    }
+  }
+}, { name: 'idempotency', dependencies: ['redis', 'metrics', 'client-identity'] })
+
+/**
+ * Keys are the client's own: a known API key keeps its keys apart from
+ * everyone else's. Anonymous clients share one space (an address is no
+ * identity for a phone that changes networks between retries), where a random
+ * key (a UUID) does not collide. Only a digest reaches the store.
+ */
+function scopeOf (request: FastifyRequest, key: string): string {
+  return createHash('sha256').update(request.client.apiKey ?? '').update('\n').update(key).digest('hex')
+}

@@ -8,12 +8,19 @@ import { createLegacyClient } from '../upstream/legacy/client.js'
 import type { Endpoint } from '../upstream/http-exchange.js'
 import type { FusionProvider } from '../upstream/provider.js'
 import { createV3Client } from '../upstream/v3/client.js'
-import { withBreaker } from '../upstream/circuit-breaker.js'
-import { withRetries, type RetryingProvider } from '../upstream/retrying.js'
+import { createCallPolicy } from '../upstream/chain.js'
+import { createBreaker, type Breaker } from '../upstream/circuit-breaker.js'
+import { createRetrying } from '../upstream/retrying.js'
+
+/** The upstream's one client, and the breaker every call passes (its state is readiness). */
+export interface Upstream {
+  client: FusionProvider
+  breaker: Breaker
+}
 
 declare module 'fastify' {
   interface FastifyInstance {
-    fusionProvider: RetryingProvider
+    upstream: Upstream
   }
 }
 
@@ -21,7 +28,8 @@ export const IN_PROCESS_EMULATOR_PREFIX = '/emulator'
 
 /**
  * The one client of the upstream (legacy or API 3.0, by FUSION_PROVIDER),
- * shared by every request and closed with the app. Without Tencent credentials
+ * shared by every request and closed with the app, and the chain every one of
+ * its calls passes (upstream/chain.ts): retries, the breaker, the shared budget. Without Tencent credentials
  * and without an upstream URL, the emulator is mounted under /emulator and
  * called over loopback, so the signed request really crosses HTTP.
  */
@@ -38,8 +46,41 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     url = () => `${loopbackOrigin(app.server.address())}${IN_PROCESS_EMULATOR_PREFIX}${path}`
   }
 
+  const breaker = createBreaker({
+    failureRatio: config.UPSTREAM_BREAKER_FAILURE_RATIO,
+    minimumCalls: config.UPSTREAM_BREAKER_MIN_CALLS,
+    windowSize: config.UPSTREAM_BREAKER_WINDOW,
+    openMs: config.UPSTREAM_BREAKER_OPEN_MS,
+    halfOpenSuccesses: config.UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES,
+    onStateChange: (state) => {
+      app.metrics.breakerState.set({ provider }, BREAKER_STATE_VALUE[state])
+      const log = state === 'open' ? app.log.warn.bind(app.log) : app.log.info.bind(app.log)
+      log({ upstream: { breaker: state } }, `upstream circuit ${state}`)
+    }
+  })
+  const retrying = createRetrying({
+    retries: config.UPSTREAM_RETRIES,
+    initialDelayMs: config.UPSTREAM_RETRY_DELAY_MS,
+    maxDelayMs: Math.max(config.UPSTREAM_RETRY_DELAY_MS, 1_000),
+    // A retry needs time for the call itself; a connect takes at most UPSTREAM_CONNECT_TIMEOUT_MS.
+    minRemainingMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
+    onRetry: (error) => {
+      app.metrics.upstreamRetries.inc({ provider, code: isFusionError(error) ? error.upstreamCode ?? error.code : 'unknown' })
+    }
+  })
+  const policy = createCallPolicy({
+    retrying,
+    breaker,
+    budget: app.upstreamBudget,
+    backOffMs: config.UPSTREAM_BACKOFF_MS,
+    connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
+    onBudgetWait: (waitedMs) => { app.metrics.budgetWait.observe(waitedMs / 1000) },
+    onBudgetRefused: () => { app.metrics.budgetRefusals.inc() },
+    onBackOff: () => { app.metrics.budgetBackOffs.inc() }
+  })
   const transport = {
     url,
+    policy,
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
     connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     connections: config.UPSTREAM_CONNECTIONS,
@@ -53,32 +94,13 @@ export default fp<{ config: Config }>(async (app, { config }) => {
   const client: FusionProvider = upstream.provider === 'v3'
     ? createV3Client({ ...transport, mode: upstream.mode, credentials: upstream.credentials, region: upstream.region, action: upstream.action, version: upstream.version })
     : createLegacyClient({ ...transport, mode: upstream.mode, credentials: upstream.credentials, signatureTtlSeconds: config.LEGACY_SIGNATURE_TTL_SECONDS })
-  const guarded = withBreaker(client, {
-    failureRatio: config.UPSTREAM_BREAKER_FAILURE_RATIO,
-    minimumCalls: config.UPSTREAM_BREAKER_MIN_CALLS,
-    windowSize: config.UPSTREAM_BREAKER_WINDOW,
-    openMs: config.UPSTREAM_BREAKER_OPEN_MS,
-    halfOpenSuccesses: config.UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES,
-    onStateChange: (state) => {
-      app.metrics.breakerState.set({ provider }, BREAKER_STATE_VALUE[state])
-      const log = state === 'open' ? app.log.warn.bind(app.log) : app.log.info.bind(app.log)
-      log({ upstream: { breaker: state } }, `upstream circuit ${state}`)
-    }
-  })
-  const retrying = withRetries(guarded, {
-    retries: config.UPSTREAM_RETRIES,
-    initialDelayMs: config.UPSTREAM_RETRY_DELAY_MS,
-    maxDelayMs: Math.max(config.UPSTREAM_RETRY_DELAY_MS, 1_000),
-    // A retry needs time for the call itself; a connect takes at most UPSTREAM_CONNECT_TIMEOUT_MS.
-    minRemainingMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
-    onRetry: (error) => {
-      app.metrics.upstreamRetries.inc({ provider, code: isFusionError(error) ? error.upstreamCode ?? error.code : 'unknown' })
-    }
-  })
   app.metrics.breakerState.set({ provider }, 0)
-  app.decorate('fusionProvider', retrying)
-  app.addHook('onClose', async () => { await retrying.close() })
-}, { name: 'upstream', dependencies: ['metrics'] })
+  app.decorate('upstream', { client, breaker })
+  app.addHook('onClose', async () => {
+    breaker.close()
+    await client.close()
+  })
+}, { name: 'upstream', dependencies: ['metrics', 'upstream-budget'] })
 
 function loopbackOrigin (address: string | AddressInfo | null): string {
   if (address === null || typeof address === 'string') {

@@ -4,7 +4,7 @@ import type { Config } from '../config.js'
 /** GET /healthz: alive, and which upstream answers. Cheap: touches nothing remote. */
 const healthRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
   app.get('/healthz', { config: { health: true }, schema: { tags: ['operations'], summary: 'Alive, and which upstream answers' } }, async () => {
-    const upstream = app.fusionProvider.describe()
+    const upstream = app.upstream.client.describe()
     return {
       status: 'ok',
       upstream,
@@ -23,20 +23,21 @@ const healthRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config
    * at all. READYZ_REQUIRES_REDIS=true makes it 503 instead.
    */
   app.get('/readyz', { config: { health: true }, schema: { tags: ['operations'], summary: 'Ready for traffic (503 while the upstream circuit is open); state of the shared stores' } }, async (_request, reply) => {
-    // An open circuit: this replica would only answer 503; let the gateway send traffic elsewhere.
-    const breaker = app.fusionProvider.breakerState()
+    // Each component says its own state. An open circuit: this replica would only answer 503; let the gateway send
+    // traffic elsewhere.
+    const breaker = app.upstream.breaker.state()
     if (breaker === 'open') reply.code(503)
-    const redisConfigured = app.redis !== undefined
     const redisStatus = app.redis === undefined ? 'not configured' : app.redis.status === 'ready' ? 'ready' : 'unreachable'
     const redisBlocks = config.READYZ_REQUIRES_REDIS && redisStatus === 'unreachable'
     if (redisBlocks) reply.code(503)
+    const budget = app.upstreamBudget.mode()
     return {
       status: breaker === 'open' || redisBlocks ? 'not ready' : 'ready',
       upstreamBreaker: breaker,
-      degraded: redisConfigured && redisStatus !== 'ready',
+      degraded: redisStatus === 'unreachable',
       redis: redisStatus,
-      budget: redisConfigured ? (redisStatus === 'ready' ? 'shared' : 'per-replica fallback') : 'local',
-      clientLimits: redisConfigured ? (redisStatus === 'ready' ? 'shared' : 'fail open') : 'local'
+      budget: budget === 'shared' ? 'shared' : budget === 'fallback' ? 'per-replica fallback' : 'local',
+      clientLimits: app.redis === undefined ? 'local' : redisStatus === 'ready' ? 'shared' : 'fail open'
     }
   })
 }

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { Config } from '../config.js'
 import { fusionError, isFusionError } from '../errors.js'
-import { assertKnownApiKey } from '../plugins/rate-limit.js'
 import { IN_PROCESS_EMULATOR_PREFIX } from '../plugins/upstream.js'
+import { Type } from '@sinclair/typebox'
+import { FIELDS } from '../fusion/fields.js'
 import { TemplateList } from '../schemas.js'
 import { TEMPLATES, findLegacyProject } from '../emulator/templates.js'
 import type { TemplateInfo } from '../upstream/provider.js'
 
-const PROJECT_ID = /^[A-Za-z0-9_-]{1,64}$/
 /** Activities whose lists are kept at once; the oldest is dropped first. */
 const MAX_CACHED_PROJECTS = 256
 
@@ -28,7 +28,7 @@ const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { con
    * TEMPLATES_CACHE_SECONDS once done. "No such activity" is kept too, so
    * made-up ids cannot each cost an upstream call; other failures are not.
    */
-  async function fromUpstream (projectId: string, list: NonNullable<typeof app.fusionProvider.listTemplates>, log: typeof app.log): Promise<TemplateInfo[]> {
+  async function fromUpstream (projectId: string, list: NonNullable<typeof app.upstream.client.listTemplates>, log: typeof app.log): Promise<TemplateInfo[]> {
     const hit = cache.get(projectId)
     if (hit !== undefined && (hit.pending || hit.expiresAt > Date.now())) return await hit.templates
     const entry: Cached = { expiresAt: Infinity, pending: true, templates: list(projectId, log, Date.now() + config.REQUEST_DEADLINE_MS) }
@@ -49,27 +49,21 @@ const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { con
       tags: ['fusion'],
       summary: 'The templates a front-end can offer',
       description: 'With FUSION_TEMPLATES set, those; with API 3.0, the activity\'s approved materials (DescribeMaterialList, cached briefly; `project_id` required); with the legacy API, the emulator\'s templates or none.',
-      querystring: {
-        type: 'object',
-        properties: { project_id: { type: 'string', description: 'The activity whose materials to list.', examples: ['100307'] } }
-      },
+      // The same id rule as POST /fuse's; Fastify checks it, and the error handler answers FUSION_INVALID_FIELD.
+      querystring: Type.Object({ project_id: Type.Optional({ ...FIELDS.project_id, description: 'The activity whose materials to list.' }) }),
       response: { 200: TemplateList, ...Object.fromEntries([400, 401, 403, 404, 429, 502, 503, 504].map((status) => [status, { $ref: 'ErrorResponse#' }])) }
     },
-    // The schema above documents the query; it is checked below with our codes.
-    validatorCompiler: () => () => true,
-    config: { rateLimit: {} }
+    config: { rateLimit: {} },
+    // An empty `project_id=` (a form's empty input) means none.
+    preValidation: async (request) => { if (request.query.project_id === '') delete request.query.project_id }
   }, async (request) => {
-    assertKnownApiKey(request, config.clientApiKeys)
-    const projectId = request.query.project_id === '' ? undefined : request.query.project_id
-    if (projectId !== undefined && (typeof projectId !== 'string' || !PROJECT_ID.test(projectId))) {
-      throw fusionError('FUSION_INVALID_FIELD', { message: 'The query parameter `project_id` must be 1–64 letters, digits, `_` or `-`.' })
-    }
+    const projectId = request.query.project_id
     const matches = (template: TemplateInfo): boolean => projectId === undefined || template.projectId === projectId
 
     if (config.declaredTemplates !== undefined) {
       return { templates: config.declaredTemplates.filter(matches), source: 'config' }
     }
-    const list = app.fusionProvider.listTemplates
+    const list = app.upstream.client.listTemplates
     if (list !== undefined) {
       if (projectId === undefined) {
         throw fusionError('FUSION_MISSING_FIELD', { message: 'The query parameter `project_id` is required: the templates are listed per activity.' })

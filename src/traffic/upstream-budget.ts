@@ -34,7 +34,7 @@ export interface UpstreamBudget {
   acquire: (projectId: string, signal?: AbortSignal, maxWaitMs?: number) => Promise<{ waitedMs: number }>
   /** The upstream said "too frequent": no call starts for `ms`, on any replica. */
   backOff: (ms: number) => Promise<void>
-  /** 'shared' (Redis), 'fallback' (Redis configured but unreachable at the last call) or 'local' (no Redis). */
+  /** 'shared' (Redis), 'fallback' (Redis configured but unreachable) or 'local' (no Redis). */
   mode: () => 'shared' | 'fallback' | 'local'
 }
 
@@ -172,6 +172,7 @@ export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
         }
       }
     },
-    mode: () => lastMode
+    // Redis' connection state decides before a call finds it out the hard way.
+    mode: () => redis === undefined ? 'local' : redis.status === 'ready' ? 'shared' : 'fallback'
   }
 }

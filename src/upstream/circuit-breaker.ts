@@ -1,9 +1,8 @@
 import { BrokenCircuitError, CircuitState, CountBreaker, circuitBreaker, handleWhen, type IDisposable } from 'cockatiel'
 import { fusionError, isFusionError, type ErrorCode } from '../errors.js'
-import type { FusionProvider } from './provider.js'
 
 /**
- * A circuit breaker around the upstream client (cockatiel): once enough calls
+ * A circuit breaker around every upstream call (cockatiel): once enough calls
  * were made (`minimumCalls`) and too many of the last `windowSize` failed
  * (timeouts, unreachable, 5xx-like answers), it opens and calls fail at once
  * with 503 for `openMs`, instead of piling up behind a sick upstream.
@@ -32,13 +31,16 @@ const SICK_UPSTREAM: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 
 export const isUpstreamFailure = (error: unknown): boolean => isFusionError(error) && SICK_UPSTREAM.has(error.code) && error.byDeadline !== true
 
-export type GuardedProvider = FusionProvider & {
+export interface Breaker {
   /** Throws 503 FUSION_UPSTREAM_UNAVAILABLE at once when no call may be made now. */
-  checkAvailable: () => void
-  breakerState: () => BreakerState
+  check: () => void
+  /** Runs one upstream call under the breaker: counted, and refused while the circuit is open. */
+  run: <T>(send: () => Promise<T>) => Promise<T>
+  state: () => BreakerState
+  close: () => void
 }
 
-export function withBreaker (inner: FusionProvider, options: BreakerOptions): GuardedProvider {
+export function createBreaker (options: BreakerOptions): Breaker {
   // A client leaving during the half-open test says nothing good about the upstream: cockatiel
   // would count any unhandled error there as a success and close the circuit.
   const counts = (error: unknown): boolean => isUpstreamFailure(error) ||
@@ -77,7 +79,7 @@ export function withBreaker (inner: FusionProvider, options: BreakerOptions): Gu
     halfOpenTimer = setTimeout(report, options.openMs).unref()
   })
   policy.onHalfOpen(() => report())
-  // cockatiel closed the circuit after its test call succeeded (counted as a probe in fuse): the rest of the probation is ours.
+  // cockatiel closed the circuit after its test call succeeded (counted as a probe in run): the rest of the probation is ours.
   policy.onReset(() => { probationLeft = options.halfOpenSuccesses; report() })
 
   const unavailable = (): Error => fusionError('FUSION_UPSTREAM_UNAVAILABLE', {
@@ -105,23 +107,20 @@ export function withBreaker (inner: FusionProvider, options: BreakerOptions): Gu
   }
 
   return {
-    // Limits, options and the template listing pass through: the breaker guards fusions only.
-    ...inner,
-    close: async () => {
+    check: checkAvailable,
+    state,
+    close: () => {
       clearTimeout(reopenTimer)
       clearTimeout(halfOpenTimer)
       reopened = undefined
-      await inner.close()
     },
-    checkAvailable,
-    breakerState: state,
-    async fuse (request, log) {
+    async run (send) {
       checkAvailable()
       // One call at a time while half-open: cockatiel's own test call and the probation that follows.
       const probing = state() === 'half-open'
       if (probing) probeInFlight = true
       try {
-        const result = await policy.execute(async () => await inner.fuse(request, log))
+        const result = await policy.execute(send)
         if (probing) {
           probationLeft = Math.max(0, probationLeft - 1)
           report()

@@ -1,5 +1,6 @@
 import { Pool } from 'undici'
 import { fusionError, isFusionError, type FusionError } from '../errors.js'
+import { sendDirectly, type CallPolicy } from './chain.js'
 import type { FusionRequest, UpstreamLogger } from './provider.js'
 
 /**
@@ -17,6 +18,8 @@ export interface ExchangeOptions {
   maxResponseBytes: number
   /** Sees every call's outcome: `code` is the upstream's own code, or ours when it sent none. */
   onCall?: (outcome: { action: string, ok: boolean, code: string, durationMs: number }) => void
+  /** What every call passes through (budget, breaker, retries: upstream/chain.ts); by default each is sent once. */
+  policy?: CallPolicy
 }
 
 export interface UpstreamAnswer {
@@ -27,6 +30,8 @@ export interface UpstreamAnswer {
 
 export interface ExchangeCall<T> {
   url: URL
+  /** The activity the call is for, for the budget. */
+  projectId: string
   /** Built at send time, so a signature's timestamp is as fresh as it can be. */
   headers: () => Record<string, string>
   body: Buffer
@@ -97,7 +102,15 @@ export function createExchange (options: ExchangeOptions): Exchange {
     return pool
   }
 
+  const policy = options.policy ?? sendDirectly
+
   async function call<T> (spec: ExchangeCall<T>): Promise<T> {
+    const { request } = spec
+    return await policy({ projectId: spec.projectId, signal: request.signal, deadline: request.deadline, log: spec.log }, async () => await send(spec))
+  }
+
+  /** One attempt: signed at send time, so a retry carries a fresh signature. */
+  async function send<T> (spec: ExchangeCall<T>): Promise<T> {
     const { url, request } = spec
     const started = performance.now()
     const timeoutMs = Math.min(options.timeoutMs, request.deadline !== undefined ? request.deadline - Date.now() : Infinity)

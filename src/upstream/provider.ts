@@ -83,4 +83,5 @@ export interface FusionProvider {
 export interface UpstreamLogger {
   info: (obj: object, msg: string) => void
   warn: (obj: object, msg: string) => void
+  debug?: (obj: object, msg: string) => void
 }

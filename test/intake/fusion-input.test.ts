@@ -1,10 +1,10 @@
 import t from 'tap'
-import { assertSupportedOptions, readJsonInput } from '../../src/intake/fusion-input.js'
+import { readJsonInput } from '../../src/intake/fusion-input.js'
 import { fixture } from '../helper.js'
 
 const image = fixture('face.jpg').toString('base64')
-const read = (fields: Record<string, unknown>): ReturnType<typeof readJsonInput> =>
-  readJsonInput({ project_id: '100307', model_id: 'qc_100307_152854_1', image, ...fields }, 10 * 1024 * 1024)
+const read = (fields: Record<string, unknown>): ReturnType<typeof readJsonInput>['input'] =>
+  readJsonInput({ project_id: '100307', model_id: 'qc_100307_152854_1', image, ...fields }, 10 * 1024 * 1024).input
 
 t.test('the FuseFace options, from their usual spellings', async (t) => {
   t.same(read({}).options, {}, 'none given, none set')
@@ -30,12 +30,4 @@ t.test('bad option values are 400 FUSION_INVALID_FIELD naming the rule', async (
   for (const [fields, message] of cases) {
     t.throws(() => read(fields), { code: 'FUSION_INVALID_FIELD', statusCode: 400, message }, JSON.stringify(fields))
   }
-})
-
-t.test('options the upstream cannot honour are named in the refusal', async (t) => {
-  const { options } = read({ fuse_face_degree: 10, logo_add: false })
-  t.throws(() => assertSupportedOptions(options, new Set(['faceDegree']), 'FuseFace 2018-12-01'),
-    { code: 'FUSION_UNSUPPORTED_OPTION', statusCode: 400, message: /`logo_add` is not available with FuseFace 2018-12-01/ })
-  t.doesNotThrow(() => assertSupportedOptions(options, new Set(['faceDegree', 'logoAdd']), 'FuseFace 2022-09-27'))
-  t.doesNotThrow(() => assertSupportedOptions({}, new Set(), 'the legacy API'), 'no options: any upstream')
 })

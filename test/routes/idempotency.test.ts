@@ -1,6 +1,6 @@
 import t from 'tap'
 import { request } from 'undici'
-import { UPSTREAM_PROVIDERS, answerJson, fixture, fuseForm, rawFuseUpload, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, until, upstreamEnv, type Reply } from '../helper.js'
+import { UPSTREAM_PROVIDERS, answerJson, captureLogs, fixture, fuseForm, rawFuseUpload, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, until, upstreamEnv, type Reply } from '../helper.js'
 
 /** Upstream calls that reached the fusion, on either API. */
 async function countingEmulator (t: Parameters<typeof startEmulator>[0]): Promise<{ env: (provider: typeof UPSTREAM_PROVIDERS[number]) => Record<string, string>, calls: () => number }> {
@@ -100,12 +100,15 @@ async function gatedUpstream (t: Parameters<typeof stubUpstream>[0]): Promise<{ 
 
 t.test('a request that arrives while the first is at work waits for it', async (t) => {
   const upstream = await gatedUpstream(t)
-  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url })
+  const logs = captureLogs()
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, LOG_LEVEL: 'info' }, { logStream: logs.stream })
   const first = fuseForm(url, photo, {}, withKey('slow'))
   await until(() => upstream.calls() === 1)
   const second = fuseForm(url, photo, {}, withKey('slow'))
-  // The second has read its upload and is waiting on the key (its place in the pipeline is held meanwhile).
-  await until(() => app.imagePipeline.admitted === 1)
+  // The second has read its upload and is waiting on the key, holding no place in the pipeline meanwhile.
+  await until(() => logs.text().includes('waiting for the request at work on this Idempotency-Key'))
+  t.equal(app.imagePipeline.admitted, 0, 'a waiting request holds no image place')
+  t.equal(app.imagePipeline.uploadBuffers.lent, 0, 'nor an upload buffer')
   await new Promise((resolve) => setTimeout(resolve, 150))
   upstream.open()
   const [a, b] = await Promise.all([first, second])

@@ -85,7 +85,8 @@ t.test('API 3.0: other failures are not cached, and a malformed list is a 502, n
     { Response: { MaterialInfos: [null, 'x', { MaterialId: 'mt_1', MaterialStatus: 1, MaterialFaceList: [null, { FaceId: '1', FaceInfo: null }] }], Count: 3, RequestId: 'r2' } }
   ]
   const upstream = await stubUpstream(t, ({ number }, response) => { response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answers[number - 1] ?? answers[1])) })
-  const { url } = await startService(t, stubEnv('v3', upstream.url))
+  // Listings go through the upstream's retries like fusions (test/upstream/chain.test.ts); none here, to see the failure.
+  const { url } = await startService(t, { ...stubEnv('v3', upstream.url), UPSTREAM_RETRIES: '0' })
   t.match(await getJson(`${url}/templates?project_id=at_1`), { status: 502, body: { code: 'FUSION_UPSTREAM_FAILED' } })
   const listed = await getJson(`${url}/templates?project_id=at_1`)
   t.equal(listed.status, 200, 'asked again after a transient failure')
@@ -119,4 +120,13 @@ t.test('a bad project_id is refused before any call', async (t) => {
   t.match(twice, { status: 400, body: { code: 'FUSION_INVALID_FIELD' } }, 'a repeated project_id is refused, not a 500')
   const tooLong = await getJson(`${url}/templates?project_id=${'a'.repeat(65)}`)
   t.match(tooLong, { status: 400, body: { code: 'FUSION_INVALID_FIELD' } })
+})
+
+t.test('the project_id query follows the same id rule as POST /fuse, checked by Fastify and answered in our words', async (t) => {
+  const { url } = await startService(t, {})
+  for (const bad of ['..%2Fx', 'x'.repeat(65), 'a&project_id=b']) {
+    const reply = await getJson(`${url}/templates?project_id=${bad}`)
+    t.match(reply, { status: 400, body: { code: 'FUSION_INVALID_FIELD', message: 'The query parameter `project_id` must be 1–64 letters, digits, `_` or `-`.' } }, bad)
+  }
+  t.equal((await getJson(`${url}/templates?project_id=`)).status, 200, 'an empty value means none')
 })

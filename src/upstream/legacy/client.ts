@@ -33,6 +33,7 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
   async function fuse (request: FusionRequest, log?: UpstreamLogger): Promise<FusionResult> {
     return await exchange.call({
       url: endpointUrl(options.url),
+      projectId: request.projectId,
       headers: () => ({
         'content-type': 'application/json',
         authorization: signLegacyNow(options.credentials, options.signatureTtlSeconds)

@@ -1,4 +1,4 @@
-import { fusionError, isFusionError } from '../../errors.js'
+import { fusionError, isFusionError, type FusionError } from '../../errors.js'
 import type { V3Action, V3Credentials, V3Version } from '../../config.js'
 import { failWithRule } from '../code-rules.js'
 import { createExchange, endpointOrigin, endpointUrl, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type Endpoint, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
@@ -98,11 +98,12 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
   // How far the upstream's clock is ahead of ours, learnt from its Date header when it says our signature expired.
   let skewMs = 0
 
-  async function send<T> (action: string, body: Buffer, request: Pick<FusionRequest, 'signal' | 'deadline'>, log: UpstreamLogger | undefined, read: (response: Record<string, unknown>) => T): Promise<T> {
+  async function send<T> (action: string, projectId: string, body: Buffer, request: Pick<FusionRequest, 'signal' | 'deadline'>, log: UpstreamLogger | undefined, read: (response: Record<string, unknown>) => T): Promise<T> {
     const url = endpointUrl(options.url)
-    let serverDate: number | undefined
-    const attempt = async (): Promise<T> => await exchange.call({
+    return await exchange.call({
       url,
+      projectId,
+      // Built for every attempt: a retry after an expired signature signs on the clock learnt below.
       headers: () => signedV3Headers({
         credentials: options.credentials,
         url,
@@ -118,24 +119,30 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
       action,
       successCode: 'OK',
       interpret: (answer) => {
-        serverDate = Date.parse(String(answer.headers.date ?? ''))
-        return read(responseOf(answer))
+        try {
+          return read(responseOf(answer))
+        } catch (error) {
+          if (isFusionError(error) && error.upstreamCode === SIGNATURE_EXPIRED) learnClock(error, answer, log)
+          throw error
+        }
       }
     })
-    try {
-      return await attempt()
-    } catch (error) {
-      if (!isFusionError(error) || error.upstreamCode !== SIGNATURE_EXPIRED) throw error
-      // Our clock is more than five minutes off the upstream's: sign once more, on its time when it told us.
-      if (serverDate !== undefined && !Number.isNaN(serverDate)) skewMs = serverDate - clock()
-      log?.warn({ upstream: { provider: 'v3', clockSkewMs: skewMs } }, 'the upstream says our signature expired: re-signing once with its clock')
-      return await attempt()
-    }
+  }
+
+  /**
+   * Our clock is more than five minutes off the upstream's: the next attempt signs on its time, when its Date header
+   * told it, and may be sent again (the retries of upstream/retrying.ts, each with a budget slot).
+   */
+  function learnClock (error: FusionError, answer: UpstreamAnswer, log: UpstreamLogger | undefined): void {
+    const serverDate = Date.parse(String(answer.headers.date ?? ''))
+    if (!Number.isNaN(serverDate)) skewMs = serverDate - clock()
+    error.retryable = true
+    log?.warn({ upstream: { provider: 'v3', clockSkewMs: skewMs } }, 'the upstream says our signature expired: re-signing with its clock')
   }
 
   async function fuse (request: FusionRequest, log?: UpstreamLogger): Promise<FusionResult> {
     const field = options.action === 'FaceFusion' ? 'Image' : 'FusedImage'
-    return await send(options.action, v3FusionBody(options.action, options.version, request), request, log, (response) => {
+    return await send(options.action, request.projectId, v3FusionBody(options.action, options.version, request), request, log, (response) => {
       const image = response[field]
       if (request.resultType === 'url') {
         if (typeof image !== 'string' || !isHttpUrl(image)) throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error(`success without a ${field} URL`) })
@@ -156,7 +163,7 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
     const templates: TemplateInfo[] = []
     for (let offset = 0; offset < MAX_MATERIALS; offset += MATERIAL_PAGE_SIZE) {
       const body = Buffer.from(JSON.stringify({ ActivityId: activityId, Limit: MATERIAL_PAGE_SIZE, Offset: offset }))
-      const { materials, count, pageLength } = await send('DescribeMaterialList', body, deadline !== undefined ? { deadline } : {}, log, readMaterials)
+      const { materials, count, pageLength } = await send('DescribeMaterialList', projectId, body, deadline !== undefined ? { deadline } : {}, log, readMaterials)
         .catch((error: unknown) => {
           // Listing an activity, "not found" is about the activity, not a template.
           if (isFusionError(error) && error.code === 'FUSION_TEMPLATE_NOT_FOUND') throw fusionError('FUSION_TEMPLATE_NOT_FOUND', { message: NO_SUCH_ACTIVITY, ...(error.upstreamCode !== undefined ? { upstreamCode: error.upstreamCode } : {}) })

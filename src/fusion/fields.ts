@@ -1,0 +1,39 @@
+import { Type } from '@sinclair/typebox'
+import type { FusionOption } from '../upstream/provider.js'
+
+/**
+ * The fields of a fusion request, defined once: the intake validates forms and
+ * JSON with them (src/intake), the OpenAPI document describes both bodies with
+ * them (src/schemas.ts), and GET /templates validates its `project_id` query
+ * with the same id rule.
+ */
+const ID_RULE = { minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }
+
+export const FIELDS = {
+  project_id: Type.String({ ...ID_RULE, description: 'Activity id.', examples: ['100307'] }),
+  model_id: Type.String({ ...ID_RULE, description: 'Material (template) id.', examples: ['qc_100307_152854_1'] }),
+  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')], { default: 'url', description: 'How the fused picture comes back.' })),
+  fuse_profile_degree: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'FuseFace only: how much of the face shape comes from the photo (default: the activity\'s setting).' })),
+  fuse_face_degree: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'FuseFace only: how much of the facial features come from the photo (default: the activity\'s setting).' })),
+  logo_add: Type.Optional(Type.Boolean({ description: 'FuseFace 2022-09-27 only: the upstream\'s "AI-generated" mark on the result; the upstream\'s default is on. Forms send 0/1 or true/false.' })),
+  template_face_id: Type.Optional(Type.String({ ...ID_RULE, description: 'FuseFace only: which face of the template to replace (see GET /templates); default: the largest.' }))
+}
+
+export type FieldName = keyof typeof FIELDS
+
+/** Each rule in words, for the refusal's message; the ids' rule is the default. */
+export const FIELD_RULES: Partial<Record<string, string>> = {
+  rsp_img_type: 'must be `url` or `base64`',
+  fuse_profile_degree: 'must be an integer from 0 to 100',
+  fuse_face_degree: 'must be an integer from 0 to 100',
+  logo_add: 'must be `0`, `1`, `true` or `false`'
+}
+export const ID_RULE_TEXT = 'must be 1–64 letters, digits, `_` or `-`'
+
+/** Each option's field name, as front-ends send it. */
+export const OPTION_FIELDS: Record<FusionOption, FieldName> = {
+  profileDegree: 'fuse_profile_degree',
+  faceDegree: 'fuse_face_degree',
+  logoAdd: 'logo_add',
+  templateFaceId: 'template_face_id'
+}

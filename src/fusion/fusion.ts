@@ -1,0 +1,102 @@
+import { fusionError } from '../errors.js'
+import type { ImagePipeline } from '../images/pipeline.js'
+import { OPTION_FIELDS } from './fields.js'
+import type { FusionOption, FusionOptions, FusionProvider, FusionResult, ResultType, UpstreamLogger } from '../upstream/provider.js'
+
+/**
+ * One fusion, whoever asks for it (the HTTP route, a queue worker, a test):
+ * the photo is normalised by the image pipeline, then sent through the
+ * upstream's chain (budget, breaker, retries, client). No framework here: the
+ * caller gives validated input, a deadline, an abort signal and a logger, and
+ * gets the result or a FusionError.
+ */
+export interface FusionInput {
+  projectId: string
+  modelId: string
+  resultType: ResultType
+  options: FusionOptions
+  /** The photo as sent, any accepted format. */
+  photo: Buffer
+}
+
+export interface FusionContext {
+  /** Epoch ms by which the fusion must be done. */
+  deadline: number
+  /** Aborted when the caller gives up (a client that left): a photo still waiting for a job is never read. */
+  signal: AbortSignal
+  /**
+   * The upstream call, once sent, runs to its end even if `signal` aborts: its answer is kept for a retry
+   * (an Idempotency-Key), which would otherwise pay for a second fusion.
+   */
+  finishUpstreamCall?: boolean
+  /** Runs once the photo's bytes are no longer read (normalised, or refused): its buffer and place may go. */
+  photoReleased?: () => void
+  log: FusionLogger
+}
+
+export interface FusionLogger extends UpstreamLogger {}
+
+export interface Fused {
+  result: FusionResult
+  /** Until when a URL result works (epoch ms), as the upstream documents it. */
+  expiresAt?: number
+}
+
+export interface Fusion {
+  /** Refuses an option the configured upstream cannot honour (400), before any work. */
+  checkOptions: (options: FusionOptions) => void
+  fuse: (input: FusionInput, context: FusionContext) => Promise<Fused>
+}
+
+export function createFusion (parts: { images: ImagePipeline, upstream: FusionProvider }): Fusion {
+  const { images, upstream } = parts
+  const described = upstream.describe()
+  const upstreamName = described.provider === 'v3' ? `API 3.0 ${described.action ?? ''} ${described.version ?? ''}` : 'the legacy API'
+
+  function checkOptions (options: FusionOptions): void {
+    for (const option of Object.keys(options) as FusionOption[]) {
+      if (!upstream.supportedOptions.has(option)) {
+        throw fusionError('FUSION_UNSUPPORTED_OPTION', { message: `\`${OPTION_FIELDS[option]}\` is not available with ${upstreamName}.` })
+      }
+    }
+  }
+
+  async function fuse (input: FusionInput, context: FusionContext): Promise<Fused> {
+    let jpeg: Buffer
+    try {
+      checkOptions(input.options)
+      const normalized = await images.normalize(input.photo, context.signal)
+      context.log.info({
+        image: {
+          format: normalized.inputFormat,
+          bytesIn: normalized.bytesIn,
+          bytesOut: normalized.jpeg.length,
+          width: normalized.width,
+          height: normalized.height,
+          quality: normalized.quality
+        }
+      }, 'image normalised')
+      jpeg = normalized.jpeg
+    } finally {
+      // sharp has finished with the photo (or never started on it). Not on `signal`: sharp may still be reading it.
+      context.photoReleased?.()
+    }
+    if (context.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
+
+    const result = await upstream.fuse({
+      projectId: input.projectId,
+      modelId: input.modelId,
+      // Image bytes are only ever taken from a base64 answer: the gateway never fetches URLs.
+      resultType: input.resultType,
+      options: input.options,
+      image: jpeg,
+      ...(context.finishUpstreamCall === true ? {} : { signal: context.signal }),
+      deadline: context.deadline
+    }, context.log)
+    return result.resultType === 'url'
+      ? { result, expiresAt: Date.now() + upstream.resultUrlLifetimeSeconds * 1000 }
+      : { result }
+  }
+
+  return { checkOptions, fuse }
+}

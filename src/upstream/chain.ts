@@ -1,0 +1,80 @@
+import { isFusionError } from '../errors.js'
+import type { UpstreamBudget } from '../traffic/upstream-budget.js'
+import type { Breaker } from './circuit-breaker.js'
+import type { UpstreamLogger } from './provider.js'
+import type { Retrying } from './retrying.js'
+
+/**
+ * Every upstream call, fusions and template listings alike, passes through one
+ * chain, composed here and nowhere else:
+ *
+ *   retries → breaker check → budget slot → breaker → frequency-control back-off → the HTTP exchange
+ *
+ * Each attempt, a retry or a re-signed call included, takes its own slot of the
+ * shared budget (an open circuit fails before spending one), is counted by the
+ * breaker, and, when the upstream answers "too frequent", pauses every replica.
+ */
+export interface UpstreamCall {
+  /** The activity the call is for: the budget counts per account and per limited activity. */
+  projectId: string
+  signal?: AbortSignal | undefined
+  /** Epoch ms by which the call must be answered. */
+  deadline?: number | undefined
+  log?: UpstreamLogger | undefined
+}
+
+/** Runs `send` (one HTTP exchange, signed afresh each time) under the chain. */
+export type CallPolicy = <T>(call: UpstreamCall, send: () => Promise<T>) => Promise<T>
+
+export interface ChainParts {
+  retrying: Retrying
+  breaker: Breaker
+  budget: UpstreamBudget
+  /** The least pause after frequency control (0: none); the upstream's Retry-After may ask for more. */
+  backOffMs: number
+  /** Time kept back from the budget wait for the call itself to connect. */
+  connectTimeoutMs: number
+  onBudgetWait?: (waitedMs: number) => void
+  onBudgetRefused?: () => void
+  onBackOff?: (pauseMs: number) => void
+}
+
+export function createCallPolicy (parts: ChainParts): CallPolicy {
+  async function slot (call: UpstreamCall): Promise<void> {
+    const maxWaitMs = call.deadline === undefined ? Infinity : call.deadline - Date.now() - parts.connectTimeoutMs
+    try {
+      const { waitedMs } = await parts.budget.acquire(call.projectId, call.signal, maxWaitMs)
+      parts.onBudgetWait?.(waitedMs)
+      if (waitedMs > 0) call.log?.debug?.({ budget: { waitedMs } }, 'waited for the upstream budget')
+    } catch (error) {
+      if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') parts.onBudgetRefused?.()
+      throw error
+    }
+  }
+
+  async function backOffOn (error: unknown): Promise<void> {
+    if (!isFusionError(error) || error.code !== 'FUSION_RATE_LIMITED' || parts.backOffMs <= 0) return
+    const pauseMs = Math.max(parts.backOffMs, (error.retryAfterSeconds ?? 0) * 1000)
+    await parts.budget.backOff(pauseMs)
+    parts.onBackOff?.(pauseMs)
+    // Honest: no call will go out before the pause ends.
+    error.retryAfterSeconds = Math.max(error.retryAfterSeconds ?? 1, Math.ceil(pauseMs / 1000))
+  }
+
+  return async (call, send) => await parts.retrying(call, async () => {
+    // An open circuit fails at once, before a slot of the budget is spent.
+    parts.breaker.check()
+    await slot(call)
+    return await parts.breaker.run(async () => {
+      try {
+        return await send()
+      } catch (error) {
+        await backOffOn(error)
+        throw error
+      }
+    })
+  })
+}
+
+/** No chain: each call is sent once, as it is (for clients tested on their own). */
+export const sendDirectly: CallPolicy = async (_call, send) => await send()

@@ -1,0 +1,68 @@
+import t from 'tap'
+import { createFusion } from '../../src/fusion/fusion.js'
+import { createImagePipeline } from '../../src/images/pipeline.js'
+import { LEGACY_IMAGE_LIMITS, createLegacyClient } from '../../src/upstream/legacy/client.js'
+import { V3_IMAGE_LIMITS, createV3Client } from '../../src/upstream/v3/client.js'
+import { EMULATOR_ACCOUNT } from '../../src/emulator/accounts.js'
+import { TEST_TRANSPORT, captureLogs, fixture, startEmulator } from '../helper.js'
+import pino from 'pino'
+
+const pipeline = (limits = LEGACY_IMAGE_LIMITS): ReturnType<typeof createImagePipeline> =>
+  createImagePipeline({ policy: { ...limits, maxInputPixels: 50_000_000, timeoutSeconds: 10 }, concurrency: 1, queueLimit: 1 })
+
+t.test('the fusion runs without HTTP around it: a photo in, the upstream\'s picture and its expiry out', async (t) => {
+  const received: Buffer[] = []
+  const emulator = await startEmulator(t, { onPhoto: (photo) => received.push(photo) })
+  const upstream = createLegacyClient({ ...TEST_TRANSPORT, url: emulator.legacyUrl, mode: 'emulator', credentials: EMULATOR_ACCOUNT.credentials, signatureTtlSeconds: 300 })
+  t.teardown(upstream.close)
+  const fusion = createFusion({ images: pipeline(), upstream })
+  const logs = captureLogs()
+  let released = 0
+  const before = Date.now()
+  const fused = await fusion.fuse(
+    { projectId: '100307', modelId: 'qc_100307_152854_1', resultType: 'url', options: {}, photo: fixture('face-exif-orientation-6.jpg') },
+    { deadline: Date.now() + 10_000, signal: new AbortController().signal, photoReleased: () => { released++ }, log: pino(logs.stream) }
+  )
+  t.match(fused.result, { resultType: 'url', imageUrl: /^http:\/\/127\.0\.0\.1:\d+\// })
+  t.ok(fused.expiresAt !== undefined && fused.expiresAt >= before + 86_400_000, 'a URL answer carries the upstream\'s documented lifetime')
+  t.equal(released, 1, 'the photo is released once, when normalised')
+  t.equal(received.length, 1)
+  t.equal(received[0]![0], 0xff, 'the upstream received the normalised JPEG')
+  t.match(logs.lines(), [{ msg: 'image normalised', image: { format: 'jpeg' } }, { msg: 'upstream call' }])
+})
+
+t.test('a caller that gave up before the photo was read gets FUSION_CLIENT_CLOSED_REQUEST, and nothing is sent', async (t) => {
+  const received: Buffer[] = []
+  const emulator = await startEmulator(t, { onPhoto: (photo) => received.push(photo) })
+  const upstream = createLegacyClient({ ...TEST_TRANSPORT, url: emulator.legacyUrl, mode: 'emulator', credentials: EMULATOR_ACCOUNT.credentials, signatureTtlSeconds: 300 })
+  t.teardown(upstream.close)
+  const fusion = createFusion({ images: pipeline(), upstream })
+  const gone = new AbortController()
+  gone.abort()
+  let released = 0
+  await t.rejects(fusion.fuse(
+    { projectId: '100307', modelId: 'qc_100307_152854_1', resultType: 'url', options: {}, photo: fixture('face.jpg') },
+    { deadline: Date.now() + 10_000, signal: gone.signal, photoReleased: () => { released++ }, log: pino({ level: 'silent' }) }
+  ), { code: 'FUSION_CLIENT_CLOSED_REQUEST' })
+  t.equal(released, 1, 'its photo is released all the same')
+  t.equal(received.length, 0)
+})
+
+t.test('options the upstream cannot honour are refused by name, before any work', async (t) => {
+  const client = (version: '2018-12-01' | '2022-09-27'): ReturnType<typeof createV3Client> => createV3Client({
+    ...TEST_TRANSPORT, url: 'http://127.0.0.1:9/', mode: 'emulator', credentials: { secretId: 'id', secretKey: 'key' }, region: 'ap-guangzhou', action: 'FuseFace', version
+  })
+  const old = createFusion({ images: pipeline(V3_IMAGE_LIMITS['2018-12-01']), upstream: client('2018-12-01') })
+  t.throws(() => { old.checkOptions({ faceDegree: 10, logoAdd: false }) },
+    { code: 'FUSION_UNSUPPORTED_OPTION', statusCode: 400, message: /`logo_add` is not available with API 3.0 FuseFace 2018-12-01/ })
+  t.doesNotThrow(() => { createFusion({ images: pipeline(), upstream: client('2022-09-27') }).checkOptions({ faceDegree: 10, logoAdd: false }) })
+  const legacy = createLegacyClient({ ...TEST_TRANSPORT, url: 'http://127.0.0.1:9/', mode: 'emulator', credentials: EMULATOR_ACCOUNT.credentials, signatureTtlSeconds: 300 })
+  const fusion = createFusion({ images: pipeline(), upstream: legacy })
+  t.doesNotThrow(() => { fusion.checkOptions({}) }, 'no options: any upstream')
+  let released = 0
+  await t.rejects(fusion.fuse(
+    { projectId: '100307', modelId: 'm', resultType: 'url', options: { faceDegree: 1 }, photo: fixture('face.jpg') },
+    { deadline: Date.now() + 10_000, signal: new AbortController().signal, photoReleased: () => { released++ }, log: pino({ level: 'silent' }) }
+  ), { code: 'FUSION_UNSUPPORTED_OPTION', message: /`fuse_face_degree` is not available with the legacy API/ })
+  t.equal(released, 1)
+})
