@@ -34,7 +34,7 @@ export interface FusionContext {
   log: FusionLogger
 }
 
-export interface FusionLogger extends UpstreamLogger {}
+export type FusionLogger = UpstreamLogger
 
 export interface Fused {
   result: FusionResult

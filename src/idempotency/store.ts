@@ -124,6 +124,8 @@ return 1
 `
 
 declare module 'ioredis' {
+  // The type parameter's name must match ioredis' own declaration for the interfaces to merge.
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
   interface RedisCommander<Context> {
     // The Buffer variants ioredis adds to every defined command: replies stay bytes.
     fusionIdempotencyClaimBuffer: (...args: Array<string | Buffer | number>) => Promise<Buffer[]>

@@ -141,7 +141,7 @@ function parserError (error: unknown): unknown {
 async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers): Promise<UploadBuffer> {
   const file = part.file
   return await new Promise<UploadBuffer>((resolve, reject) => {
-    let loan: UploadBuffer | undefined = capacity > 0 ? buffers.take(capacity) : undefined
+    const loan: UploadBuffer | undefined = capacity > 0 ? buffers.take(capacity) : undefined
     const chunks: Buffer[] = []
     let size = 0
     let sniffed = false

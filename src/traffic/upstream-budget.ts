@@ -71,6 +71,8 @@ return 1
 `
 
 declare module 'ioredis' {
+  // The type parameter's name must match ioredis' own declaration for the interfaces to merge.
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
   interface RedisCommander<Context> {
     fusionBudgetReserve: (...args: Array<string | number>) => Promise<[number, number]>
     fusionBudgetBackOff: (...args: Array<string | number>) => Promise<number>

@@ -3,7 +3,7 @@ import sharp from 'sharp'
 import { request } from 'undici'
 import { loadConfig } from '../../src/config.js'
 import { imageLimitsFor } from '../../src/plugins/image-pipeline.js'
-import { UPSTREAM_PROVIDERS, fixture, fuseForm, multipart, post, startEmulator, startService, upstreamEnv, type UpstreamProvider } from '../helper.js'
+import { UPSTREAM_PROVIDERS, fixture, fuseForm, multipart, post, startEmulator, startService, upstreamEnv } from '../helper.js'
 
 /**
  * The gateway end to end, over real HTTP, once per upstream API: the same
