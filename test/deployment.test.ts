@@ -1,7 +1,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { parse } from 'yaml'
-import { ConfigSchema } from '../src/config.js'
+import { ConfigSchema } from '../src/config/schema.js'
 
 const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
 const variables = Object.keys(ConfigSchema.properties)

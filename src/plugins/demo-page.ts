@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync } from 'fastify'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 
 /** public/ sits beside src/ and dist/, so the same path serves both. */
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url))

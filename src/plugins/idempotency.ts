@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 import { createIdempotency, type Idempotency } from '../idempotency/idempotency.js'
 import { createMemoryStore, createRedisStore, withFallback } from '../idempotency/store.js'
 

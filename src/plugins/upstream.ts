@@ -1,11 +1,8 @@
 import fp from 'fastify-plugin'
-import type { AddressInfo } from 'node:net'
-import type { Config } from '../config.js'
-import { emulatorPlugin } from '../emulator/plugin.js'
+import type { Config } from '../config/load.js'
 import { isFusionError } from '../errors.js'
 import { BREAKER_STATE_VALUE } from '../metrics.js'
 import { createLegacyClient } from '../upstream/legacy/client.js'
-import type { Endpoint } from '../upstream/http-exchange.js'
 import type { FusionProvider } from '../upstream/provider.js'
 import { createV3Client } from '../upstream/v3/client.js'
 import { withBreaker } from '../upstream/circuit-breaker.js'
@@ -17,29 +14,17 @@ declare module 'fastify' {
   }
 }
 
-export const IN_PROCESS_EMULATOR_PREFIX = '/emulator'
-
 /**
  * The one client of the upstream (legacy or API 3.0, by FUSION_PROVIDER),
  * shared by every request and closed with the app. Without Tencent credentials
- * and without an upstream URL, the emulator is mounted under /emulator and
- * called over loopback, so the signed request really crosses HTTP.
+ * the entry point has filled the settings with the emulator's URL and account.
  */
 export default fp<{ config: Config }>(async (app, { config }) => {
   const { upstream } = config
   const provider = upstream.provider
-  let url: Endpoint
-  if (upstream.url !== undefined) {
-    url = upstream.url
-  } else {
-    await app.register(emulatorPlugin, { prefix: IN_PROCESS_EMULATOR_PREFIX })
-    // The emulator answers API 3.0 at its root, as Tencent's endpoint does.
-    const path = provider === 'v3' ? '/' : '/fuseapi/face'
-    url = () => `${loopbackOrigin(app.server.address())}${IN_PROCESS_EMULATOR_PREFIX}${path}`
-  }
 
   const transport = {
-    url,
+    url: upstream.url,
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
     connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     connections: config.UPSTREAM_CONNECTIONS,
@@ -79,13 +64,3 @@ export default fp<{ config: Config }>(async (app, { config }) => {
   app.decorate('fusionProvider', retrying)
   app.addHook('onClose', async () => { await retrying.close() })
 }, { name: 'upstream', dependencies: ['metrics'] })
-
-function loopbackOrigin (address: string | AddressInfo | null): string {
-  if (address === null || typeof address === 'string') {
-    throw new Error('the in-process emulator is reachable only once the server listens on TCP')
-  }
-  const host = address.address === '0.0.0.0' || address.address === '::'
-    ? '127.0.0.1'
-    : address.family === 'IPv6' ? `[${address.address}]` : address.address
-  return `http://${host}:${address.port}`
-}

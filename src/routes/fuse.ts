@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import accepts from 'accepts'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 import { fusionError, isFusionError } from '../errors.js'
 import type { NormalizedImage } from '../images/normalize.js'
 import { assertKnownApiKey, presentedApiKey } from '../plugins/rate-limit.js'
