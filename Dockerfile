@@ -8,6 +8,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The emulator ships in the image: without Tencent credentials the service starts it beside itself
+# (dist/emulator/stand-in.js, loaded only then) and serves fusions from it.
+COPY emulator ./emulator
 RUN npm run build && npm prune --omit=dev
 
 # --- runtime: the current Node LTS, non-root, jemalloc -----------------------------
@@ -27,6 +30,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=build --chown=node:node /app/package.json ./
 COPY --from=build --chown=node:node /app/node_modules ./node_modules
+# dist/src: the service; dist/emulator: the emulator it stands up when no credentials are set.
 COPY --from=build --chown=node:node /app/dist ./dist
 # The demo page's files (served at / when DEMO_PAGE allows).
 COPY --chown=node:node public ./public
@@ -34,4 +38,4 @@ USER node
 EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-CMD ["node", "dist/server.js"]
+CMD ["node", "dist/src/server.js"]

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Fastify from 'fastify'
 import { request } from 'undici'
-import { emulatorPlugin } from '../src/emulator/plugin.js'
+import { emulatorPlugin } from '../emulator/plugin.js'
 import { startRedisServer } from '../scripts/redis-server.js'
 import { multipartPhoto, percentile, root, startBuiltService } from './support.js'
 

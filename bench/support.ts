@@ -34,7 +34,7 @@ process.once('exit', () => { for (const child of children) child.kill('SIGKILL')
 /** Starts the built service (`npm run build` first) and resolves once it listens. */
 export async function startBuiltService (env: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: ChildProcess, url: string }> {
   const port = await freePort()
-  const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'server.js')], {
+  const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'src', 'server.js')], {
     cwd: root,
     // Client limits and the upstream budget off: these benches measure the image path.
     env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000', UPSTREAM_QPS: '100000', ...env },

@@ -5,13 +5,16 @@
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { buildApp } from '../src/app.js'
-import { loadConfig } from '../src/config.js'
+import { loadConfig } from '../src/config/load.js'
+import { completeWithStandIn } from '../emulator/stand-in.js'
 
 export async function renderOpenApi (): Promise<string> {
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }))
+  const { config, close } = await completeWithStandIn(loadConfig({ LOG_LEVEL: 'silent' }))
+  const app = await buildApp(config)
   await app.ready()
   const document = app.swagger()
   await app.close()
+  await close()
   return `${JSON.stringify(document, null, 2)}\n`
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import type { Config } from './config.js'
+import type { Config, LoadedConfig } from './config/load.js'
 import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
 import { FIELD_RULES, ID_RULE_TEXT } from './fusion/fields.js'
 import { createLingeringClose } from './lingering-close.js'
@@ -22,6 +22,7 @@ import upstreamPlugin from './plugins/upstream.js'
 import fuseRoute from './routes/fuse.js'
 import healthRoute from './routes/health.js'
 import templatesRoute from './routes/templates.js'
+import { isComplete } from './upstream/settings.js'
 import type { DestinationStream } from 'pino'
 
 export interface BuildOptions {
@@ -50,7 +51,12 @@ const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
   FST_MP_PREMATURE_CLOSE: 'FUSION_MALFORMED_BODY'
 }
 
-export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+export async function buildApp (loaded: Config | LoadedConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
+  if (!isComplete(loaded.upstream)) {
+    throw new Error('buildApp: the upstream settings have no URL or credentials. Without Tencent credentials the entry ' +
+      'point completes them with the emulator before building the app (src/server.ts); do the same.')
+  }
+  const config = loaded as Config
   const serverOptions: FastifyServerOptions = {
     logger: loggerOptions(config.LOG_LEVEL, options.logStream),
     requestIdHeader: false,
@@ -63,9 +69,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     requestTimeout: 120_000,
     keepAliveTimeout: 10_000,
     ajv: { customOptions: { removeAdditional: false } },
-    // While closing, requests already on open connections are still served (the in-process
-    // emulator's calls among them); new connections are refused and idle ones closed.
-    return503OnClosing: false,
+    // While closing, requests already in flight are finished; a new request on a kept-alive
+    // connection is answered 503 with Connection: close, and idle connections are closed.
+    return503OnClosing: true,
     // Only the listed proxies' X-Forwarded-For is believed; anyone else's is ignored.
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false
   }

@@ -1,6 +1,9 @@
 import t from 'tap'
-import { ConfigError, DEFAULT_TENCENT_LEGACY_URL, DEFAULT_TENCENT_V3_URL, loadConfig } from '../src/config.js'
-import { EMULATOR_ACCOUNT } from '../src/emulator/accounts.js'
+import { ConfigError, loadConfig } from '../src/config/load.js'
+import { DEFAULT_TENCENT_LEGACY_URL, DEFAULT_TENCENT_V3_URL } from '../src/upstream/settings.js'
+import { EMULATOR_ACCOUNT } from '../emulator/shared/accounts.js'
+import { completeWithStandIn } from '../emulator/stand-in.js'
+import { buildApp } from '../src/app.js'
 
 const credentials = {
   TENCENT_APPID: '1250000001',
@@ -24,7 +27,15 @@ t.test('defaults without any variable: the emulator, on port 3000', async (t) =>
   t.equal(config.PORT, 3000)
   t.equal(config.HOST, '0.0.0.0')
   t.equal(config.LOG_LEVEL, 'info')
-  t.same(config.upstream, { provider: 'legacy', mode: 'emulator', url: undefined, credentials: EMULATOR_ACCOUNT.credentials })
+  t.same(config.upstream, { provider: 'legacy', mode: 'emulator', url: undefined, credentials: undefined }, 'no credentials: to be completed')
+  const { config: completed, close } = await completeWithStandIn(config)
+  t.teardown(close)
+  t.match(completed.upstream, { provider: 'legacy', mode: 'emulator', url: /^http:\/\/127\.0\.0\.1:\d+\/fuseapi\/face$/ })
+  t.same(completed.upstream.credentials, EMULATOR_ACCOUNT.credentials, 'signed with the emulator account')
+})
+
+t.test('the app refuses upstream settings without credentials: a programming error', async (t) => {
+  await t.rejects(buildApp(loadConfig({ LOG_LEVEL: 'silent' })), /the upstream settings have no URL or credentials/)
 })
 
 t.test('all four credentials: Tencent, at the documented endpoint unless told otherwise', async (t) => {
@@ -128,7 +139,12 @@ t.test('API 3.0: FUSION_PROVIDER=v3 needs only the SecretId and SecretKey', asyn
 
 t.test('API 3.0 without credentials: the emulator, signed with its development key', async (t) => {
   const config = loadConfig({ FUSION_PROVIDER: 'v3' })
-  t.match(config.upstream, { provider: 'v3', mode: 'emulator', url: undefined, credentials: { secretId: EMULATOR_ACCOUNT.credentials.secretId } })
+  t.match(config.upstream, { provider: 'v3', mode: 'emulator', url: undefined, credentials: undefined })
+  const { config: completed, close } = await completeWithStandIn(config)
+  t.teardown(close)
+  const { secretId, secretKey } = EMULATOR_ACCOUNT.credentials
+  t.match(completed.upstream, { provider: 'v3', mode: 'emulator', url: /^http:\/\/127\.0\.0\.1:\d+\/$/ })
+  t.same(completed.upstream.credentials, { secretId, secretKey })
 })
 
 t.test('API 3.0 settings are checked', async (t) => {
@@ -145,10 +161,13 @@ t.test('API 3.0 settings are checked', async (t) => {
 })
 
 t.test('FUSION_TEMPLATES declares what GET /templates lists', async (t) => {
-  t.same(loadConfig({ FUSION_TEMPLATES: '100307:qc_100307_152854_1=Astronaut,100646:qc_100646_154021_9' }).declaredTemplates, [
-    { projectId: '100307', modelId: 'qc_100307_152854_1', name: 'Astronaut' },
-    { projectId: '100646', modelId: 'qc_100646_154021_9' }
-  ])
-  t.equal(loadConfig({}).declaredTemplates, undefined)
+  t.same(loadConfig({ FUSION_TEMPLATES: '100307:qc_100307_152854_1=Astronaut,100646:qc_100646_154021_9' }).templates, {
+    source: 'config',
+    templates: [
+      { projectId: '100307', modelId: 'qc_100307_152854_1', name: 'Astronaut' },
+      { projectId: '100646', modelId: 'qc_100646_154021_9' }
+    ]
+  })
+  t.equal(loadConfig({}).templates, undefined)
   t.match(problems({ FUSION_TEMPLATES: 'no-colon' }), /FUSION_TEMPLATES: must match pattern/)
 })

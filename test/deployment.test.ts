@@ -1,7 +1,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { parse } from 'yaml'
-import { ConfigSchema } from '../src/config.js'
+import { ConfigSchema } from '../src/config/schema.js'
 
 const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
 const variables = Object.keys(ConfigSchema.properties)
@@ -41,4 +41,18 @@ t.test('the container runs the current LTS as a non-root user, with a healthchec
   t.match(dockerfile, /^HEALTHCHECK /m)
   t.match(dockerfile, /npm ci/)
   t.match(read('.dockerignore'), /^node_modules$/m)
+})
+
+t.test('the build compiles the service and the emulator, and the image runs what it built', async (t) => {
+  const build = JSON.parse(read('tsconfig.build.json')) as { compilerOptions: { rootDir: string, outDir: string }, include: string[] }
+  t.same(build.include, ['src', 'emulator'])
+  t.equal(build.compilerOptions.rootDir, '.')
+  const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts
+  t.equal(scripts.start, 'node dist/src/server.js')
+  t.equal(scripts.emulator, 'tsx emulator/server.ts')
+  const dockerfile = read('Dockerfile')
+  t.match(dockerfile, /^COPY src \.\/src$/m)
+  t.match(dockerfile, /^COPY emulator \.\/emulator$/m, 'the emulator is built into the image')
+  t.match(dockerfile, /^CMD \["node", "dist\/src\/server\.js"\]$/m)
+  t.notMatch(read('.dockerignore'), /^emulator\/?$/m)
 })

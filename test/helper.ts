@@ -10,8 +10,9 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { request } from 'undici'
 import type { DestinationStream } from 'pino'
 import { buildApp } from '../src/app.js'
-import { loadConfig } from '../src/config.js'
-import { emulatorPlugin, type EmulatorOptions } from '../src/emulator/plugin.js'
+import { loadConfig } from '../src/config/load.js'
+import { emulatorPlugin, type EmulatorOptions } from '../emulator/plugin.js'
+import { completeWithStandIn } from '../emulator/stand-in.js'
 import { REDIS_INSTALL_HINT } from '../scripts/redis-server.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
@@ -27,16 +28,25 @@ export function fixturePath (name: string): string {
   return join(fixturesDir, name)
 }
 
-/** Starts the service on a free loopback port. `env` is the whole environment it sees. */
+/**
+ * Starts the service on a free loopback port. `env` is the whole environment it sees. Without credentials, the
+ * emulator stands in as the entry point starts it (src/server.ts), and is closed after the app.
+ */
 export async function startService (
   t: Teardown,
   env: Record<string, string> = {},
   options: { logStream?: DestinationStream } = {}
 ): Promise<{ app: FastifyInstance, url: string }> {
   // Client limits off unless a test is about them: tests send many requests from one address.
-  const config = loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '1000000', ...env })
-  const app = await buildApp(config, options)
-  t.teardown(async () => await app.close())
+  const { config, close } = await completeWithStandIn(loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '1000000', ...env }))
+  const app = await buildApp(config, options).catch(async (error: unknown) => {
+    await close()
+    throw error
+  })
+  t.teardown(async () => {
+    await app.close()
+    await close()
+  })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('no TCP address')
@@ -227,7 +237,7 @@ export interface RunningProcess {
 }
 
 /**
- * Runs one of the project's entry points (src/server.ts, src/emulator/server.ts)
+ * Runs one of the project's entry points (src/server.ts, emulator/server.ts)
  * as a real process with exactly `env` (and PATH), killed at the end of the test.
  */
 export function runProcess (t: Teardown, script: string, env: Record<string, string>): RunningProcess {

@@ -21,8 +21,24 @@ t.test('without credentials it starts on the emulator, says so loudly, and stops
 
   const health = await request(`http://127.0.0.1:${port}/healthz`)
   t.equal(health.statusCode, 200)
-  t.match(await health.body.json(), { status: 'ok', upstream: { provider: 'legacy', mode: 'emulator', origin: `http://127.0.0.1:${port}` }, warning: /emulator/ })
+  const body = await health.body.json() as { upstream: { origin: string } }
+  t.match(body, { status: 'ok', upstream: { provider: 'legacy', mode: 'emulator', origin: /^http:\/\/127\.0\.0\.1:\d+$/ }, warning: /emulator/ })
+  t.not(body.upstream.origin, `http://127.0.0.1:${port}`, 'the emulator listens on a port of its own')
 
   server.kill('SIGTERM')
   t.equal(await server.exited, 0)
+})
+
+t.test('with credentials, the startup line names the configured API', async (t) => {
+  const credentials = { TENCENT_SECRET_ID: 'operator-secret-id', TENCENT_SECRET_KEY: 'operator-secret-key' }
+  const v3 = runProcess(t, 'src/server.ts', { PORT: String(await freePort()), HOST: '127.0.0.1', FUSION_PROVIDER: 'v3', ...credentials })
+  await v3.waitFor(/upstream: Tencent Cloud face fusion API 3\.0 \(FuseFace, version 2022-09-27\)/)
+  v3.kill('SIGTERM')
+  t.equal(await v3.exited, 0)
+
+  const legacy = runProcess(t, 'src/server.ts', { PORT: String(await freePort()), HOST: '127.0.0.1', TENCENT_APPID: '1250000001', TENCENT_UIN: '100000000002', ...credentials })
+  await legacy.waitFor(/upstream: Tencent Cloud legacy face fusion/)
+  t.notMatch(legacy.output(), /EMULATOR MODE/)
+  legacy.kill('SIGTERM')
+  t.equal(await legacy.exited, 0)
 })

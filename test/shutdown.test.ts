@@ -1,6 +1,7 @@
 import t from 'tap'
+import { connect } from 'node:net'
 import { freePort } from '../scripts/free-port.js'
-import { answerJson, fixture, fuseForm, sharedRedisUrl, redisPrefix, runProcess, stubUpstream } from './helper.js'
+import { answerJson, fixture, fuseForm, multipart, sharedRedisUrl, redisPrefix, runProcess, stubUpstream } from './helper.js'
 
 t.test('SIGTERM with fusions in flight: every one completes, then the process exits 0', async (t) => {
   // An upstream of the test's own that takes its time, so requests are surely in flight at SIGTERM.
@@ -31,5 +32,37 @@ t.test('SIGTERM with fusions in flight: every one completes, then the process ex
   for (const reply of replies) t.equal(reply.json().imageUrl, 'https://example.invalid/fused.jpg')
   t.equal(await server.exited, 0, 'exit code 0')
   t.match(server.output(), /closing: finishing in-flight requests/)
+  t.match(server.output(), /"msg":"closed"/)
+})
+
+t.test('no credentials: a fusion whose upload is still arriving at SIGTERM is answered by the emulator', async (t) => {
+  const port = await freePort()
+  const server = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '10000' })
+  await server.waitFor(/EMULATOR MODE/)
+
+  const { body, contentType } = multipart([
+    { name: 'project_id', value: '100307' },
+    { name: 'model_id', value: 'qc_100307_152854_1' },
+    { name: 'image', value: fixture('orientation-1.jpg'), filename: 'me.jpg', contentType: 'image/jpeg' }
+  ])
+  const socket = connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  const closed = new Promise((resolve) => socket.on('close', resolve))
+  socket.write(`POST /fuse HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`)
+  const half = Math.floor(body.length / 2)
+  socket.write(body.subarray(0, half))
+  await server.waitFor(/incoming request/)
+
+  server.kill('SIGTERM')
+  await server.waitFor(/closing: finishing in-flight requests/)
+  socket.write(body.subarray(half))
+  await closed
+
+  const answer = Buffer.concat(chunks).toString('latin1')
+  t.match(answer, /^HTTP\/1\.1 200 /, `answered 200, not 500: ${answer.slice(0, 300)}`)
+  t.match(answer, /"imageUrl":"http:\/\/127\.0\.0\.1:\d+\/results\/[0-9a-f-]+\.jpg"/, 'with the emulator\'s result')
+  t.equal(await server.exited, 0, 'exit code 0')
   t.match(server.output(), /"msg":"closed"/)
 })

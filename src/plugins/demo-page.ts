@@ -1,10 +1,13 @@
+import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync } from 'fastify'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 
-/** public/ sits beside src/ and dist/, so the same path serves both. */
-const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url))
+/** public/ sits at the project's root: two levels above this file in src/plugins/, three in dist/src/plugins/. */
+const PUBLIC_DIR = ['../../public/', '../../../public/']
+  .map((path) => fileURLToPath(new URL(path, import.meta.url)))
+  .find((dir) => existsSync(dir)) ?? fileURLToPath(new URL('../../public/', import.meta.url))
 
 /**
  * The demo page at GET / (public/: plain HTML, CSS and one script, no build

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 import { isFinalAnswer, isFusionError, type ErrorCode } from '../errors.js'
 import { createIdempotency, parseIdempotencyKey, type Idempotency, type Ownership } from '../idempotency/idempotency.js'
 import type { StoredReply } from '../idempotency/store.js'

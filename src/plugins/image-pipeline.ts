@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
-import type { Config, UpstreamSettings } from '../config.js'
+import type { Config } from '../config/load.js'
+import type { ResolvedUpstream } from '../upstream/settings.js'
 import { createImagePipeline, type ImagePipeline } from '../images/pipeline.js'
 import { LEGACY_IMAGE_LIMITS } from '../upstream/legacy/client.js'
 import type { ImageLimits } from '../upstream/provider.js'
@@ -12,7 +13,7 @@ declare module 'fastify' {
 }
 
 /** What the configured upstream accepts: every photo is fitted within it. */
-export function imageLimitsFor (upstream: UpstreamSettings): ImageLimits {
+export function imageLimitsFor (upstream: ResolvedUpstream): ImageLimits {
   return upstream.provider === 'v3' ? V3_IMAGE_LIMITS[upstream.version] : LEGACY_IMAGE_LIMITS
 }
 

@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 import { createMetrics, type Metrics } from '../metrics.js'
 
 declare module 'fastify' {
@@ -36,10 +36,7 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     metrics.httpRequests.inc(labels)
     metrics.httpDuration.observe(labels, (performance.now() - (request[started] ?? performance.now())) / 1000)
   }
-  // The in-process emulator stands in for the remote upstream: its requests are not the service's.
-  const counted = (url: string): boolean => !url.startsWith('/emulator/')
   app.addHook('onRequest', async (request, reply) => {
-    if (!counted(request.url)) return
     request[started] = performance.now()
     inFlight.add(request)
     metrics.httpInFlight.inc()

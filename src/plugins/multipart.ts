@@ -1,6 +1,6 @@
 import multipart from '@fastify/multipart'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 
 /**
  * Multipart limits for one photo and up to seven short fields (ids, result type, options). Every limit is set,

@@ -20,7 +20,7 @@ export default fp(async (app) => {
     },
     // Shared schemas keep their own names (ErrorResponse) in components.
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, index) => typeof json.$id === 'string' ? json.$id : `def-${index}` },
-    // Routes without a schema (the in-process emulator) are not part of the API.
+    // Untagged routes (the demo page's files, /metrics) are not part of the documented API.
     hiddenTag: 'internal',
     hideUntagged: true
   })

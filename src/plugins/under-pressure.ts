@@ -1,6 +1,6 @@
 import underPressure from '@fastify/under-pressure'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 import { fusionError } from '../errors.js'
 
 /**
@@ -19,8 +19,7 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     sampleInterval: config.PRESSURE_SAMPLE_INTERVAL_MS,
     retryAfter: RETRY_AFTER_SECONDS,
     pressureHandler: async (request, _reply, type) => {
-      // The in-process emulator stands in for a remote upstream: shedding its calls would fail fusions already admitted.
-      if (request.routeOptions.config.health === true || request.url.startsWith('/emulator/')) return
+      if (request.routeOptions.config.health === true) return
       throw fusionError('FUSION_SATURATED', { retryAfterSeconds: RETRY_AFTER_SECONDS, cause: new Error(`under pressure: ${type}`) })
     }
   })

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { Config, UpstreamSettings } from '../config.js'
+import type { Config } from '../config/load.js'
+import type { UpstreamSettings } from '../upstream/settings.js'
 import { createUpstreamBudget, type UpstreamBudget } from '../traffic/upstream-budget.js'
 
 declare module 'fastify' {

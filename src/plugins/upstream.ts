@@ -1,11 +1,8 @@
 import fp from 'fastify-plugin'
-import type { AddressInfo } from 'node:net'
-import type { Config } from '../config.js'
-import { emulatorPlugin } from '../emulator/plugin.js'
+import type { Config } from '../config/load.js'
 import { isFusionError } from '../errors.js'
 import { BREAKER_STATE_VALUE } from '../metrics.js'
 import { createLegacyClient } from '../upstream/legacy/client.js'
-import type { Endpoint } from '../upstream/http-exchange.js'
 import type { FusionProvider } from '../upstream/provider.js'
 import { createV3Client } from '../upstream/v3/client.js'
 import { createCallPolicy } from '../upstream/chain.js'
@@ -24,27 +21,15 @@ declare module 'fastify' {
   }
 }
 
-export const IN_PROCESS_EMULATOR_PREFIX = '/emulator'
-
 /**
  * The one client of the upstream (legacy or API 3.0, by FUSION_PROVIDER),
  * shared by every request and closed with the app, and the chain every one of
  * its calls passes (upstream/chain.ts): retries, the breaker, the shared budget. Without Tencent credentials
- * and without an upstream URL, the emulator is mounted under /emulator and
- * called over loopback, so the signed request really crosses HTTP.
+ * the entry point has filled the settings with the emulator's URL and account.
  */
 export default fp<{ config: Config }>(async (app, { config }) => {
   const { upstream } = config
   const provider = upstream.provider
-  let url: Endpoint
-  if (upstream.url !== undefined) {
-    url = upstream.url
-  } else {
-    await app.register(emulatorPlugin, { prefix: IN_PROCESS_EMULATOR_PREFIX })
-    // The emulator answers API 3.0 at its root, as Tencent's endpoint does.
-    const path = provider === 'v3' ? '/' : '/fuseapi/face'
-    url = () => `${loopbackOrigin(app.server.address())}${IN_PROCESS_EMULATOR_PREFIX}${path}`
-  }
 
   const breaker = createBreaker({
     failureRatio: config.UPSTREAM_BREAKER_FAILURE_RATIO,
@@ -79,7 +64,7 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     onBackOff: () => { app.metrics.budgetBackOffs.inc() }
   })
   const transport = {
-    url,
+    url: upstream.url,
     policy,
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
     connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
@@ -101,13 +86,3 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     await client.close()
   })
 }, { name: 'upstream', dependencies: ['metrics', 'upstream-budget'] })
-
-function loopbackOrigin (address: string | AddressInfo | null): string {
-  if (address === null || typeof address === 'string') {
-    throw new Error('the in-process emulator is reachable only once the server listens on TCP')
-  }
-  const host = address.address === '0.0.0.0' || address.address === '::'
-    ? '127.0.0.1'
-    : address.family === 'IPv6' ? `[${address.address}]` : address.address
-  return `http://${host}:${address.port}`
-}

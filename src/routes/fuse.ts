@@ -1,6 +1,6 @@
 import accepts from 'accepts'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 import { fusionError } from '../errors.js'
 import type { Fused, FusionInput } from '../fusion/fusion.js'
 import { payloadFingerprint } from '../idempotency/idempotency.js'

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 
 /** GET /healthz: alive, and which upstream answers. Cheap: touches nothing remote. */
 const healthRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {

@@ -1,11 +1,9 @@
 import type { FastifyPluginAsync } from 'fastify'
-import type { Config } from '../config.js'
+import type { Config } from '../config/load.js'
 import { fusionError, isFusionError } from '../errors.js'
-import { IN_PROCESS_EMULATOR_PREFIX } from '../plugins/upstream.js'
 import { Type } from '@sinclair/typebox'
 import { FIELDS } from '../fusion/fields.js'
 import { TemplateList } from '../schemas.js'
-import { TEMPLATES, findLegacyProject } from '../emulator/templates.js'
 import type { TemplateInfo } from '../upstream/provider.js'
 
 /** Activities whose lists are kept at once; the oldest is dropped first. */
@@ -14,11 +12,12 @@ const MAX_CACHED_PROJECTS = 256
 interface Cached { expiresAt: number, pending: boolean, templates: Promise<TemplateInfo[]> }
 
 /**
- * GET /templates: the materials a front-end can offer. With FUSION_TEMPLATES
- * set, exactly those; otherwise API 3.0 asks the upstream (DescribeMaterialList,
- * cached for TEMPLATES_CACHE_SECONDS, one call in flight per activity), and the
- * legacy API, which has no listing, offers the emulator's templates when it
- * runs against the emulator and none otherwise.
+ * GET /templates: the materials a front-end can offer. The configuration's
+ * list when it has one (FUSION_TEMPLATES; or, for the legacy API on the
+ * emulator, the emulator's templates, which the entry point puts there);
+ * otherwise API 3.0 asks the upstream (DescribeMaterialList, cached for
+ * TEMPLATES_CACHE_SECONDS, one call in flight per activity), and the legacy
+ * API, which has no listing, offers none.
  */
 const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
   const cache = new Map<string, Cached>()
@@ -60,8 +59,8 @@ const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { con
     const projectId = request.query.project_id
     const matches = (template: TemplateInfo): boolean => projectId === undefined || template.projectId === projectId
 
-    if (config.declaredTemplates !== undefined) {
-      return { templates: config.declaredTemplates.filter(matches), source: 'config' }
+    if (config.templates !== undefined) {
+      return { templates: config.templates.templates.filter(matches), source: config.templates.source }
     }
     const list = app.upstream.client.listTemplates
     if (list !== undefined) {
@@ -70,26 +69,8 @@ const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { con
       }
       return { templates: await fromUpstream(projectId, list, request.log), source: 'upstream' }
     }
-    if (config.upstream.mode === 'emulator') {
-      // Previews are served by the emulator: in-process under /emulator, or at the standalone one's origin.
-      const base = config.upstream.url === undefined ? IN_PROCESS_EMULATOR_PREFIX : new URL(config.upstream.url).origin
-      return { templates: legacyEmulatorTemplates(base).filter(matches), source: 'emulator' }
-    }
     return { templates: [], source: 'none' }
   })
-}
-
-/** The emulator's materials that its legacy side serves, with their faces and previews. */
-function legacyEmulatorTemplates (base: string): TemplateInfo[] {
-  return TEMPLATES
-    .filter((template) => findLegacyProject(template.projectId)?.requiresApi3 === false && template.faces.length > 0)
-    .map((template) => ({
-      projectId: template.projectId,
-      modelId: template.modelId,
-      name: template.title,
-      previewUrl: `${base}/materials/${template.modelId}.jpg`,
-      faces: template.faces.map((face) => ({ faceId: face.faceId, ...face.rect }))
-    }))
 }
 
 export default templatesRoute

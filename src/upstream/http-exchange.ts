@@ -45,7 +45,7 @@ export interface ExchangeCall<T> {
   successCode: string
 }
 
-/** An upstream endpoint: fixed in production, or a function that yields it at call time (the in-process emulator's port is known only after listen). */
+/** An upstream endpoint: fixed, or a function that yields it at call time (for an address known only later). */
 export type Endpoint = string | (() => string)
 
 export function endpointUrl (endpoint: Endpoint): URL {
@@ -80,8 +80,8 @@ const FREQUENCY_CONTROL_RETRY_AFTER_SECONDS = 1
 const MAX_RETRY_AFTER_SECONDS = 60
 
 export function createExchange (options: ExchangeOptions): Exchange {
-  // One pool per origin: the URL is fixed in production, but may only become
-  // known after the server listens (in-process emulator).
+  // One pool per origin: the URL is usually fixed, but an endpoint given as a
+  // function may name another origin later.
   const pools = new Map<string, Pool>()
 
   function poolFor (origin: string): Pool {

@@ -1,12 +1,12 @@
 import t from 'tap'
 import { freePort } from '../../scripts/free-port.js'
-import { EMULATOR_ACCOUNT } from '../../src/emulator/accounts.js'
+import { EMULATOR_ACCOUNT } from '../../emulator/shared/accounts.js'
 import { signLegacyNow } from '../../src/upstream/legacy/sign.js'
 import { fixture, post, runProcess } from '../helper.js'
 
 t.test('`npm run emulator` serves the legacy endpoint on its own', async (t) => {
   const port = await freePort()
-  const emulator = runProcess(t, 'src/emulator/server.ts', { EMULATOR_PORT: String(port), EMULATOR_RET_TYPE: 'number', LOG_LEVEL: 'info' })
+  const emulator = runProcess(t, 'emulator/server.ts', { EMULATOR_PORT: String(port), EMULATOR_RET_TYPE: 'number', LOG_LEVEL: 'info' })
   await emulator.waitFor(/Server listening/)
 
   const { credentials } = EMULATOR_ACCOUNT

@@ -3,7 +3,7 @@ import { createFusion } from '../../src/fusion/fusion.js'
 import { createImagePipeline } from '../../src/images/pipeline.js'
 import { LEGACY_IMAGE_LIMITS, createLegacyClient } from '../../src/upstream/legacy/client.js'
 import { V3_IMAGE_LIMITS, createV3Client } from '../../src/upstream/v3/client.js'
-import { EMULATOR_ACCOUNT } from '../../src/emulator/accounts.js'
+import { EMULATOR_ACCOUNT } from '../../emulator/shared/accounts.js'
 import { TEST_TRANSPORT, captureLogs, fixture, startEmulator } from '../helper.js'
 import pino from 'pino'
 

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import sharp from 'sharp'
 import { request } from 'undici'
-import { loadConfig } from '../../src/config.js'
+import { loadConfig } from '../../src/config/load.js'
 import { imageLimitsFor } from '../../src/plugins/image-pipeline.js'
 import { UPSTREAM_PROVIDERS, fixture, fuseForm, multipart, post, startEmulator, startService, upstreamEnv } from '../helper.js'
 
@@ -19,7 +19,8 @@ for (const provider of UPSTREAM_PROVIDERS) {
       const reply = await fuseForm(url, fixture('face.jpg'))
       t.equal(reply.status, 200)
       const answer = reply.json()
-      t.match(answer, { requestId: String, imageUrl: /^http:\/\/127\.0\.0\.1:\d+\/emulator\/results\/.+\.jpg$/ })
+      t.match(answer, { requestId: String, imageUrl: /^http:\/\/127\.0\.0\.1:\d+\/results\/.+\.jpg$/ })
+      t.not(new URL(answer.imageUrl).origin, url, 'the emulator serves it, on its own port')
       t.equal(reply.headers['x-request-id'], answer.requestId, 'the request id is in the body and the header')
 
       const image = await request(answer.imageUrl)

@@ -14,11 +14,12 @@ t.test('legacy on the built-in emulator: the emulator\'s templates, with faces a
   t.equal(status, 200)
   t.equal(body.source, 'emulator')
   const astronaut = body.templates.find((template: { modelId: string }) => template.modelId === 'qc_100307_152854_1')
-  t.match(astronaut, { projectId: '100307', name: String, previewUrl: '/emulator/materials/qc_100307_152854_1.jpg', faces: [{ faceId: '1', width: Number, height: Number }] })
+  t.match(astronaut, { projectId: '100307', name: String, previewUrl: /^http:\/\/127\.0\.0\.1:\d+\/materials\/qc_100307_152854_1\.jpg$/, faces: [{ faceId: '1', width: Number, height: Number }] })
   t.notOk(body.templates.some((template: { projectId: string }) => template.projectId === '300001'), 'an activity the legacy API refuses is not offered')
   t.notOk(body.templates.some((template: { faces: unknown[] }) => template.faces.length === 0), 'nor a material without a face')
 
-  const preview = await request(`${url}${astronaut.previewUrl as string}`)
+  t.not(new URL(astronaut.previewUrl).origin, url, 'served by the emulator, on its own port')
+  const preview = await request(astronaut.previewUrl as string)
   t.equal(preview.statusCode, 200)
   t.match(await sharp(Buffer.from(await preview.body.arrayBuffer())).metadata(), { format: 'jpeg', width: 720, height: 960 })
 

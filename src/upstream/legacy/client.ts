@@ -1,5 +1,5 @@
 import { fusionError } from '../../errors.js'
-import type { LegacyCredentials } from '../../config.js'
+import type { LegacyCredentials } from '../settings.js'
 import { failWithRule } from '../code-rules.js'
 import { createExchange, endpointOrigin, endpointUrl, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type Endpoint, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
 import type { FusionProvider, FusionRequest, FusionResult, ImageLimits, UpstreamLogger } from '../provider.js'

@@ -1,5 +1,5 @@
 import { fusionError, isFusionError, type FusionError } from '../../errors.js'
-import type { V3Action, V3Credentials, V3Version } from '../../config.js'
+import type { V3Action, V3Credentials, V3Version } from '../settings.js'
 import { failWithRule } from '../code-rules.js'
 import { createExchange, endpointOrigin, endpointUrl, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type Endpoint, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
 import { jsonWithPhoto } from '../json-body.js'

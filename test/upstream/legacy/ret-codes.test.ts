@@ -1,6 +1,6 @@
 import t from 'tap'
 import { ERROR_CATALOGUE } from '../../../src/errors.js'
-import { DOCUMENTED_RET_CODES } from '../../../src/emulator/plugin.js'
+import { DOCUMENTED_RET_CODES } from '../../../emulator/legacy/ret-codes.js'
 import { LEGACY_RET_CODES, parseRet } from '../../../src/upstream/legacy/ret-codes.js'
 import { fixture, fuseForm, startEmulator, startService } from '../../helper.js'
 

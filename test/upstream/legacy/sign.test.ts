@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createHmac } from 'node:crypto'
 import { buildOriginal, signLegacy, signLegacyNow, signOriginal } from '../../../src/upstream/legacy/sign.js'
-import { verifyLegacySignature } from '../../../src/emulator/verify-signature.js'
+import { verifyLegacySignature } from '../../../emulator/legacy/verify-signature.js'
 
 // Published vector: COS 3.0 / 万象优图 multi-use signature, same algorithm, no `u` field
 // (the COS 3.0 document's published example).

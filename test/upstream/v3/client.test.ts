@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { ServerResponse } from 'node:http'
 import { answerJson, fixture, stubUpstream, type StubCall, TEST_TRANSPORT } from '../../helper.js'
-import type { V3Credentials } from '../../../src/config.js'
+import type { V3Credentials } from '../../../src/upstream/settings.js'
 import { isFusionError, type FusionError } from '../../../src/errors.js'
 import type { FusionRequest } from '../../../src/upstream/provider.js'
 import { V3_IMAGE_LIMITS, createV3Client, signedV3Headers, type V3ClientOptions } from '../../../src/upstream/v3/client.js'

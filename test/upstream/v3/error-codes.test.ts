@@ -1,8 +1,8 @@
 import t from 'tap'
 import sharp from 'sharp'
 import { ERROR_CATALOGUE } from '../../../src/errors.js'
-import { EMULATOR_TEMPORARY_CREDENTIAL } from '../../../src/emulator/accounts.js'
-import { DOCUMENTED_V3_ERROR_CODES } from '../../../src/emulator/api3-errors.js'
+import { EMULATOR_TEMPORARY_CREDENTIAL } from '../../../emulator/shared/accounts.js'
+import { DOCUMENTED_V3_ERROR_CODES } from '../../../emulator/api3/errors.js'
 import { V3_ERROR_CODES, ruleForV3Code } from '../../../src/upstream/v3/error-codes.js'
 import { fixture, fuseForm, startEmulator, startService, upstreamEnv } from '../../helper.js'
 

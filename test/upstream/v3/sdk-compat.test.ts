@@ -3,7 +3,7 @@ import { Agent } from 'node:http'
 import type { LookupFunction } from 'node:net'
 import { createRequire } from 'node:module'
 import { request } from 'undici'
-import { EMULATOR_ACCOUNT, EMULATOR_TEMPORARY_CREDENTIAL } from '../../../src/emulator/accounts.js'
+import { EMULATOR_ACCOUNT, EMULATOR_TEMPORARY_CREDENTIAL } from '../../../emulator/shared/accounts.js'
 import { signedV3Headers, v3FusionBody } from '../../../src/upstream/v3/client.js'
 import { fixture, startEmulator } from '../../helper.js'
 

@@ -1,3 +1,5 @@
+import { forcedRet } from '../shared/forced.js'
+
 /**
  * API 3.0 error codes the emulator knows, with the upstream's own wording:
  * the product codes of facefusion 2018-12-01 and 2022-09-27 (their messages as
@@ -178,7 +180,6 @@ export const LEGACY_RET_TO_V3: ReadonlyMap<number, string | null> = new Map<numb
 /** For a `ret` the legacy side does not document. */
 const UNDOCUMENTED_RET_V3_CODE = 'FailedOperation.UnKnowError'
 
-const FORCED_RET = /^emulator_ret_(-?\d{1,6})$/
 const FORCED_ERROR = /^emulator_error_([A-Za-z]+(?:-[A-Za-z]+)*)$/
 
 /**
@@ -188,9 +189,9 @@ const FORCED_ERROR = /^emulator_error_([A-Za-z]+(?:-[A-Za-z]+)*)$/
 export function forcedCode (id: string): string | 'normal' | undefined {
   const error = FORCED_ERROR.exec(id)
   if (error !== null) return error[1]!.replaceAll('-', '.')
-  const ret = FORCED_RET.exec(id)
-  if (ret === null) return undefined
-  const code = LEGACY_RET_TO_V3.get(Number(ret[1]))
+  const ret = forcedRet(id)
+  if (ret === undefined) return undefined
+  const code = LEGACY_RET_TO_V3.get(ret)
   if (code === null) return 'normal'
   return code ?? UNDOCUMENTED_RET_V3_CODE
 }

@@ -1,5 +1,5 @@
 import sharp from 'sharp'
-import { MAX_INPUT_PIXELS } from './shared.js'
+import { MAX_INPUT_PIXELS } from './photo.js'
 import { renderTemplate, type Template, type FaceSlot } from './templates.js'
 
 /**

@@ -1,11 +1,11 @@
 import t from 'tap'
 import sharp from 'sharp'
 import { request } from 'undici'
-import { EMULATOR_ACCOUNT } from '../../src/emulator/accounts.js'
-import { LEGACY_BODY_LIMIT_BYTES } from '../../src/emulator/plugin.js'
-import { signLegacy, signLegacyNow } from '../../src/upstream/legacy/sign.js'
-import { fixture, post, startEmulator } from '../helper.js'
-import { pngDeclaring } from './declared-png.js'
+import { EMULATOR_ACCOUNT } from '../../../emulator/shared/accounts.js'
+import { LEGACY_BODY_LIMIT_BYTES } from '../../../emulator/legacy/route.js'
+import { signLegacy, signLegacyNow } from '../../../src/upstream/legacy/sign.js'
+import { fixture, post, startEmulator } from '../../helper.js'
+import { pngDeclaring } from '../declared-png.js'
 
 const { credentials } = EMULATOR_ACCOUNT
 const photo = fixture('face.jpg').toString('base64')

@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto'
-import { tc3Sign, utcDate } from '../upstream/v3/tc3-sign.js'
-import type { Api3Key } from './accounts.js'
-import { header } from './shared.js'
+import type { Api3Key } from '../shared/accounts.js'
+import { header } from '../shared/http.js'
+import { computeTc3, scopeDate } from './tc3.js'
 
 /**
  * Server side of TC3-HMAC-SHA256 (cloud.tencent.com/document/api/213/30654), as API 3.0
@@ -80,7 +80,7 @@ function readTimestamp (headers: Tc3Request['headers']): number | Tc3Verdict {
 
 /** Why the signed material cannot match, before any HMAC is computed; undefined when it may. */
 function scopeProblem (auth: ParsedAuthorization, timestamp: number, service: string, headers: Tc3Request['headers']): string | undefined {
-  if (auth.date !== utcDate(timestamp)) return `The credential date ${auth.date} is not the UTC date of X-TC-Timestamp (${utcDate(timestamp)}).`
+  if (auth.date !== scopeDate(timestamp)) return `The credential date ${auth.date} is not the UTC date of X-TC-Timestamp (${scopeDate(timestamp)}).`
   if (auth.service !== service) return `The credential scope names the service ${auth.service}, not ${service}.`
   for (const required of ['content-type', 'host']) {
     if (!auth.signedHeaders.includes(required)) return `SignedHeaders must include ${required}.`
@@ -105,23 +105,11 @@ function signedForms (request: Tc3Request): Array<{ host: string, path: string }
 }
 
 function signatureMatches (auth: ParsedAuthorization, request: Tc3Request, secretKey: string, timestamp: number, service: string): boolean {
-  const extra = Object.fromEntries(auth.signedHeaders
-    .filter((name) => name !== 'content-type' && name !== 'host')
-    .map((name) => [name, header(request.headers, name) ?? '']))
   const received = Buffer.from(auth.signature, 'hex')
   return signedForms(request).some(({ host, path }) => {
-    const expected = tc3Sign({
-      secretId: auth.secretId,
-      secretKey,
-      service,
-      host,
-      path,
-      timestamp,
-      contentType: header(request.headers, 'content-type') ?? '',
-      payload: request.body,
-      extraSignedHeaders: extra
-    })
-    // The recomputed SignedHeaders are sorted and deduplicated: a client that signed another list cannot match.
+    const signed = auth.signedHeaders.map((name) => [name, name === 'host' ? host : header(request.headers, name) ?? ''] as const)
+    const expected = computeTc3({ secretKey, service, timestamp, path, headers: signed, body: request.body })
+    // The canonical SignedHeaders are sorted and deduplicated: a client that signed another list cannot match.
     if (expected.signedHeaders !== auth.signedHeaders.join(';')) return false
     return timingSafeEqual(Buffer.from(expected.signature, 'hex'), received)
   })

@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { api3KeyFor } from './accounts.js'
-import { Api3Failure } from './api3-errors.js'
-import { faceFusion, fuseFace, type FusionContext } from './api3-fusion.js'
-import type { OwnPicture } from './api3-photo.js'
-import { describeMaterialList, materialPicture } from './api3-materials.js'
-import { ACTION_PARAMS, API3_ACTIONS, API3_VERSIONS, checkParams, isObject, type Api3Action, type Api3Version, type Fields } from './api3-params.js'
-import { frequencyControl } from './frequency-control.js'
-import type { EmulatorOptions } from './plugin.js'
-import { emulatorUrl, type ResultStore } from './result-store.js'
-import { findTemplateByModelId } from './templates.js'
-import { header } from './shared.js'
+import { api3KeyFor } from '../shared/accounts.js'
+import { frequencyControl } from '../shared/frequency-control.js'
+import { emulatorUrl, header } from '../shared/http.js'
+import type { ResultStore } from '../shared/result-store.js'
+import { findTemplateByModelId, materialPicture } from '../shared/templates.js'
+import type { EmulatorOptions } from '../options.js'
+import { Api3Failure } from './errors.js'
+import { faceFusion, fuseFace, type FusionContext } from './fusion.js'
+import { describeMaterialList } from './materials.js'
+import { ACTION_PARAMS, API3_ACTIONS, API3_VERSIONS, checkParams, isObject, type Api3Action, type Api3Version, type Fields } from './params.js'
+import type { OwnPicture } from './photo.js'
 import { verifyTc3 } from './verify-tc3.js'
 
 /**
@@ -150,11 +150,5 @@ export function registerApi3 (app: FastifyInstance, options: EmulatorOptions, re
       if (error instanceof Api3Failure) return refuse(reply, error)
       throw error
     }
-  })
-
-  app.get<{ Params: { file: string } }>('/materials/:file', async (request, reply) => {
-    const template = findTemplateByModelId(request.params.file.replace(/\.jpg$/, ''))
-    if (template === undefined) return await reply.code(404).type('text/plain').send('not found')
-    return await reply.type('image/jpeg').header('cache-control', 'public, max-age=86400').send(await materialPicture(template))
   })
 }

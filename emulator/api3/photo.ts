@@ -1,8 +1,13 @@
 import sharp from 'sharp'
-import { Api3Failure } from './api3-errors.js'
-import type { Api3Version, FaceRect } from './api3-params.js'
-import { looksFaceless } from './blend.js'
-import { BASE64_TEXT, MAX_INPUT_PIXELS } from './shared.js'
+import { looksFaceless } from '../shared/blend.js'
+import {
+  checkPhotoHeader, decodeBase64Photo, decodePhotoPixels, pixelLimit, PhotoRefused,
+  type CheckedPhoto, type PhotoFault, type PhotoRules
+} from '../shared/photo.js'
+import { Api3Failure } from './errors.js'
+import type { Api3Version, FaceRect } from './params.js'
+
+export type { CheckedPhoto }
 
 /**
  * A user photo as API 3.0 takes it (base64 `Image`, or `Url`, which wins) and
@@ -16,23 +21,21 @@ import { BASE64_TEXT, MAX_INPUT_PIXELS } from './shared.js'
  * (`<prefix>/results/<id>.jpg`) or a material (`<prefix>/materials/<modelId>.jpg`)
  * on the host the request came in on — and their bytes come from memory
  * (see OwnPicture); any other http(s) URL is FailedOperation.ImageDownloadError.
+ *
+ * PhotoLimits are the shared checker's rules (shared/photo.ts) plus the codes that differ by version.
  */
-export interface PhotoLimits {
-  /** Longest accepted base64 text, in characters. */
-  maxBase64Chars: number
+export interface PhotoLimits extends PhotoRules {
   base64TooLong: string
-  /** A side longer than this is refused. */
-  maxSide: number
-  /** A side this short or shorter is refused. */
-  minSide: number
   noFace: string
 }
 
+const API3_FORMATS = ['jpeg', 'png'] as const
+
 export const PHOTO_LIMITS: Readonly<Record<Api3Version, PhotoLimits>> = {
   // 2018-12-01: the original "≤ 500 KB, ≤ 1080×1080".
-  '2018-12-01': { maxBase64Chars: 500 * 1024, base64TooLong: 'FailedOperation.ImageSizeExceedFiveHundredKB', maxSide: 1080, minSide: 64, noFace: 'FailedOperation.FuseDetectNoFace' },
+  '2018-12-01': { formats: API3_FORMATS, maxBase64Chars: 500 * 1024, base64TooLong: 'FailedOperation.ImageSizeExceedFiveHundredKB', maxSide: 1080, minSide: 64, noFace: 'FailedOperation.FuseDetectNoFace' },
   // 2022-09-27: "> 64×64 and < 4096×4096, base64 ≤ 5 MB".
-  '2022-09-27': { maxBase64Chars: 5 * 1024 * 1024, base64TooLong: 'FailedOperation.ImageSizeExceed', maxSide: 4095, minSide: 64, noFace: 'FailedOperation.NoFaceDetected' }
+  '2022-09-27': { formats: API3_FORMATS, maxBase64Chars: 5 * 1024 * 1024, base64TooLong: 'FailedOperation.ImageSizeExceed', maxSide: 4095, minSide: 64, noFace: 'FailedOperation.NoFaceDetected' }
 }
 
 /**
@@ -47,28 +50,20 @@ export interface PhotoSource { image: string | undefined, url: string | undefine
 
 /**
  * The bytes of the emulator's own picture that a URL names, from memory, or
- * undefined when it names anything else (api3.ts decides what is its own).
+ * undefined when it names anything else (route.ts decides what is its own).
  */
 export type OwnPicture = (url: URL) => Promise<Buffer | undefined>
-
-/** A photo whose header passed the checks: format and sides. Its pixels are not decoded yet. */
-export interface CheckedPhoto { bytes: Buffer, width: number, height: number }
-
-/** The most pixels a photo within these limits has: what sharp may decode. */
-function pixelLimit (limits: PhotoLimits): number {
-  return Math.min(limits.maxSide * limits.maxSide, MAX_INPUT_PIXELS)
-}
 
 /** The photo's bytes with its header checked, without decoding a pixel; throws the refusal. */
 export async function readPhoto (source: PhotoSource, limits: PhotoLimits, ownPicture: OwnPicture): Promise<CheckedPhoto> {
   const bytes = await fetchImage(source, limits, ownPicture)
-  return { bytes, ...await checkHeader(bytes, limits) }
+  return await refusedAs(limits, async () => await checkPhotoHeader(bytes, limits))
 }
 
 /** The photo read and fully decoded, checked up to (not including) face detection; throws the refusal. */
 export async function loadPhoto (source: PhotoSource, limits: PhotoLimits, ownPicture: OwnPicture): Promise<CheckedPhoto> {
   const photo = await readPhoto(source, limits, ownPicture)
-  await decodePixels(photo.bytes, limits)
+  await refusedAs(limits, async () => { await decodePhotoPixels(photo.bytes, limits) })
   return photo
 }
 
@@ -77,14 +72,26 @@ export async function loadLogo (source: PhotoSource, ownPicture: OwnPicture): Pr
 }
 
 async function fetchImage (source: PhotoSource, limits: PhotoLimits, ownPicture: OwnPicture): Promise<Buffer> {
-  return source.url !== undefined && source.url !== '' ? await pictureAt(source.url, ownPicture) : decodeBase64(source.image ?? '', limits)
+  if (source.url !== undefined && source.url !== '') return await pictureAt(source.url, ownPicture)
+  const image = source.image ?? ''
+  return await refusedAs(limits, async () => decodeBase64Photo(image, limits))
 }
 
-function decodeBase64 (image: string, limits: PhotoLimits): Buffer {
-  if (image === '') throw new Api3Failure('InvalidParameterValue.ImageEmpty')
-  if (image.length > limits.maxBase64Chars) throw new Api3Failure(limits.base64TooLong)
-  if (!BASE64_TEXT.test(image)) throw new Api3Failure('FailedOperation.ImageDecodeFailed')
-  return Buffer.from(image, 'base64')
+/** The shared checker's refusal as this version's code. */
+const FAULT_CODES: Readonly<Record<Exclude<PhotoFault, 'too-long'>, string>> = {
+  empty: 'InvalidParameterValue.ImageEmpty',
+  undecodable: 'FailedOperation.ImageDecodeFailed',
+  'too-large': 'FailedOperation.ImageResolutionExceed',
+  'too-small': 'FailedOperation.ImageResolutionTooSmall'
+}
+
+async function refusedAs<T> (limits: PhotoLimits, check: () => Promise<T>): Promise<T> {
+  try {
+    return await check()
+  } catch (error) {
+    if (!(error instanceof PhotoRefused)) throw error
+    throw new Api3Failure(error.fault === 'too-long' ? limits.base64TooLong : FAULT_CODES[error.fault])
+  }
 }
 
 /** A Url: only the emulator's own pictures, from memory; nothing is ever requested over the network. */
@@ -99,34 +106,6 @@ async function pictureAt (url: string, ownPicture: OwnPicture): Promise<Buffer> 
   const bytes = await ownPicture(parsed)
   if (bytes === undefined) throw new Api3Failure('FailedOperation.ImageDownloadError')
   return bytes
-}
-
-/** Format and sides, from the header alone. */
-async function checkHeader (bytes: Buffer, limits: PhotoLimits): Promise<{ width: number, height: number }> {
-  let width: number
-  let height: number
-  try {
-    // metadata() reads the header and decodes no pixel, so it needs no pixel limit; without one, a
-    // decompression bomb is answered "too large" (below) rather than undecodable.
-    const metadata = await sharp(bytes, { limitInputPixels: false }).metadata()
-    if (metadata.format !== 'jpeg' && metadata.format !== 'png') throw new Error('jpg and png only')
-    width = metadata.width ?? 0
-    height = metadata.height ?? 0
-  } catch {
-    throw new Api3Failure('FailedOperation.ImageDecodeFailed')
-  }
-  if (width > limits.maxSide || height > limits.maxSide) throw new Api3Failure('FailedOperation.ImageResolutionExceed')
-  if (width <= limits.minSide || height <= limits.minSide) throw new Api3Failure('FailedOperation.ImageResolutionTooSmall')
-  return { width, height }
-}
-
-/** The header says nothing of a truncated file: decode the pixels, never more than the limits allow. */
-async function decodePixels (bytes: Buffer, limits: PhotoLimits): Promise<void> {
-  try {
-    await sharp(bytes, { limitInputPixels: pixelLimit(limits) }).stats()
-  } catch {
-    throw new Api3Failure('FailedOperation.ImageDecodeFailed')
-  }
 }
 
 /** InputImageFaceRect must lie inside the photo (its header's sides suffice). */

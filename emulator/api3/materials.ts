@@ -1,7 +1,6 @@
-import sharp from 'sharp'
-import { Api3Failure, forcedCode } from './api3-errors.js'
-import { int, intInRange, text, type Api3Version, type Fields } from './api3-params.js'
-import { findProject, renderTemplate, templatesOf, type Project, type Template } from './templates.js'
+import { Api3Failure, forcedCode } from './errors.js'
+import { int, intInRange, text, type Api3Version, type Fields } from './params.js'
+import { findProject, templatesOf, type Project, type Template } from '../shared/templates.js'
 
 /**
  * DescribeMaterialList, in the shape of each version's MaterialInfo
@@ -14,7 +13,7 @@ const DEFAULT_LIMIT = 20
 const APPROVED = 1
 
 function activityId (params: Fields, version: Api3Version): string {
-  // Integer in 2018-12-01, string in 2022-09-27: api3-params.ts has refused the other kind.
+  // Integer in 2018-12-01, string in 2022-09-27: params.ts has refused the other kind.
   return version === '2018-12-01' ? String(int(params, 'ActivityId')) : text(params, 'ActivityId')!
 }
 
@@ -59,16 +58,4 @@ export function describeMaterialList (params: Fields, version: Api3Version, pict
     MaterialInfos: materials.slice(offset, offset + limit).map((template) => materialInfo(template, project, version, pictureUrl)),
     Count: materials.length
   }
-}
-
-const previews = new Map<string, Promise<Buffer>>()
-
-/** The material as a JPEG, rendered once per process. */
-export async function materialPicture (template: Template): Promise<Buffer> {
-  let picture = previews.get(template.modelId)
-  if (picture === undefined) {
-    picture = renderTemplate(template).then(async (png) => await sharp(png).jpeg({ quality: 85 }).toBuffer())
-    previews.set(template.modelId, picture)
-  }
-  return await picture
 }

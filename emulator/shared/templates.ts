@@ -186,3 +186,15 @@ export function findTemplate (projectId: string, modelId: string): Template | un
 export function modelExists (modelId: string): boolean {
   return TEMPLATES.some((template) => template.modelId === modelId)
 }
+
+const previews = new Map<string, Promise<Buffer>>()
+
+/** The material as a JPEG, rendered once per process. */
+export async function materialPicture (template: Template): Promise<Buffer> {
+  let picture = previews.get(template.modelId)
+  if (picture === undefined) {
+    picture = renderTemplate(template).then(async (png) => await sharp(png).jpeg({ quality: 85 }).toBuffer())
+    previews.set(template.modelId, picture)
+  }
+  return await picture
+}

@@ -1,4 +1,4 @@
-import { Api3Failure } from './api3-errors.js'
+import { Api3Failure } from './errors.js'
 
 /**
  * The parameters of each API 3.0 action and version, as the official SDK

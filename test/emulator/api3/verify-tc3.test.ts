@@ -1,8 +1,9 @@
 import { createHash, createHmac } from 'node:crypto'
 import t from 'tap'
-import { api3KeyFor, EMULATOR_ACCOUNT, EMULATOR_TEMPORARY_CREDENTIAL } from '../../src/emulator/accounts.js'
-import { parseTc3Authorization, verifyTc3 } from '../../src/emulator/verify-tc3.js'
-import { signingKey, tc3Sign } from '../../src/upstream/v3/tc3-sign.js'
+import { api3KeyFor, EMULATOR_ACCOUNT, EMULATOR_TEMPORARY_CREDENTIAL } from '../../../emulator/shared/accounts.js'
+import { computeTc3, deriveSigningKey, scopeDate } from '../../../emulator/api3/tc3.js'
+import { parseTc3Authorization, verifyTc3 } from '../../../emulator/api3/verify-tc3.js'
+import { signingKey, tc3Sign } from '../../../src/upstream/v3/tc3-sign.js'
 
 const { secretId, secretKey } = EMULATOR_ACCOUNT.credentials
 const host = 'facefusion.tencentcloudapi.com'
@@ -57,6 +58,85 @@ function signOver (headers: Record<string, string>, names: string[], date: strin
   const signature = createHmac('sha256', signingKey(secretKey, date, 'facefusion')).update(stringToSign).digest('hex')
   return `TC3-HMAC-SHA256 Credential=${secretId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`
 }
+
+// The emulator computes signatures with its own code (emulator/api3/tc3.ts), written from the published algorithm:
+// these check it against the published vectors, and against the gateway's signer (src/upstream/v3/tc3-sign.ts),
+// so that a mistake in either side cannot pass unnoticed by being made on both.
+const CVM_PAYLOAD = Buffer.from('{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], "Name": "instance-name"}]}')
+
+t.test('the emulator\'s TC3 computation reproduces the official worked example step by step', async (t) => {
+  t.equal(sha256Hex(CVM_PAYLOAD), '35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064', 'the payload as published')
+  const computed = computeTc3({
+    secretKey: 'Gu5t9xGARNpq86cd98joQYCN3EXAMPLE',
+    service: 'cvm',
+    timestamp: 1551113065,
+    path: '/',
+    headers: [['content-type', 'application/json; charset=utf-8'], ['host', 'cvm.tencentcloudapi.com']],
+    body: CVM_PAYLOAD
+  })
+  t.equal(computed.canonicalRequest, 'POST\n/\n\ncontent-type:application/json; charset=utf-8\nhost:cvm.tencentcloudapi.com\n\ncontent-type;host\n35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064')
+  t.equal(sha256Hex(computed.canonicalRequest), '5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031')
+  t.equal(computed.stringToSign, 'TC3-HMAC-SHA256\n1551113065\n2019-02-25/cvm/tc3_request\n5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031')
+  t.equal(scopeDate(1551113065), '2019-02-25', 'the UTC date, though already the 26th in UTC+8')
+  t.equal(deriveSigningKey('Gu5t9xGARNpq86cd98joQYCN3EXAMPLE', '2019-02-25', 'cvm').toString('hex'), 'ac658d5dde49e9bfdd14e04e062f66b05d9f637d44b8a8d845327d4a77f666b1')
+  t.equal(computed.signedHeaders, 'content-type;host')
+  t.equal(computed.signature, '72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168')
+})
+
+t.test('the emulator\'s TC3 computation reproduces the current document\'s variant (x-tc-action signed, masked key)', async (t) => {
+  const key = '*'.repeat(32)
+  const computed = computeTc3({
+    secretKey: key,
+    service: 'cvm',
+    timestamp: 1551113065,
+    path: '/',
+    headers: [['content-type', 'application/json; charset=utf-8'], ['host', 'cvm.tencentcloudapi.com'], ['x-tc-action', 'DescribeInstances']],
+    body: CVM_PAYLOAD
+  })
+  t.equal(sha256Hex(computed.canonicalRequest), '7019a55be8395899b900fb5564e4200d984910f34794a27cb3fb7d10ff6a1e84')
+  t.equal(createHmac('sha256', `TC3${key}`).update('2019-02-25').digest('hex'), 'da98fb70dcf6b112dc21038d1eeeb3a95c74b4dcb12c1131f864f6066bd02be0', 'SecretDate')
+  t.equal(deriveSigningKey(key, '2019-02-25', 'cvm').toString('hex'), 'b596b923aad85185e2d1f6659d2a062e0a86731226e021e61bfe06f7ed05f5af', 'SecretSigning')
+  t.equal(computed.signature, '10b1a37a7301a02ca19a647ad722d5e43b4b3cff309d421d85b46093f6ab6c4f')
+})
+
+t.test('the emulator\'s TC3 computation gives the face-fusion-shaped vector of the protocol notes', async (t) => {
+  const computed = computeTc3({
+    secretKey: 'EXAMPLEKEY0000000000000000000000',
+    service: 'facefusion',
+    timestamp: 1_700_000_000,
+    path: '/',
+    headers: [['content-type', 'application/json; charset=utf-8'], ['host', 'facefusion.tencentcloudapi.com'], ['x-tc-action', 'FaceFusion']],
+    body
+  })
+  t.equal(sha256Hex(body), '9f488f15a6fa247de1612c34ff140513168b7ec63327aa3fa04cb435bea9a31b')
+  t.equal(sha256Hex(computed.canonicalRequest), '217070b93a765afb2e617045c489ca643317effec4b5a8ccdcedc59e8a11170f')
+  t.equal(computed.signature, '03923d67bf9f0674674aabf3fe684f3cc0ce3e375d6e61b9a61147779447b7ff')
+})
+
+t.test('the emulator and the gateway\'s signer agree, step by step, over varied requests', async (t) => {
+  const cases: Array<{ contentType: string, host: string, path: string, extra: Record<string, string>, timestamp: number }> = [
+    { contentType: 'application/json', host: 'facefusion.tencentcloudapi.com', path: '/', extra: {}, timestamp: 1_700_000_000 },
+    { contentType: 'application/json; charset=utf-8', host: '127.0.0.1:8090', path: '/', extra: { 'x-tc-action': 'FuseFace' }, timestamp: 1_551_113_065 },
+    { contentType: ' Application/JSON ', host: 'Facefusion.TencentCloudAPI.com', path: '/prefix/', extra: { 'x-tc-action': 'DescribeMaterialList', 'x-tc-region': 'ap-shanghai' }, timestamp: 1_234_567_890 }
+  ]
+  for (const [index, example] of cases.entries()) {
+    const payload = Buffer.from(JSON.stringify({ index, Image: 'aGVsbG8=', Name: '未命名' }))
+    const gateway = tc3Sign({ secretId, secretKey, service: 'facefusion', host: example.host, path: example.path, timestamp: example.timestamp, contentType: example.contentType, payload, extraSignedHeaders: example.extra })
+    const emulator = computeTc3({
+      secretKey,
+      service: 'facefusion',
+      timestamp: example.timestamp,
+      path: example.path,
+      headers: [['content-type', example.contentType], ['host', example.host], ...Object.entries(example.extra)],
+      body: payload
+    })
+    t.equal(emulator.canonicalRequest, gateway.canonicalRequest, `canonical request ${index}`)
+    t.equal(emulator.stringToSign, gateway.stringToSign, `string to sign ${index}`)
+    t.equal(emulator.signedHeaders, gateway.signedHeaders, `signed headers ${index}`)
+    t.equal(emulator.signature, gateway.signature, `signature ${index}`)
+    t.equal(deriveSigningKey(secretKey, gateway.date, 'facefusion').toString('hex'), signingKey(secretKey, gateway.date, 'facefusion').toString('hex'), `signing key ${index}`)
+  }
+})
 
 t.test('a correctly signed request passes and names its SecretId', async (t) => {
   t.same(verify(signed()), { ok: true, secretId })

@@ -3,6 +3,8 @@
  * elsewhere at it: the legacy endpoint with
  * TENCENT_LEGACY_URL=http://127.0.0.1:8090/fuseapi/face, API 3.0 (POST /,
  * TC3-signed) with FUSION_PROVIDER=v3 and TENCENT_V3_URL=http://127.0.0.1:8090.
+ * (Without credentials and without those URLs, the service starts an emulator
+ * of its own: stand-in.ts.)
  */
 import Fastify from 'fastify'
 import { emulatorPlugin } from './plugin.js'

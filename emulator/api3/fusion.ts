@@ -1,16 +1,16 @@
-import { Api3Failure, forcedCode } from './api3-errors.js'
+import { Api3Failure, forcedCode } from './errors.js'
 import {
   MERGE_INFO, LOGO_PARAM, checkFuseParam, checkParams, child, faceRect, int, intInRange, isObject, list, text,
   type Api3Version, type FaceRect, type Fields
-} from './api3-params.js'
-import { PHOTO_LIMITS, checkFaceRect, faceOf, loadLogo, loadPhoto, readPhoto, type OwnPicture, type PhotoLimits, type PhotoSource } from './api3-photo.js'
-import { blendIntoTemplate } from './blend.js'
+} from './params.js'
+import { PHOTO_LIMITS, checkFaceRect, faceOf, loadLogo, loadPhoto, readPhoto, type OwnPicture, type PhotoLimits, type PhotoSource } from './photo.js'
+import { blendIntoTemplate } from '../shared/blend.js'
 import { addLogo, type LogoChoice } from './logo.js'
-import { findProject, findTemplate, templatesOf, type FaceSlot, type Template } from './templates.js'
+import { findProject, findTemplate, templatesOf, type FaceSlot, type Template } from '../shared/templates.js'
 
 /**
  * FaceFusion (2018-12-01) and FuseFace (2018-12-01, 2022-09-27). Parameter
- * names and kinds are already checked (api3-params.ts); this checks values,
+ * names and kinds are already checked (params.ts); this checks values,
  * then the activity, frequency control, fault injection, the material, the
  * photos, and fuses with the same picture-making as the legacy route.
  */

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
 
 /**
  * The fused pictures answered by URL, kept in memory for `GET /results/:id`
@@ -21,10 +20,4 @@ export class ResultStore {
   get (id: string): Buffer | undefined {
     return this.images.get(id)
   }
-}
-
-/** An absolute URL under the plugin's prefix, on the host the client called. */
-export function emulatorUrl (app: FastifyInstance, request: FastifyRequest, path: string): string {
-  const prefix = app.prefix === '/' ? '' : app.prefix
-  return `${request.protocol}://${request.host}${prefix}${path}`
 }

@@ -1,7 +1,7 @@
 import sharp from 'sharp'
-import { Api3Failure } from './api3-errors.js'
-import type { FaceRect } from './api3-params.js'
-import { MAX_INPUT_PIXELS } from './shared.js'
+import { Api3Failure } from './errors.js'
+import type { FaceRect } from './params.js'
+import { MAX_INPUT_PIXELS } from '../shared/photo.js'
 
 /**
  * FuseFace 2022-09-27 marks its results as AI-made ("本图片为AI合成图片",

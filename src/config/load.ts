@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { parseEnv } from 'node:util'
+import { envSchema } from 'env-schema'
+import type { TemplateInfo } from '../upstream/provider.js'
+import { resolveUpstream, type ResolvedUpstream, type UpstreamSettings } from '../upstream/settings.js'
+import { ConfigError } from './error.js'
+import { ConfigSchema, type RawConfig } from './schema.js'
+
+export { ConfigError }
+
+/**
+ * Reading the configuration: the environment over a `.env` file, validated
+ * against the schema (schema.ts), with messages that name the variable, and
+ * the values derived from it. The upstream's settings are resolved in
+ * src/upstream/settings.ts.
+ */
+
+/** What GET /templates lists when the upstream is not asked: FUSION_TEMPLATES, or the emulator's. */
+export interface TemplateList { source: 'config' | 'emulator', templates: readonly TemplateInfo[] }
+
+/**
+ * The service's settings, validated and derived. `upstream` is complete
+ * (see ResolvedUpstream): buildApp refuses settings without credentials.
+ */
+export type Config<Upstream extends ResolvedUpstream = UpstreamSettings> =
+  Omit<RawConfig, 'TENCENT_SECRET_KEY' | 'TENCENT_SESSION_TOKEN' | 'CLIENT_API_KEYS' | 'FUSION_TEMPLATES'> & {
+    upstream: Upstream
+    /** Whether GET / serves the demo page (DEMO_PAGE, or its default). */
+    demoPage: boolean
+    /** FUSION_TEMPLATES, parsed (source `config`); undefined when unset. */
+    templates: TemplateList | undefined
+    clientApiKeys: ReadonlySet<string>
+    projectQps: ReadonlyMap<string, number>
+    trustProxy: string[]
+  }
+
+/** What loadConfig returns: without credentials, the upstream settings are still to be completed. */
+export type LoadedConfig = Config<ResolvedUpstream>
+
+interface AjvIssue { instancePath: string, keyword?: string, message?: string, params?: Record<string, unknown> }
+
+/**
+ * Turns Ajv's findings into "VARIABLE: rule" lines. Ajv never prints the
+ * offending value unless asked, so a bad secret cannot leak through here.
+ */
+function describeIssues (issues: AjvIssue[]): string[] {
+  return issues.map((issue) => {
+    const variable = issue.instancePath.replace(/^\//, '') ||
+      String(issue.params?.missingProperty ?? issue.params?.additionalProperty ?? 'environment')
+    const rule = issue.keyword === 'anyOf' || issue.message === 'must match a schema in anyOf'
+      ? `must be one of ${allowedValues(variable).join(', ')}`
+      : issue.message ?? 'is invalid'
+    return `${variable}: ${rule}`
+  }).filter((line, index, all) => all.indexOf(line) === index && !line.includes('must be equal to constant'))
+}
+
+/** The literals a union-typed variable accepts, for the error message. */
+function allowedValues (variable: string): string[] {
+  const property = (ConfigSchema.properties as Record<string, { anyOf?: Array<{ const?: unknown }> }>)[variable]
+  return (property?.anyOf ?? []).map((option) => String(option.const))
+}
+
+/**
+ * Reads and validates the environment once. `env` defaults to `process.env`
+ * merged over a `.env` file in the working directory, when one exists.
+ */
+export function loadConfig (env: Record<string, string | undefined> = process.env, options: { dotenv?: boolean } = {}): LoadedConfig {
+  let raw: RawConfig
+  // Empty strings mean "unset": compose files and shells often export VAR= .
+  const present = (entries: Record<string, string | undefined>): Record<string, string> =>
+    Object.fromEntries(Object.entries(entries).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''))
+  // The environment wins over the .env file.
+  const data = { ...present(options.dotenv === true ? readDotenv() : {}), ...present(env) }
+  try {
+    // `env: false`: validate exactly `data`; env-schema would otherwise merge the raw process.env back in.
+    raw = envSchema<RawConfig>({ schema: ConfigSchema, data, env: false, dotenv: false })
+  } catch (error) {
+    const issues = (error as { errors?: AjvIssue[] }).errors
+    throw new ConfigError(issues ? describeIssues(issues) : ['the environment could not be read'])
+  }
+  for (const variable of ['TENCENT_LEGACY_URL', 'TENCENT_V3_URL'] as const) {
+    const value = raw[variable]
+    // The pattern lets through what URL cannot parse (a port over 65535, a broken IPv6 literal).
+    if (value !== undefined && !URL.canParse(value)) throw new ConfigError([`${variable}: must be a valid http:// or https:// URL`])
+  }
+  if (raw.UPSTREAM_BREAKER_MIN_CALLS > raw.UPSTREAM_BREAKER_WINDOW) {
+    throw new ConfigError(['UPSTREAM_BREAKER_MIN_CALLS: must be at most UPSTREAM_BREAKER_WINDOW'])
+  }
+  const { TENCENT_SECRET_KEY, TENCENT_SESSION_TOKEN, CLIENT_API_KEYS, FUSION_TEMPLATES, ...rest } = raw
+  const upstream = resolveUpstream(raw)
+  return {
+    ...rest,
+    upstream,
+    templates: parseTemplates(FUSION_TEMPLATES),
+    demoPage: raw.DEMO_PAGE ?? (raw.NODE_ENV !== 'production' || upstream.mode === 'emulator'),
+    clientApiKeys: new Set(CLIENT_API_KEYS?.split(',') ?? []),
+    projectQps: parseProjectQps(raw.UPSTREAM_PROJECT_QPS),
+    trustProxy: parseTrustProxy(raw.TRUST_PROXY)
+  }
+}
+
+/** Addresses and CIDRs only: Fastify 5.12 disabled hop counts, which let direct clients spoof X-Forwarded-For. */
+function parseTrustProxy (value: string | undefined): string[] {
+  const entries = (value ?? '').split(',').map((entry) => entry.trim()).filter(Boolean)
+  for (const entry of entries) {
+    if (['loopback', 'linklocal', 'uniquelocal'].includes(entry)) continue
+    const [address = '', prefix] = entry.split('/')
+    const family = isIP(address)
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 6 ? 128 : 32))
+    if (family === 0 || !prefixOk) {
+      throw new ConfigError([`TRUST_PROXY: "${entry.slice(0, 60)}" is not an IP address, a CIDR, or loopback/linklocal/uniquelocal`])
+    }
+  }
+  return entries
+}
+
+function parseProjectQps (value: string | undefined): Map<string, number> {
+  const quotas = new Map<string, number>()
+  for (const pair of value?.split(',') ?? []) {
+    const [projectId, qps] = pair.split('=') as [string, string]
+    const parsed = Number(qps)
+    if (!(parsed > 0)) throw new ConfigError([`UPSTREAM_PROJECT_QPS: the quota of ${projectId} must be a number above 0`])
+    quotas.set(projectId, parsed)
+  }
+  return quotas
+}
+
+function readDotenv (): Record<string, string> {
+  try {
+    return parseEnv(readFileSync('.env', 'utf8')) as Record<string, string>
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') return {}
+    throw new ConfigError(['.env: could not be read'])
+  }
+}
+
+function parseTemplates (value: string | undefined): TemplateList | undefined {
+  if (value === undefined) return undefined
+  return { source: 'config', templates: value.split(',').map((entry) => {
+    const [ids = '', name] = entry.split('=')
+    const [projectId = '', modelId = ''] = ids.split(':')
+    return name === undefined ? { projectId, modelId } : { projectId, modelId, name: name.trim() }
+  }) }
+}
+
