@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config, LoadedConfig } from './config/load.js'
 import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
-import { FIELD_RULES, ID_RULE_TEXT } from './fusion/fields.js'
+import { fieldRefusal } from './fusion/fields.js'
 import { createLingeringClose } from './lingering-close.js'
 import { loggerOptions } from './logger.js'
 import clientIdentityPlugin from './plugins/client-identity.js'
@@ -141,25 +141,14 @@ function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
   // Nobody is left to read the answer: whatever failed, it is logged as 499.
   if (clientGone) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
   if (isFusionError(error)) return error
-  if (error.validation !== undefined) return validationError(error)
+  // Fastify's schema validation, in the same words as the intake's.
+  if (error.validation !== undefined) {
+    return fieldRefusal(error.validation[0], error.validationContext === 'querystring' ? 'query parameter' : 'field', error)
+  }
   const known = FRAMEWORK_ERRORS[error.code]
   if (known !== undefined) return fusionError(known, { cause: error })
   const status = error.statusCode ?? 500
   // Parser errors (JSON syntax errors and the like) carry a 4xx; busboy's are named in src/intake.
   if (status >= 400 && status < 500) return fusionError(status === 413 ? 'FUSION_BODY_TOO_LARGE' : 'FUSION_MALFORMED_BODY', { cause: error })
   return fusionError('FUSION_INTERNAL_ERROR', { cause: error })
-}
-
-
-/** Fastify's schema validation, in our codes and words: the rule of the first field that broke one. */
-function validationError (error: FastifyError): FusionError {
-  const issue = error.validation?.[0]
-  const where = error.validationContext === 'querystring' ? 'query parameter' : 'field'
-  if (issue?.keyword === 'required') {
-    const name = String(issue.params.missingProperty)
-    return fusionError('FUSION_MISSING_FIELD', { message: `The ${where} \`${name}\` is required.`, cause: error })
-  }
-  const name = (issue?.instancePath ?? '').replace(/^\//, '').split('/')[0] ?? ''
-  if (name === '') return fusionError('FUSION_INVALID_FIELD', { cause: error })
-  return fusionError('FUSION_INVALID_FIELD', { message: `The ${where} \`${name}\` ${FIELD_RULES[name] ?? ID_RULE_TEXT}.`, cause: error })
 }

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox'
+import { fusionError, type FusionError } from '../errors.js'
 import type { FusionOption } from '../upstream/provider.js'
 
 /**
@@ -36,4 +37,29 @@ export const OPTION_FIELDS: Record<FusionOption, FieldName> = {
   faceDegree: 'fuse_face_degree',
   logoAdd: 'logo_add',
   templateFaceId: 'template_face_id'
+}
+
+/** One finding of a JSON Schema validator (Ajv's, also in Fastify's validation errors). */
+export interface FieldIssue { keyword: string, instancePath: string, params: Record<string, unknown> }
+
+/**
+ * A field that broke its rule, in our codes and words, wherever it was checked: the intake for forms and JSON
+ * bodies, Fastify for a query (`where`: 'query parameter').
+ */
+export function fieldRefusal (issue: FieldIssue | undefined, where = 'field', cause?: unknown): FusionError {
+  const details = cause !== undefined ? { cause } : {}
+  if (issue === undefined) return fusionError('FUSION_INVALID_FIELD', details)
+  if (issue.keyword === 'required') {
+    return fusionError('FUSION_MISSING_FIELD', { message: `The ${where} \`${String(issue.params.missingProperty)}\` is required.`, ...details })
+  }
+  if (issue.keyword === 'additionalProperties') {
+    const name = String(issue.params.additionalProperty)
+    return fusionError('FUSION_UNKNOWN_FIELD', {
+      message: `Unknown ${where} \`${name}\`: send image, project_id, model_id and optionally rsp_img_type, ${Object.values(OPTION_FIELDS).join(', ')}.`,
+      ...details
+    })
+  }
+  const name = issue.instancePath.replace(/^\//, '').split('/')[0] ?? ''
+  if (name === '') return fusionError('FUSION_INVALID_FIELD', details)
+  return fusionError('FUSION_INVALID_FIELD', { message: `The ${where} \`${name}\` ${FIELD_RULES[name] ?? ID_RULE_TEXT}.`, ...details })
 }

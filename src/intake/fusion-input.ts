@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Ajv, type ErrorObject } from 'ajv'
+import { Ajv } from 'ajv'
 import type { FastifyRequest } from 'fastify'
 import type { MultipartFile } from '@fastify/multipart'
 import { fusionError } from '../errors.js'
@@ -7,7 +7,7 @@ import { assertAcceptedFormat } from '../images/normalize.js'
 import { SNIFF_BYTES } from '../images/sniff.js'
 import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
 import type { FusionInput } from '../fusion/fusion.js'
-import { FIELDS, FIELD_RULES, ID_RULE_TEXT, OPTION_FIELDS } from '../fusion/fields.js'
+import { FIELDS, fieldRefusal } from '../fusion/fields.js'
 import type { FusionOptions } from '../upstream/provider.js'
 
 /**
@@ -31,22 +31,7 @@ const validateFields = ajv.compile<FusionFields>(FusionFieldsSchema)
 
 function checkFields (fields: Record<string, unknown>): FusionFields {
   if (validateFields(fields)) return fields
-  throw fieldError(validateFields.errors?.[0])
-}
-
-function fieldError (issue: ErrorObject | undefined): Error {
-  if (issue === undefined) return fusionError('FUSION_INVALID_FIELD')
-  if (issue.keyword === 'required') {
-    const name = String(issue.params.missingProperty)
-    return fusionError('FUSION_MISSING_FIELD', { message: `The field \`${name}\` is required.` })
-  }
-  if (issue.keyword === 'additionalProperties') {
-    const name = String(issue.params.additionalProperty)
-    return fusionError('FUSION_UNKNOWN_FIELD', { message: `Unknown field \`${name}\`: send image, project_id, model_id and optionally rsp_img_type, ${Object.values(OPTION_FIELDS).join(', ')}.` })
-  }
-  const name = issue.instancePath.replace(/^\//, '') || issue.params.missingProperty
-  const rule = FIELD_RULES[String(name)] ?? ID_RULE_TEXT
-  return fusionError('FUSION_INVALID_FIELD', { message: `The field \`${String(name)}\` ${rule}.` })
+  throw fieldRefusal(validateFields.errors?.[0])
 }
 
 /**
