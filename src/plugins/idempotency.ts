@@ -23,6 +23,8 @@ export interface RequestIdempotency {
   begin: (fingerprint: string, options: { deadline: number, signal: AbortSignal, waiting?: () => void }) => Promise<{ replay: StoredReply } | { owner: true }>
   /** Until when the answer's result URL works (epoch ms): a reply is never replayed past it. */
   expiresAt?: number
+  /** Held once `begin` made the work this request's: its reply is stored (or the key freed) as it goes out. */
+  ownership?: Ownership
 }
 
 declare module 'fastify' {
@@ -39,8 +41,6 @@ declare module 'fastify' {
     idempotency?: boolean
   }
 }
-
-const owners = new WeakMap<FastifyRequest, Ownership>()
 
 export default fp<{ config: Config }>(async (app, { config }) => {
   const local = createMemoryStore(config.IDEMPOTENCY_MEMORY_BYTES)
@@ -64,7 +64,7 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     const key = parseIdempotencyKey(request.headers['idempotency-key'])
     if (key === undefined) return payload
     const scope = scopeOf(request, key)
-    request.idempotency = {
+    const keyed: RequestIdempotency = {
       async begin (fingerprint, { deadline, signal, waiting }) {
         try {
           const begun = await idempotency.begin(scope, fingerprint, deadline, signal, waiting)
@@ -72,7 +72,7 @@ export default fp<{ config: Config }>(async (app, { config }) => {
             count('replayed')
             return begun
           }
-          owners.set(request, begun.owner)
+          keyed.ownership = begun.owner
           return { owner: true }
         } catch (error) {
           if (isFusionError(error) && error.code === 'FUSION_IDEMPOTENCY_KEY_REUSED') count('reused')
@@ -81,15 +81,16 @@ export default fp<{ config: Config }>(async (app, { config }) => {
         }
       }
     }
+    request.idempotency = keyed
     return payload
   })
 
   // The owner of a key records the reply exactly as it goes out, errors included; onSend runs even for a client that
   // left, and an unsettled claim expires with the deadline anyway.
   app.addHook('onSend', async (request, reply, payload) => {
-    const ownership = owners.get(request)
+    const ownership = request.idempotency?.ownership
     if (ownership !== undefined) {
-      owners.delete(request)
+      request.idempotency!.ownership = undefined
       await record(request, reply, ownership, payload)
     }
     return payload

@@ -20,7 +20,12 @@ interface Admitted {
   release: () => void
 }
 
-const admissions = new WeakMap<FastifyRequest, Admitted>()
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** POST /fuse only: set before the body is read. */
+    admitted: Admitted | null
+  }
+}
 
 /**
  * POST /fuse: one photo and a template in, a fused picture out, as JSON
@@ -30,6 +35,7 @@ const admissions = new WeakMap<FastifyRequest, Admitted>()
 const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
   // Room for base64 (4/3 of the bytes, plus 3 % for `\/` escapes or line breaks some encoders add), a data: prefix and the short fields.
   const jsonBodyLimit = Math.ceil(config.MAX_UPLOAD_BYTES * 4 / 3 * 1.03) + 64 * 1024
+  app.decorateRequest('admitted', null)
 
   app.post('/fuse', {
     bodyLimit: jsonBodyLimit,
@@ -63,7 +69,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
       // A place in the image pipeline: when every place is taken, the upload is refused (503) unread.
       const admission = app.imagePipeline.admit()
       const admitted: Admitted = { deadline: Date.now() + config.REQUEST_DEADLINE_MS, clientGone: new AbortController(), release: admission.release }
-      admissions.set(request, admitted)
+      request.admitted = admitted
       // An upload still arriving at the deadline is cut off, so a slow client cannot hold a place for long.
       const uploadTimer = setTimeout(() => { if (!request.raw.complete) request.raw.destroy() }, config.REQUEST_DEADLINE_MS)
       reply.raw.once('close', () => {
@@ -77,7 +83,7 @@ const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }
     const wanted = accepts(request.raw).type([JSON_TYPE, IMAGE_TYPE])
     if (wanted === false) throw fusionError('FUSION_NOT_ACCEPTABLE')
     const wantsImage = wanted === IMAGE_TYPE
-    const admitted = admissions.get(request)!
+    const admitted = request.admitted!
     const read = await readInput(request)
     // The photo is one JPEG now (or refused): its buffer and its place go to the next upload. Both are safe to release twice.
     const photoReleased = (): void => {

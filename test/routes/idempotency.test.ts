@@ -118,6 +118,33 @@ t.test('a request that arrives while the first is at work waits for it', async (
   t.equal(upstream.calls(), 1)
 })
 
+t.test('a waiting request whose first failed does the work itself: with its own photo and a place taken again', async (t) => {
+  let release: () => void = () => {}
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  const upstream = await stubUpstream(t, ({ number }, response) => {
+    // The first call fails in a way a retry may cure (not stored), once the second request is waiting.
+    if (number === 1) void gate.then(() => { answerJson(response, { ret: -5 }) })
+    else answerJson(response, { ret: '0', img_url: 'https://cos.example/fused.jpg' })
+  })
+  const logs = captureLogs()
+  const { url, app } = await startService(t, { TENCENT_LEGACY_URL: upstream.url, UPSTREAM_RETRIES: '0', LOG_LEVEL: 'info' }, { logStream: logs.stream })
+  const first = fuseForm(url, photo, {}, withKey('flaky'))
+  await until(() => upstream.calls.length === 1)
+  const second = fuseForm(url, photo, {}, withKey('flaky'))
+  await until(() => logs.text().includes('waiting for the request at work on this Idempotency-Key'))
+  // Another upload meanwhile reuses the waiting request's upload buffer: the waiter must have its own copy.
+  t.equal((await fuseForm(url, fixture('face-alpha.png'))).status, 200)
+  release()
+  t.match({ status: (await first).status, code: (await first).json().code }, { status: 502, code: 'FUSION_UPSTREAM_FAILED' })
+  const done = await second
+  t.equal(done.status, 200, 'the waiter became the owner and fused')
+  t.notOk(done.headers['idempotent-replayed'])
+  t.equal(upstream.calls.length, 3)
+  const imageOf = (call: { body: Buffer }): string => (JSON.parse(call.body.toString('utf8')) as { img_data: string }).img_data
+  t.equal(imageOf(upstream.calls[2]!), imageOf(upstream.calls[0]!), 'the waiter sent its own photo, as the first sent it')
+  t.equal(app.imagePipeline.admitted, 0, 'and gave its place back')
+})
+
 t.test('a wait that outlasts the deadline is 409 with Retry-After, and the retry gets the answer', async (t) => {
   // The first request runs on a replica with a longer deadline than the second's, so it is still at work when the second gives up.
   const upstream = await gatedUpstream(t)
