@@ -45,22 +45,6 @@ export interface ExchangeCall<T> {
   successCode: string
 }
 
-/** An upstream endpoint: fixed, or a function that yields it at call time (for an address known only later). */
-export type Endpoint = string | (() => string)
-
-export function endpointUrl (endpoint: Endpoint): URL {
-  return new URL(typeof endpoint === 'function' ? endpoint() : endpoint)
-}
-
-/** The endpoint's origin for /healthz, or undefined while it is not known yet. */
-export function endpointOrigin (endpoint: Endpoint): string | undefined {
-  try {
-    return endpointUrl(endpoint).origin
-  } catch {
-    return undefined
-  }
-}
-
 export interface Exchange {
   call: <T>(call: ExchangeCall<T>) => Promise<T>
   close: () => Promise<void>
@@ -80,8 +64,7 @@ const FREQUENCY_CONTROL_RETRY_AFTER_SECONDS = 1
 const MAX_RETRY_AFTER_SECONDS = 60
 
 export function createExchange (options: ExchangeOptions): Exchange {
-  // One pool per origin: the URL is usually fixed, but an endpoint given as a
-  // function may name another origin later.
+  // One pool per origin the calls name (a client calls one).
   const pools = new Map<string, Pool>()
 
   function poolFor (origin: string): Pool {

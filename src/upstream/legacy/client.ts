@@ -1,14 +1,14 @@
 import { fusionError } from '../../errors.js'
 import type { LegacyCredentials } from '../settings.js'
 import { failWithRule } from '../code-rules.js'
-import { createExchange, endpointOrigin, endpointUrl, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type Endpoint, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
+import { createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
 import type { FusionProvider, FusionRequest, FusionResult, ImageLimits, UpstreamLogger } from '../provider.js'
 import { jsonWithPhoto } from '../json-body.js'
 import { signLegacyNow } from './sign.js'
 import { LEGACY_RET_CODES, UNKNOWN_RET_CODE, parseRet } from './ret-codes.js'
 
 export interface LegacyClientOptions extends Omit<ExchangeOptions, 'provider'> {
-  url: Endpoint
+  url: string
   mode: 'tencent' | 'emulator'
   credentials: LegacyCredentials
   signatureTtlSeconds: number
@@ -29,10 +29,11 @@ const LEGACY_RESULT_URL_LIFETIME_SECONDS = 86_400
 
 export function createLegacyClient (options: LegacyClientOptions): FusionProvider {
   const exchange = createExchange({ ...options, provider: 'legacy' })
+  const url = new URL(options.url)
 
   async function fuse (request: FusionRequest, log?: UpstreamLogger): Promise<FusionResult> {
     return await exchange.call({
-      url: endpointUrl(options.url),
+      url,
       projectId: request.projectId,
       headers: () => ({
         'content-type': 'application/json',
@@ -51,7 +52,7 @@ export function createLegacyClient (options: LegacyClientOptions): FusionProvide
     fuse,
     resultUrlLifetimeSeconds: LEGACY_RESULT_URL_LIFETIME_SECONDS,
     supportedOptions: new Set(),
-    describe: () => ({ provider: 'legacy', mode: options.mode, origin: endpointOrigin(options.url) }),
+    describe: () => ({ provider: 'legacy', mode: options.mode, origin: url.origin }),
     close: exchange.close
   }
 }

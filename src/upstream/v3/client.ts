@@ -1,7 +1,7 @@
 import { fusionError, isFusionError, type FusionError } from '../../errors.js'
 import type { V3Action, V3Credentials, V3Version } from '../settings.js'
 import { failWithRule } from '../code-rules.js'
-import { createExchange, endpointOrigin, endpointUrl, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type Endpoint, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
+import { createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
 import { jsonWithPhoto } from '../json-body.js'
 import type { FusionOption, FusionProvider, FusionRequest, FusionResult, ImageLimits, TemplateInfo, UpstreamLogger } from '../provider.js'
 import { SIGNATURE_EXPIRED, ruleForV3Code } from './error-codes.js'
@@ -13,7 +13,7 @@ import { tc3Sign } from './tc3-sign.js'
  * and DescribeMaterialList for GET /templates.
  */
 export interface V3ClientOptions extends Omit<ExchangeOptions, 'provider'> {
-  url: Endpoint
+  url: string
   mode: 'tencent' | 'emulator'
   credentials: V3Credentials
   region: string
@@ -94,12 +94,12 @@ export function signedV3Headers (input: V3SigningInput): Record<string, string> 
 
 export function createV3Client (options: V3ClientOptions): FusionProvider {
   const exchange = createExchange({ ...options, provider: 'v3' })
+  const url = new URL(options.url)
   const clock = options.clock ?? Date.now
   // How far the upstream's clock is ahead of ours, learnt from its Date header when it says our signature expired.
   let skewMs = 0
 
   async function send<T> (action: string, projectId: string, body: Buffer, request: Pick<FusionRequest, 'signal' | 'deadline'>, log: UpstreamLogger | undefined, read: (response: Record<string, unknown>) => T): Promise<T> {
-    const url = endpointUrl(options.url)
     return await exchange.call({
       url,
       projectId,
@@ -180,7 +180,7 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
     listTemplates,
     resultUrlLifetimeSeconds: V3_RESULT_URL_LIFETIME_SECONDS,
     supportedOptions: supportedOptions(options.action, options.version),
-    describe: () => ({ provider: 'v3', mode: options.mode, origin: endpointOrigin(options.url), action: options.action, version: options.version, region: options.region }),
+    describe: () => ({ provider: 'v3', mode: options.mode, origin: url.origin, action: options.action, version: options.version, region: options.region }),
     close: exchange.close
   }
 }

@@ -315,13 +315,8 @@ t.test('supportedOptions and describe() follow the action and version', async (t
   t.strictSame(client(t, endpoint, { region: 'ap-shanghai' }).describe(), {
     provider: 'v3', mode: 'tencent', origin: 'https://facefusion.tencentcloudapi.com', action: 'FuseFace', version: '2022-09-27', region: 'ap-shanghai'
   })
-  let current = 'http://127.0.0.1:1/'
-  const late = client(t, endpoint, { url: () => current, mode: 'emulator', action: 'FaceFusion', version: '2018-12-01' })
-  t.match(late.describe(), { mode: 'emulator', origin: 'http://127.0.0.1:1', action: 'FaceFusion', version: '2018-12-01' })
-  current = 'http://127.0.0.1:2/'
-  t.equal(late.describe().origin, 'http://127.0.0.1:2', 'the URL is read at call time')
-  current = 'not a url'
-  t.equal(late.describe().origin, undefined)
+  t.match(client(t, endpoint, { url: 'http://127.0.0.1:1/', mode: 'emulator', action: 'FaceFusion', version: '2018-12-01' }).describe(),
+    { mode: 'emulator', origin: 'http://127.0.0.1:1', action: 'FaceFusion', version: '2018-12-01' })
 })
 
 t.test('a deadline already past: FUSION_UPSTREAM_TIMEOUT without a call', async (t) => {
