@@ -10,11 +10,17 @@ import pino from 'pino'
 const pipeline = (limits = LEGACY_IMAGE_LIMITS): ReturnType<typeof createImagePipeline> =>
   createImagePipeline({ policy: { ...limits, maxInputPixels: 50_000_000, timeoutSeconds: 10 }, concurrency: 1, queueLimit: 1 })
 
+/** The legacy client against an emulator, as the service builds it. */
+function legacyClient (t: Parameters<typeof startEmulator>[0], url: string): ReturnType<typeof createLegacyClient> {
+  const client = createLegacyClient({ ...TEST_TRANSPORT, url, mode: 'emulator', credentials: EMULATOR_ACCOUNT.credentials, signatureTtlSeconds: 300 })
+  t.teardown(client.close)
+  return client
+}
+
 t.test('the fusion runs without HTTP around it: a photo in, the upstream\'s picture and its expiry out', async (t) => {
   const received: Buffer[] = []
   const emulator = await startEmulator(t, { onPhoto: (photo) => received.push(photo) })
-  const upstream = createLegacyClient({ ...TEST_TRANSPORT, url: emulator.legacyUrl, mode: 'emulator', credentials: EMULATOR_ACCOUNT.credentials, signatureTtlSeconds: 300 })
-  t.teardown(upstream.close)
+  const upstream = legacyClient(t, emulator.legacyUrl)
   const fusion = createFusion({ images: pipeline(), upstream })
   const logs = captureLogs()
   let released = 0
@@ -34,8 +40,7 @@ t.test('the fusion runs without HTTP around it: a photo in, the upstream\'s pict
 t.test('a caller that gave up before the photo was read gets FUSION_CLIENT_CLOSED_REQUEST, and nothing is sent', async (t) => {
   const received: Buffer[] = []
   const emulator = await startEmulator(t, { onPhoto: (photo) => received.push(photo) })
-  const upstream = createLegacyClient({ ...TEST_TRANSPORT, url: emulator.legacyUrl, mode: 'emulator', credentials: EMULATOR_ACCOUNT.credentials, signatureTtlSeconds: 300 })
-  t.teardown(upstream.close)
+  const upstream = legacyClient(t, emulator.legacyUrl)
   const fusion = createFusion({ images: pipeline(), upstream })
   const gone = new AbortController()
   gone.abort()
@@ -56,7 +61,7 @@ t.test('options the upstream cannot honour are refused by name, before any work'
   t.throws(() => { old.checkOptions({ faceDegree: 10, logoAdd: false }) },
     { code: 'FUSION_UNSUPPORTED_OPTION', statusCode: 400, message: /`logo_add` is not available with API 3.0 FuseFace 2018-12-01/ })
   t.doesNotThrow(() => { createFusion({ images: pipeline(), upstream: client('2022-09-27') }).checkOptions({ faceDegree: 10, logoAdd: false }) })
-  const legacy = createLegacyClient({ ...TEST_TRANSPORT, url: 'http://127.0.0.1:9/', mode: 'emulator', credentials: EMULATOR_ACCOUNT.credentials, signatureTtlSeconds: 300 })
+  const legacy = legacyClient(t, 'http://127.0.0.1:9/')
   const fusion = createFusion({ images: pipeline(), upstream: legacy })
   t.doesNotThrow(() => { fusion.checkOptions({}) }, 'no options: any upstream')
   let released = 0
