@@ -1,27 +1,27 @@
 import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import type { Config, LoadedConfig } from './config/load.js'
+import { sliceOf, type Config, type LoadedConfig } from './config/load.js'
 import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
 import { fieldRefusal } from './fusion/fields.js'
 import { createLingeringClose } from './lingering-close.js'
 import { loggerOptions } from './logger.js'
-import clientIdentityPlugin from './plugins/client-identity.js'
-import demoPagePlugin from './plugins/demo-page.js'
+import clientIdentityPlugin, { clientIdentitySettings } from './plugins/client-identity.js'
+import demoPagePlugin, { demoPageSettings } from './plugins/demo-page.js'
 import fusionPlugin from './plugins/fusion.js'
-import idempotencyPlugin from './plugins/idempotency.js'
-import imagePipelinePlugin from './plugins/image-pipeline.js'
-import metricsPlugin from './plugins/metrics.js'
-import multipartPlugin from './plugins/multipart.js'
+import idempotencyPlugin, { idempotencySettings } from './plugins/idempotency.js'
+import imagePipelinePlugin, { imagePipelineSettings } from './plugins/image-pipeline.js'
+import metricsPlugin, { metricsSettings } from './plugins/metrics.js'
+import multipartPlugin, { multipartSettings } from './plugins/multipart.js'
 import openapiPlugin from './plugins/openapi.js'
-import rateLimitPlugin from './plugins/rate-limit.js'
-import redisPlugin from './plugins/redis.js'
-import underPressurePlugin from './plugins/under-pressure.js'
-import upstreamBudgetPlugin from './plugins/upstream-budget.js'
-import upstreamPlugin from './plugins/upstream.js'
-import fuseRoute from './routes/fuse.js'
-import healthRoute from './routes/health.js'
-import templatesRoute from './routes/templates.js'
+import rateLimitPlugin, { rateLimitSettings } from './plugins/rate-limit.js'
+import redisPlugin, { redisSettings } from './plugins/redis.js'
+import underPressurePlugin, { underPressureSettings } from './plugins/under-pressure.js'
+import upstreamBudgetPlugin, { upstreamBudgetSettings } from './plugins/upstream-budget.js'
+import upstreamPlugin, { upstreamSettings } from './plugins/upstream.js'
+import fuseRoute, { fuseRouteSettings } from './routes/fuse.js'
+import healthRoute, { healthRouteSettings } from './routes/health.js'
+import templatesRoute, { templatesRouteSettings } from './routes/templates.js'
 import { isComplete } from './upstream/settings.js'
 import type { DestinationStream } from 'pino'
 
@@ -119,21 +119,21 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
   })
 
   await app.register(openapiPlugin)
-  await app.register(metricsPlugin, { config })
-  await app.register(underPressurePlugin, { config })
-  await app.register(redisPlugin, { config })
-  await app.register(clientIdentityPlugin, { config })
-  await app.register(rateLimitPlugin, { config })
-  await app.register(multipartPlugin, { config })
-  await app.register(imagePipelinePlugin, { config })
-  await app.register(upstreamBudgetPlugin, { config })
-  await app.register(upstreamPlugin, { config })
+  await app.register(metricsPlugin, { config: sliceOf(config, metricsSettings) })
+  await app.register(underPressurePlugin, { config: sliceOf(config, underPressureSettings) })
+  await app.register(redisPlugin, { config: sliceOf(config, redisSettings) })
+  await app.register(clientIdentityPlugin, { config: sliceOf(config, clientIdentitySettings) })
+  await app.register(rateLimitPlugin, { config: sliceOf(config, rateLimitSettings) })
+  await app.register(multipartPlugin, { config: sliceOf(config, multipartSettings) })
+  await app.register(imagePipelinePlugin, { config: sliceOf(config, imagePipelineSettings) })
+  await app.register(upstreamBudgetPlugin, { config: sliceOf(config, upstreamBudgetSettings) })
+  await app.register(upstreamPlugin, { config: sliceOf(config, upstreamSettings) })
   await app.register(fusionPlugin)
-  await app.register(idempotencyPlugin, { config })
-  await app.register(healthRoute, { config })
-  await app.register(fuseRoute, { config })
-  await app.register(templatesRoute, { config })
-  await app.register(demoPagePlugin, { config })
+  await app.register(idempotencyPlugin, { config: sliceOf(config, idempotencySettings) })
+  await app.register(healthRoute, { config: sliceOf(config, healthRouteSettings) })
+  await app.register(fuseRoute, { config: sliceOf(config, fuseRouteSettings) })
+  await app.register(templatesRoute, { config: sliceOf(config, templatesRouteSettings) })
+  await app.register(demoPagePlugin, { config: sliceOf(config, demoPageSettings) })
   return app
 }
 

@@ -35,6 +35,13 @@ export type Config<Upstream extends ResolvedUpstream = UpstreamSettings> =
     trustProxy: string[]
   }
 
+/** The settings one plugin reads: all buildApp hands it, so what a plugin depends on is plain to see. */
+export type ConfigSlice<Keys extends keyof Config> = Pick<Config, Keys>
+
+export function sliceOf<Keys extends keyof Config> (config: Config, keys: readonly Keys[]): ConfigSlice<Keys> {
+  return Object.fromEntries(keys.map((key) => [key, config[key]])) as ConfigSlice<Keys>
+}
+
 /** What loadConfig returns: without credentials, the upstream settings are still to be completed. */
 export type LoadedConfig = Config<ResolvedUpstream>
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { normalizeIP } from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import { fusionError } from '../errors.js'
 
 /**
@@ -27,7 +27,10 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ config: Config }>(async (app, { config }) => {
+/** The settings this plugin reads. */
+export const clientIdentitySettings = ['clientApiKeys'] as const
+
+export default fp<{ config: ConfigSlice<typeof clientIdentitySettings[number]> }>(async (app, { config }) => {
   const known = config.clientApiKeys
   app.decorateRequest('client', null as unknown as ClientIdentity)
   app.addHook('onRequest', async (request) => {

@@ -2,19 +2,22 @@ import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync } from 'fastify'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 
 /** public/ sits at the project's root: two levels above this file in src/plugins/, three in dist/src/plugins/. */
 const PUBLIC_DIR = ['../../public/', '../../../public/']
   .map((path) => fileURLToPath(new URL(path, import.meta.url)))
   .find((dir) => existsSync(dir)) ?? fileURLToPath(new URL('../../public/', import.meta.url))
 
+/** The settings this plugin reads. */
+export const demoPageSettings = ['demoPage'] as const
+
 /**
  * The demo page at GET / (public/: plain HTML, CSS and one script, no build
  * step). It uses the public API like any front-end, so it adds no route of its
  * own beyond the files. Off in production unless DEMO_PAGE=true.
  */
-const demoPage: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
+const demoPage: FastifyPluginAsync<{ config: ConfigSlice<typeof demoPageSettings[number]> }> = async (app, { config }) => {
   if (!config.demoPage) return
   await app.register(fastifyStatic, {
     root: PUBLIC_DIR,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import { isFinalAnswer, isFusionError, type ErrorCode } from '../errors.js'
 import { createIdempotency, parseIdempotencyKey, type Idempotency, type Ownership } from '../idempotency/idempotency.js'
 import type { StoredReply } from '../idempotency/store.js'
@@ -42,7 +42,10 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ config: Config }>(async (app, { config }) => {
+/** The settings this plugin reads. */
+export const idempotencySettings = ['IDEMPOTENCY_MAX_REPLY_BYTES', 'IDEMPOTENCY_MEMORY_BYTES', 'REDIS_KEY_PREFIX', 'IDEMPOTENCY_TTL_SECONDS'] as const
+
+export default fp<{ config: ConfigSlice<typeof idempotencySettings[number]> }>(async (app, { config }) => {
   const local = createMemoryStore(config.IDEMPOTENCY_MEMORY_BYTES)
   let reported = false
   const store = app.redis === undefined

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import type { ResolvedUpstream } from '../upstream/settings.js'
 import { createImagePipeline, type ImagePipeline } from '../images/pipeline.js'
 import { LEGACY_IMAGE_LIMITS } from '../upstream/legacy/client.js'
@@ -17,8 +17,11 @@ export function imageLimitsFor (upstream: ResolvedUpstream): ImageLimits {
   return upstream.provider === 'v3' ? V3_IMAGE_LIMITS[upstream.version] : LEGACY_IMAGE_LIMITS
 }
 
+/** The settings this plugin reads. */
+export const imagePipelineSettings = ['upstream', 'IMAGE_MAX_INPUT_PIXELS', 'IMAGE_TIMEOUT_SECONDS', 'IMAGE_CONCURRENCY', 'IMAGE_QUEUE_LIMIT'] as const
+
 /** The one image pipeline of the app: its job slots and queue are shared by every request. */
-export default fp<{ config: Config }>(async (app, { config }) => {
+export default fp<{ config: ConfigSlice<typeof imagePipelineSettings[number]> }>(async (app, { config }) => {
   const pipeline = createImagePipeline({
     policy: {
       ...imageLimitsFor(config.upstream),

@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import { createMetrics, type Metrics } from '../metrics.js'
 
 declare module 'fastify' {
@@ -18,12 +18,15 @@ declare module 'fastify' {
   }
 }
 
+/** The settings this plugin reads. */
+export const metricsSettings = ['METRICS_TOKEN', 'METRICS_PORT', 'HOST'] as const
+
 /**
  * Prometheus metrics. `/metrics` is served on the main port, or on a port of
  * its own (METRICS_PORT) so it can stay inside the cluster network; with
  * METRICS_TOKEN it asks for `Authorization: Bearer <token>`.
  */
-export default fp<{ config: Config }>(async (app, { config }) => {
+export default fp<{ config: ConfigSlice<typeof metricsSettings[number]> }>(async (app, { config }) => {
   const metrics = createMetrics()
   app.decorate('metrics', metrics)
 

@@ -1,6 +1,6 @@
 import multipart from '@fastify/multipart'
 import fp from 'fastify-plugin'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 
 /**
  * Multipart limits for one photo and up to seven short fields (ids, result type, options). Every limit is set,
@@ -17,7 +17,10 @@ export const MULTIPART_LIMITS = {
   headerPairs: 100
 }
 
-export default fp<{ config: Config }>(async (app, { config }) => {
+/** The settings this plugin reads. */
+export const multipartSettings = ['MAX_UPLOAD_BYTES'] as const
+
+export default fp<{ config: ConfigSlice<typeof multipartSettings[number]> }>(async (app, { config }) => {
   await app.register(multipart, {
     limits: { ...MULTIPART_LIMITS, fileSize: config.MAX_UPLOAD_BYTES },
     throwFileSizeLimit: true

@@ -1,7 +1,10 @@
 import rateLimit from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import { fusionError } from '../errors.js'
+
+/** The settings this plugin reads. */
+export const rateLimitSettings = ['RATE_LIMIT_API_KEY_MAX', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'REDIS_KEY_PREFIX'] as const
 
 /**
  * Per-client limits, before the body is read: keyed on the client as
@@ -11,7 +14,7 @@ import { fusionError } from '../errors.js'
  * budget still protects the upstream). Only routes that opt in
  * (`config.rateLimit`) are limited: health checks never are.
  */
-export default fp<{ config: Config }>(async (app, { config }) => {
+export default fp<{ config: ConfigSlice<typeof rateLimitSettings[number]> }>(async (app, { config }) => {
   await app.register(rateLimit, {
     global: false,
     max: (request) => request.client.apiKey !== undefined ? config.RATE_LIMIT_API_KEY_MAX : config.RATE_LIMIT_MAX,

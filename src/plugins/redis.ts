@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -9,12 +9,15 @@ declare module 'fastify' {
   }
 }
 
+/** The settings this plugin reads. */
+export const redisSettings = ['REDIS_URL'] as const
+
 /**
  * One ioredis client for the shared stores, configured to fail fast: a request
  * must never wait on a Redis that is down (the stores then fall back, see
  * docs/configuration.md). It reconnects by itself when Redis comes back.
  */
-export default fp<{ config: Config }>(async (app, { config }) => {
+export default fp<{ config: ConfigSlice<typeof redisSettings[number]> }>(async (app, { config }) => {
   if (config.REDIS_URL === undefined) {
     app.decorate('redis', undefined)
     return

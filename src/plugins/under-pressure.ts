@@ -1,6 +1,6 @@
 import underPressure from '@fastify/under-pressure'
 import fp from 'fastify-plugin'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import { fusionError } from '../errors.js'
 
 /**
@@ -11,7 +11,10 @@ import { fusionError } from '../errors.js'
  */
 const RETRY_AFTER_SECONDS = 2
 
-export default fp<{ config: Config }>(async (app, { config }) => {
+/** The settings this plugin reads. */
+export const underPressureSettings = ['PRESSURE_MAX_EVENT_LOOP_DELAY_MS', 'PRESSURE_MAX_RSS_BYTES', 'PRESSURE_MAX_HEAP_USED_BYTES', 'PRESSURE_SAMPLE_INTERVAL_MS'] as const
+
+export default fp<{ config: ConfigSlice<typeof underPressureSettings[number]> }>(async (app, { config }) => {
   await app.register(underPressure, {
     maxEventLoopDelay: config.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
     maxRssBytes: config.PRESSURE_MAX_RSS_BYTES,

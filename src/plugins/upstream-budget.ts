@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import type { UpstreamSettings } from '../upstream/settings.js'
 import { createUpstreamBudget, type UpstreamBudget } from '../traffic/upstream-budget.js'
 
@@ -10,8 +10,11 @@ declare module 'fastify' {
   }
 }
 
+/** The settings this plugin reads. */
+export const upstreamBudgetSettings = ['UPSTREAM_QPS', 'projectQps', 'UPSTREAM_BUDGET_WAIT_MS', 'UPSTREAM_FALLBACK_QPS', 'REDIS_KEY_PREFIX', 'upstream'] as const
+
 /** The upstream QPS budget, shared through Redis by every replica using the same account. */
-export default fp<{ config: Config }>(async (app, { config }) => {
+export default fp<{ config: ConfigSlice<typeof upstreamBudgetSettings[number]> }>(async (app, { config }) => {
   app.decorate('upstreamBudget', createUpstreamBudget({
     qps: config.UPSTREAM_QPS,
     projectQps: config.projectQps,

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import { isFusionError } from '../errors.js'
 import { BREAKER_STATE_VALUE } from '../metrics.js'
 import { createLegacyClient } from '../upstream/legacy/client.js'
@@ -21,13 +21,21 @@ declare module 'fastify' {
   }
 }
 
+/** The settings this plugin reads. */
+export const upstreamSettings = [
+  'upstream', 'LEGACY_SIGNATURE_TTL_SECONDS', 'UPSTREAM_BACKOFF_MS', 'UPSTREAM_RETRIES', 'UPSTREAM_RETRY_DELAY_MS',
+  'UPSTREAM_BREAKER_FAILURE_RATIO', 'UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES', 'UPSTREAM_BREAKER_MIN_CALLS',
+  'UPSTREAM_BREAKER_OPEN_MS', 'UPSTREAM_BREAKER_WINDOW',
+  'UPSTREAM_CONNECTIONS', 'UPSTREAM_CONNECT_TIMEOUT_MS', 'UPSTREAM_MAX_RESPONSE_BYTES', 'UPSTREAM_TIMEOUT_MS'
+] as const
+
 /**
  * The one client of the upstream (legacy or API 3.0, by FUSION_PROVIDER),
  * shared by every request and closed with the app, and the chain every one of
  * its calls passes (upstream/chain.ts): retries, the breaker, the shared budget. Without Tencent credentials
  * the entry point has filled the settings with the emulator's URL and account.
  */
-export default fp<{ config: Config }>(async (app, { config }) => {
+export default fp<{ config: ConfigSlice<typeof upstreamSettings[number]> }>(async (app, { config }) => {
   const { upstream } = config
   const provider = upstream.provider
 

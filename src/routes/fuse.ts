@@ -1,6 +1,6 @@
 import accepts from 'accepts'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import { fusionError } from '../errors.js'
 import type { Fused, FusionInput } from '../fusion/fusion.js'
 import { payloadFingerprint } from '../idempotency/idempotency.js'
@@ -27,12 +27,15 @@ declare module 'fastify' {
   }
 }
 
+/** The settings this plugin reads. */
+export const fuseRouteSettings = ['MAX_UPLOAD_BYTES', 'REQUEST_DEADLINE_MS'] as const
+
 /**
  * POST /fuse: one photo and a template in, a fused picture out, as JSON
  * `{ requestId, imageUrl, expiresAt }` or `{ requestId, imageBase64 }`, or the
  * image bytes for `Accept: image/jpeg`. HTTP only: the fusion is src/fusion's.
  */
-const fuseRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
+const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettings[number]> }> = async (app, { config }) => {
   // Room for base64 (4/3 of the bytes, plus 3 % for `\/` escapes or line breaks some encoders add), a data: prefix and the short fields.
   const jsonBodyLimit = Math.ceil(config.MAX_UPLOAD_BYTES * 4 / 3 * 1.03) + 64 * 1024
   app.decorateRequest('admitted', null)

@@ -1,8 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
+
+/** The settings this plugin reads. */
+export const healthRouteSettings = ['READYZ_REQUIRES_REDIS'] as const
 
 /** GET /healthz: alive, and which upstream answers. Cheap: touches nothing remote. */
-const healthRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
+const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSettings[number]> }> = async (app, { config }) => {
   app.get('/healthz', { config: { health: true }, schema: { tags: ['operations'], summary: 'Alive, and which upstream answers' } }, async () => {
     const upstream = app.upstream.client.describe()
     return {

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
-import type { Config } from '../config/load.js'
+import type { ConfigSlice } from '../config/load.js'
 import { fusionError, isFusionError } from '../errors.js'
 import { Type } from '@sinclair/typebox'
 import { FIELDS } from '../fusion/fields.js'
@@ -11,6 +11,9 @@ const MAX_CACHED_PROJECTS = 256
 
 interface Cached { expiresAt: number, pending: boolean, templates: Promise<TemplateInfo[]> }
 
+/** The settings this plugin reads. */
+export const templatesRouteSettings = ['REQUEST_DEADLINE_MS', 'TEMPLATES_CACHE_SECONDS', 'templates'] as const
+
 /**
  * GET /templates: the materials a front-end can offer. The configuration's
  * list when it has one (FUSION_TEMPLATES; or, for the legacy API on the
@@ -19,7 +22,7 @@ interface Cached { expiresAt: number, pending: boolean, templates: Promise<Templ
  * TEMPLATES_CACHE_SECONDS, one call in flight per activity), and the legacy
  * API, which has no listing, offers none.
  */
-const templatesRoute: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
+const templatesRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof templatesRouteSettings[number]> }> = async (app, { config }) => {
   const cache = new Map<string, Cached>()
 
   /**
