@@ -54,3 +54,27 @@ export const TemplateList = Type.Object({
   })),
   source: Type.Union([Type.Literal('upstream'), Type.Literal('config'), Type.Literal('emulator'), Type.Literal('none')], { description: 'Where the list comes from: the upstream (API 3.0), FUSION_TEMPLATES, the emulator, or none (the legacy API with nothing declared).' })
 })
+
+/** POST /fuse as the API document shows it. */
+export const fuseRouteSchema = {
+  tags: ['fusion'],
+  summary: 'Fuse a photo into a template',
+  description: 'A photo and a template in; the fused picture out, as a URL, as base64, or (Accept: image/jpeg) as the image itself.',
+  headers: {
+    type: 'object',
+    properties: {
+      'idempotency-key': { type: 'string', minLength: 1, maxLength: 255, description: 'Makes the request safe to retry: a later request with the same key and the same payload gets the stored answer (marked `Idempotent-Replayed: true`) without a second fusion. A UUID per photo and template is right.' }
+    }
+  },
+  body: { content: { 'multipart/form-data': { schema: FuseForm }, 'application/json': { schema: FuseJson } } },
+  response: {
+    200: {
+      description: 'The fused picture.',
+      content: {
+        'application/json': { schema: FuseAnswer },
+        'image/jpeg': { schema: { type: 'string', format: 'binary' } }
+      }
+    },
+    ...Object.fromEntries(fuseErrorStatuses.map((status) => [status, { $ref: 'ErrorResponse#' }]))
+  }
+}

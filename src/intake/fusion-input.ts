@@ -62,6 +62,19 @@ function toInput (fields: FusionFields, photo: Buffer, release: () => void = () 
   }
 }
 
+/** Reads a fusion's body, a form or JSON: the fields, checked, and the upload's bytes. */
+export async function readFusionInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<ReadInput> {
+  if (request.isMultipart()) return await readMultipartInput(request, maxImageBytes, buffers)
+  if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
+    const input = readJsonInput(request.body, maxImageBytes)
+    // The parsed body still holds the photo as base64: let it go with the upload.
+    request.body = null
+    return input
+  }
+  // Fastify parses text/plain by default; this route takes only forms and JSON.
+  throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
+}
+
 /**
  * Reads a multipart form: the `image` file and the text fields, in any order.
  * Each part is consumed as it arrives (the multipart limits fire only while a

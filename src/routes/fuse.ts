@@ -5,8 +5,8 @@ import { fusionError } from '../errors.js'
 import type { Fused, FusionInput } from '../fusion/fusion.js'
 import { payloadFingerprint } from '../idempotency/idempotency.js'
 import { sniffFormat } from '../images/sniff.js'
-import { readJsonInput, readMultipartInput, type ReadInput } from '../intake/fusion-input.js'
-import { FuseAnswer, FuseForm, FuseJson, fuseErrorStatuses } from '../schemas.js'
+import { readFusionInput } from '../intake/fusion-input.js'
+import { fuseRouteSchema } from '../schemas.js'
 
 const JSON_TYPE = 'application/json'
 const IMAGE_TYPE = 'image/jpeg'
@@ -42,29 +42,8 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
 
   app.post('/fuse', {
     bodyLimit: jsonBodyLimit,
-    schema: {
-      tags: ['fusion'],
-      summary: 'Fuse a photo into a template',
-      description: 'A photo and a template in; the fused picture out, as a URL, as base64, or (Accept: image/jpeg) as the image itself.',
-      headers: {
-        type: 'object',
-        properties: {
-          'idempotency-key': { type: 'string', minLength: 1, maxLength: 255, description: 'Makes the request safe to retry: a later request with the same key and the same payload gets the stored answer (marked `Idempotent-Replayed: true`) without a second fusion. A UUID per photo and template is right.' }
-        }
-      },
-      body: { content: { 'multipart/form-data': { schema: FuseForm }, 'application/json': { schema: FuseJson } } },
-      response: {
-        200: {
-          description: 'The fused picture.',
-          content: {
-            'application/json': { schema: FuseAnswer },
-            'image/jpeg': { schema: { type: 'string', format: 'binary' } }
-          }
-        },
-        ...Object.fromEntries(fuseErrorStatuses.map((status) => [status, { $ref: 'ErrorResponse#' }]))
-      }
-    },
-    // The schemas above document the contract; src/intake validates, with the same codes for forms and JSON.
+    schema: fuseRouteSchema,
+    // The schema documents the contract; src/intake validates, with the same codes for forms and JSON.
     validatorCompiler: () => () => true,
     // Per-client limits (plugins/rate-limit.ts) and the Idempotency-Key (plugins/idempotency.ts), before the body.
     config: { rateLimit: {}, idempotency: true },
@@ -87,7 +66,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     if (wanted === false) throw fusionError('FUSION_NOT_ACCEPTABLE')
     const wantsImage = wanted === IMAGE_TYPE
     const admitted = request.admitted!
-    const read = await readInput(request)
+    const read = await readFusionInput(request, config.MAX_UPLOAD_BYTES, app.imagePipeline.uploadBuffers)
     // The photo is one JPEG now (or refused): its buffer and its place go to the next upload. Both are safe to release twice.
     const photoReleased = (): void => {
       read.release()
@@ -113,19 +92,6 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     })
     return await answer(request, reply, fused, wantsImage)
   })
-
-  /** Reads the body: the fields, checked, and the upload's bytes. */
-  async function readInput (request: FastifyRequest): Promise<ReadInput> {
-    if (request.isMultipart()) return await readMultipartInput(request, config.MAX_UPLOAD_BYTES, app.imagePipeline.uploadBuffers)
-    if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
-      const input = readJsonInput(request.body, config.MAX_UPLOAD_BYTES)
-      // The parsed body still holds the photo as base64: let it go with the upload.
-      request.body = null
-      return input
-    }
-    // Fastify parses text/plain by default; this route takes only forms and JSON.
-    throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
-  }
 
   /**
    * Claims the key, waits for the request already at work on it, or finds its stored reply. While it waits, this
