@@ -1,6 +1,6 @@
 /**
  * The emulator's knobs, for both APIs (plugin.ts passes them to each).
- * Tests reach every error code through the material ids of shared/forced.ts,
+ * Tests reach every error code through the material ids of shared/forced.ts (with `faults`),
  * and the frequency control through `qps`.
  */
 export interface EmulatorOptions {
@@ -13,6 +13,11 @@ export interface EmulatorOptions {
    * API 3.0's fusion actions); 0 turns frequency control off. Default 0.
    */
   qps?: number
+  /**
+   * Whether the fault-injection material ids of shared/forced.ts force their codes. Off by default: with it on,
+   * any caller can make the upstream fail at will (and open the service's circuit breaker). Tests turn it on.
+   */
+  faults?: boolean
   /** Milliseconds; injectable for tests. */
   clock?: () => number
   /** How many results are kept for their URLs (oldest dropped first). Default 256. */

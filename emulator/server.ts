@@ -14,8 +14,11 @@ const host = process.env.EMULATOR_HOST ?? '127.0.0.1'
 const qps = Number(process.env.EMULATOR_QPS ?? 0)
 const retType = process.env.EMULATOR_RET_TYPE === 'number' ? 'number' : 'string'
 
+// The fault-injection material ids (shared/forced.ts) work only when asked for.
+const faults = process.env.EMULATOR_FAULTS === 'true'
+
 const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' } })
-await app.register(emulatorPlugin, { qps, retType })
+await app.register(emulatorPlugin, { qps, retType, faults })
 await app.listen({ port, host })
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => { void app.close().then(() => process.exit(0)) })

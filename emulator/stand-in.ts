@@ -45,13 +45,15 @@ export interface StandInOptions<P extends Provider> {
   provider: P
   /** The emulator's own log level (its faults are logged at error). Default `warn`. */
   logLevel?: string
+  /** Whether fault-injection material ids work (EmulatorOptions.faults). Default false. */
+  faults?: boolean
 }
 
 /** Starts the emulator on `127.0.0.1`, on a free port. */
 export async function startStandIn<P extends Provider> (options: StandInOptions<P>): Promise<StandIn<P>> {
   // At warn and above: its requests, logged at info, are not the service's.
   const app = Fastify({ logger: { level: options.logLevel ?? 'warn', name: 'emulator' } })
-  await app.register(emulatorPlugin)
+  await app.register(emulatorPlugin, { faults: options.faults === true })
   await app.listen({ port: 0, host: '127.0.0.1' })
   return { ...describe(options.provider, originOf(app)), close: async () => { await app.close() } }
 }
@@ -109,11 +111,13 @@ export type CompletedConfig<C extends IncompleteConfig> = Omit<C, 'upstream'> & 
  * GET /templates serves (source `emulator`). `close` stops the emulator; call
  * it after the app has closed.
  */
-export async function completeWithStandIn<C extends IncompleteConfig> (config: C): Promise<{ config: CompletedConfig<C>, close: () => Promise<void> }> {
+export async function completeWithStandIn<C extends IncompleteConfig> (
+  config: C, options: { faults?: boolean } = {}
+): Promise<{ config: CompletedConfig<C>, close: () => Promise<void> }> {
   const { upstream } = config
   if (upstream.credentials !== undefined) return { config: config as unknown as CompletedConfig<C>, close: async () => {} }
   const standIn = upstream.url === undefined
-    ? await startStandIn({ provider: upstream.provider, logLevel: quieter(config.LOG_LEVEL) })
+    ? await startStandIn({ provider: upstream.provider, logLevel: quieter(config.LOG_LEVEL), faults: options.faults })
     : { ...describe(upstream.provider, new URL(upstream.url).origin), url: upstream.url, close: async () => {} }
   const templates = config.templates ?? (upstream.provider === 'legacy' ? { source: 'emulator', templates: standIn.templates } : undefined)
   const completed = { ...config, upstream: { ...upstream, mode: 'emulator', url: standIn.url, credentials: standIn.credentials }, templates }

@@ -34,7 +34,8 @@ let config: Config
 let closeStandIn = async (): Promise<void> => {}
 if (loaded.upstream.credentials === undefined) {
   const { completeWithStandIn } = await import('../emulator/stand-in.js')
-  ;({ config, close: closeStandIn } = await completeWithStandIn(loaded))
+  // Its fault-injection ids (emulator/shared/forced.ts) would let any visitor fail fusions at will: off unless asked.
+  ;({ config, close: closeStandIn } = await completeWithStandIn(loaded, { faults: process.env.EMULATOR_FAULTS === 'true' }))
 } else {
   config = loaded as Config
 }

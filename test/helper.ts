@@ -38,7 +38,8 @@ export async function startService (
   options: { logStream?: DestinationStream } = {}
 ): Promise<{ app: FastifyInstance, url: string }> {
   // Client limits off unless a test is about them: tests send many requests from one address.
-  const { config, close } = await completeWithStandIn(loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '1000000', ...env }))
+  const loaded = loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '1000000', ...env })
+  const { config, close } = await completeWithStandIn(loaded, { faults: true })
   const app = await buildApp(config, options).catch(async (error: unknown) => {
     await close()
     throw error
@@ -56,7 +57,7 @@ export async function startService (
 /** Starts a standalone emulator, for tests that need its knobs. */
 export async function startEmulator (t: Teardown, options: EmulatorOptions = {}): Promise<{ app: FastifyInstance, url: string, legacyUrl: string }> {
   const app = Fastify({ logger: false })
-  await app.register(emulatorPlugin, options)
+  await app.register(emulatorPlugin, { faults: true, ...options })
   t.teardown(async () => await app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { request } from 'undici'
 import { freePort } from '../scripts/free-port.js'
-import { runProcess } from './helper.js'
+import { fixture, fuseForm, runProcess } from './helper.js'
 
 t.test('a bad configuration stops the process with a message naming the variable', async (t) => {
   const secret = 'the secret with spaces'
@@ -27,6 +27,23 @@ t.test('without credentials it starts on the emulator, says so loudly, and stops
 
   server.kill('SIGTERM')
   t.equal(await server.exited, 0)
+})
+
+t.test('NODE_ENV=production without credentials refuses to start, unless the emulator is asked for', async (t) => {
+  const refused = runProcess(t, 'src/server.ts', { PORT: String(await freePort()), HOST: '127.0.0.1', NODE_ENV: 'production' })
+  t.equal(await refused.exited, 1)
+  t.match(refused.output(), /NODE_ENV=production without Tencent credentials/)
+  t.match(refused.output(), /EMULATOR_IN_PRODUCTION=true/, 'it says how to opt in')
+
+  const port = await freePort()
+  const staging = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1', NODE_ENV: 'production', EMULATOR_IN_PRODUCTION: 'true' })
+  await staging.waitFor(/EMULATOR MODE/)
+  // The fault-injection ids are off: a visitor cannot make the upstream fail at will.
+  const reply = await fuseForm(`http://127.0.0.1:${port}`, fixture('face.jpg'), { model_id: 'emulator_ret_-5' })
+  t.equal(reply.status, 404)
+  t.match(reply.json(), { code: 'FUSION_TEMPLATE_NOT_FOUND' })
+  staging.kill('SIGTERM')
+  t.equal(await staging.exited, 0)
 })
 
 t.test('with credentials, the startup line names the configured API', async (t) => {

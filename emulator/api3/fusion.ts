@@ -19,6 +19,8 @@ export interface FusionContext {
   secretId: string
   /** Counts the call against the activity's quota; true when over it. */
   overQps: (key: string) => boolean
+  /** Whether fault-injection material ids force their codes (EmulatorOptions.faults). */
+  faults: boolean
   /** Stores a result and answers the URL it is served at. */
   publish: (image: Buffer) => string
   /** What a `Url` or `LogoUrl` may name: the emulator's own pictures, never fetched (api3-photo.ts). */
@@ -46,7 +48,7 @@ async function material (params: Fields, context: FusionContext): Promise<Templa
   if (findProject(projectId) === undefined) throw new Api3Failure('InvalidParameterValue.ActivityIdNotFound')
   // Counted per known activity only, so random ids cannot grow the counters.
   if (context.overQps(`${context.secretId}/${projectId}`)) throw new Api3Failure('RequestLimitExceeded')
-  const forced = forcedCode(modelId)
+  const forced = context.faults ? forcedCode(modelId) : undefined
   // A forced code without an API 3.0 equivalent is answered normally, with the activity's first material that has a face.
   if (forced === 'normal') return templatesOf(projectId).find((template) => template.slot !== undefined) ?? templatesOf(projectId)[0]!
   if (forced !== undefined) throw new Api3Failure(forced)

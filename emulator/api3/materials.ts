@@ -43,14 +43,16 @@ function materialInfo (template: Template, project: Project, version: Api3Versio
   }
 }
 
-export function describeMaterialList (params: Fields, version: Api3Version, pictureUrl: (modelId: string) => string): Fields {
+export function describeMaterialList (
+  params: Fields, version: Api3Version, pictureUrl: (modelId: string) => string, faults: boolean
+): Fields {
   const id = activityId(params, version)
   const limit = intInRange(params, 'Limit', 1, MAX_LIMIT[version]) ?? DEFAULT_LIMIT
   const offset = intInRange(params, 'Offset', 0, Number.MAX_SAFE_INTEGER) ?? 0
   const project = findProject(id)
   if (project === undefined) throw new Api3Failure('InvalidParameterValue.ActivityIdNotFound')
   const materialId = text(params, 'MaterialId')
-  const forced = materialId === undefined ? undefined : forcedCode(materialId)
+  const forced = materialId === undefined || !faults ? undefined : forcedCode(materialId)
   if (forced !== undefined && forced !== 'normal') throw new Api3Failure(forced)
   // MaterialId filters the list; a forced id answered "normally" lists the whole activity.
   const materials = templatesOf(id).filter((template) => materialId === undefined || forced === 'normal' || template.modelId === materialId)

@@ -99,6 +99,7 @@ function ownPictures (app: FastifyInstance, request: FastifyRequest, results: Re
 export function registerApi3 (app: FastifyInstance, options: EmulatorOptions, results: ResultStore): void {
   const clock = options.clock ?? Date.now
   const overQps = frequencyControl(options.qps ?? 0, clock)
+  const faults = options.faults === true
 
   const send = (reply: FastifyReply, response: Fields, outcome: string): FastifyReply => {
     options.onV3Answer?.(outcome)
@@ -119,12 +120,13 @@ export function registerApi3 (app: FastifyInstance, options: EmulatorOptions, re
     const params = parseBody(body)
     checkParams(params, ACTION_PARAMS[action][version]!)
     if (action === 'DescribeMaterialList') {
-      return describeMaterialList(params, version, (modelId) => emulatorUrl(app, request, `/materials/${modelId}.jpg`))
+      return describeMaterialList(params, version, (modelId) => emulatorUrl(app, request, `/materials/${modelId}.jpg`), faults)
     }
     const context: FusionContext = {
       version,
       secretId: verdict.secretId,
       overQps,
+      faults,
       publish: (image) => emulatorUrl(app, request, `/results/${results.put(image)}.jpg`),
       ownPicture: ownPictures(app, request, results),
       onPhoto: options.onPhoto

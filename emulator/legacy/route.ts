@@ -108,7 +108,7 @@ export function registerLegacy (app: FastifyInstance, options: EmulatorOptions, 
     if (overQps(`${verdict.appId}/${projectId}`)) return answer(reply, -20004)
     if (project.requiresApi3) return answer(reply, -20013)
 
-    const forced = forcedRet(modelId)
+    const forced = options.faults === true ? forcedRet(modelId) : undefined
     if (forced !== undefined) return answer(reply, forced)
 
     const template = findTemplate(projectId, modelId)

@@ -96,6 +96,11 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
   }
   const { TENCENT_SECRET_KEY, TENCENT_SESSION_TOKEN, CLIENT_API_KEYS, FUSION_TEMPLATES, ...rest } = raw
   const upstream = resolveUpstream(raw)
+  if (upstream.credentials === undefined && raw.NODE_ENV === 'production' && !raw.EMULATOR_IN_PRODUCTION) {
+    throw new ConfigError(['NODE_ENV=production without Tencent credentials: the service would answer with the emulator\'s fake ' +
+      'fusions. Set TENCENT_SECRET_ID and TENCENT_SECRET_KEY (with FUSION_PROVIDER=v3 for API 3.0; the legacy API also needs ' +
+      'TENCENT_APPID and TENCENT_UIN), or set EMULATOR_IN_PRODUCTION=true to serve the emulator on purpose (a staging stand-in).'])
+  }
   return {
     ...rest,
     upstream,

@@ -51,6 +51,9 @@ export const ConfigSchema = Type.Object({
   // The demo page at GET /. Unset: on with the emulator or outside NODE_ENV=production, off otherwise.
   DEMO_PAGE: Type.Optional(Type.Boolean()),
   NODE_ENV: Type.Optional(Type.String()),
+  // With NODE_ENV=production and no credentials the service refuses to start, unless this says the stand-in
+  // (fake fusions from the emulator) is wanted on purpose, as for a staging environment.
+  EMULATOR_IN_PRODUCTION: Type.Boolean({ default: false }),
 
   // One deadline per request: intake, waiting for the budget and the upstream call together.
   REQUEST_DEADLINE_MS: Type.Integer({ minimum: 1_000, maximum: 300_000, default: 30_000 }),

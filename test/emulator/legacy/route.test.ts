@@ -137,6 +137,11 @@ t.test('any code can be forced with the material emulator_ret_<code>', async (t)
   t.equal((await post(legacyUrl, body({ model_id: 'emulator_ret_-5' }), { 'content-type': 'application/json' })).json().ret, '-20001')
 })
 
+t.test('without faults, a fault-injection id is an unknown material like any other', async (t) => {
+  const { legacyUrl } = await startEmulator(t, { faults: false })
+  t.equal((await post(legacyUrl, body({ model_id: 'emulator_ret_-5' }), signed())).json().ret, '-2102')
+})
+
 t.test('frequency control per activity', async (t) => {
   let now = 1_800_000_000_000
   const { legacyUrl } = await startEmulator(t, { qps: 2, clock: () => now })
