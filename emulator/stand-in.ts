@@ -109,14 +109,20 @@ export type CompletedConfig<C extends IncompleteConfig> = Omit<C, 'upstream'> & 
  * GET /templates serves (source `emulator`). `close` stops the emulator; call
  * it after the app has closed.
  */
-export async function completeWithStandIn<C extends IncompleteConfig> (config: C): Promise<{ config: CompletedConfig<C>, close: () => Promise<void> }> {
+export async function completeWithStandIn<C extends IncompleteConfig> (
+  config: C
+): Promise<{ config: CompletedConfig<C>, close: () => Promise<void> }> {
   const { upstream } = config
   if (upstream.credentials !== undefined) return { config: config as unknown as CompletedConfig<C>, close: async () => {} }
   const standIn = upstream.url === undefined
     ? await startStandIn({ provider: upstream.provider, logLevel: quieter(config.LOG_LEVEL) })
     : { ...describe(upstream.provider, new URL(upstream.url).origin), url: upstream.url, close: async () => {} }
   const templates = config.templates ?? (upstream.provider === 'legacy' ? { source: 'emulator', templates: standIn.templates } : undefined)
-  const completed = { ...config, upstream: { ...upstream, mode: 'emulator', url: standIn.url, credentials: standIn.credentials }, templates }
+  const completed = {
+    ...config,
+    upstream: { ...upstream, mode: 'emulator', url: standIn.url, credentials: standIn.credentials },
+    templates
+  }
   return { config: completed as unknown as CompletedConfig<C>, close: standIn.close }
 }
 
