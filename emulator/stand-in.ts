@@ -120,7 +120,11 @@ export async function completeWithStandIn<C extends IncompleteConfig> (
     ? await startStandIn({ provider: upstream.provider, logLevel: quieter(config.LOG_LEVEL), faults: options.faults })
     : { ...describe(upstream.provider, new URL(upstream.url).origin), url: upstream.url, close: async () => {} }
   const templates = config.templates ?? (upstream.provider === 'legacy' ? { source: 'emulator', templates: standIn.templates } : undefined)
-  const completed = { ...config, upstream: { ...upstream, mode: 'emulator', url: standIn.url, credentials: standIn.credentials }, templates }
+  const completed = {
+    ...config,
+    upstream: { ...upstream, mode: 'emulator', url: standIn.url, credentials: standIn.credentials },
+    templates
+  }
   return { config: completed as unknown as CompletedConfig<C>, close: standIn.close }
 }
 

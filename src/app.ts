@@ -149,6 +149,8 @@ function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
   if (known !== undefined) return fusionError(known, { cause: error })
   const status = error.statusCode ?? 500
   // Parser errors (JSON syntax errors and the like) carry a 4xx; busboy's are named in src/intake.
-  if (status >= 400 && status < 500) return fusionError(status === 413 ? 'FUSION_BODY_TOO_LARGE' : 'FUSION_MALFORMED_BODY', { cause: error })
+  if (status >= 400 && status < 500) {
+    return fusionError(status === 413 ? 'FUSION_BODY_TOO_LARGE' : 'FUSION_MALFORMED_BODY', { cause: error })
+  }
   return fusionError('FUSION_INTERNAL_ERROR', { cause: error })
 }

@@ -10,20 +10,89 @@ export function createMetrics () {
   const seconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
   return {
     registry,
-    httpRequests: new Counter({ name: 'fusion_http_requests_total', help: 'HTTP requests answered, by route, method and status.', labelNames: ['route', 'method', 'status'], registers: [registry] }),
-    httpDuration: new Histogram({ name: 'fusion_http_request_duration_seconds', help: 'Time to answer an HTTP request.', labelNames: ['route', 'method', 'status'], buckets: seconds, registers: [registry] }),
-    httpInFlight: new Gauge({ name: 'fusion_http_requests_in_flight', help: 'HTTP requests being handled now.', registers: [registry] }),
-    upstreamCalls: new Counter({ name: 'fusion_upstream_calls_total', help: 'Upstream calls (every attempt), by provider, action, outcome and code (the upstream\'s ret or Error.Code, or our code when there was none).', labelNames: ['provider', 'action', 'outcome', 'code'], registers: [registry] }),
-    upstreamDuration: new Histogram({ name: 'fusion_upstream_call_duration_seconds', help: 'Duration of one upstream attempt.', labelNames: ['provider', 'action', 'outcome'], buckets: seconds, registers: [registry] }),
-    upstreamRetries: new Counter({ name: 'fusion_upstream_retries_total', help: 'Upstream attempts that were retries, by provider and the code that caused them.', labelNames: ['provider', 'code'], registers: [registry] }),
-    breakerState: new Gauge({ name: 'fusion_upstream_breaker_state', help: 'Upstream circuit breaker: 0 closed, 1 half-open, 2 open.', labelNames: ['provider'], registers: [registry] }),
-    budgetWait: new Histogram({ name: 'fusion_budget_wait_seconds', help: 'Time a call waited for a slot of the upstream budget.', buckets: [0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] }),
-    budgetRefusals: new Counter({ name: 'fusion_budget_refusals_total', help: 'Calls refused by the upstream budget (no slot in time, or a back-off pause).', registers: [registry] }),
-    budgetBackOffs: new Counter({ name: 'fusion_budget_backoffs_total', help: 'Pauses ordered after the upstream\'s frequency control.', registers: [registry] }),
-    idempotency: new Counter({ name: 'fusion_idempotency_total', help: 'Requests with an Idempotency-Key, by outcome: replayed, stored, not_stored, reused, in_progress.', labelNames: ['outcome'], registers: [registry] }),
-    imageDuration: new Histogram({ name: 'fusion_image_duration_seconds', help: 'Image pipeline time per photo (decode, resize, encode), by outcome.', labelNames: ['outcome'], buckets: seconds, registers: [registry] }),
-    imageBytesIn: new Counter({ name: 'fusion_image_bytes_in_total', help: 'Bytes of photos received by the image pipeline.', registers: [registry] }),
-    imageBytesOut: new Counter({ name: 'fusion_image_bytes_out_total', help: 'Bytes of JPEG the image pipeline produced for the upstream.', registers: [registry] })
+    httpRequests: new Counter({
+      name: 'fusion_http_requests_total',
+      help: 'HTTP requests answered, by route, method and status.',
+      labelNames: ['route', 'method', 'status'],
+      registers: [registry]
+    }),
+    httpDuration: new Histogram({
+      name: 'fusion_http_request_duration_seconds',
+      help: 'Time to answer an HTTP request.',
+      labelNames: ['route', 'method', 'status'],
+      buckets: seconds,
+      registers: [registry]
+    }),
+    httpInFlight: new Gauge({
+      name: 'fusion_http_requests_in_flight',
+      help: 'HTTP requests being handled now.',
+      registers: [registry]
+    }),
+    upstreamCalls: new Counter({
+      name: 'fusion_upstream_calls_total',
+      help: 'Upstream calls (every attempt), by provider, action, outcome and code ' +
+        '(the upstream\'s ret or Error.Code, or our code when there was none).',
+      labelNames: ['provider', 'action', 'outcome', 'code'],
+      registers: [registry]
+    }),
+    upstreamDuration: new Histogram({
+      name: 'fusion_upstream_call_duration_seconds',
+      help: 'Duration of one upstream attempt.',
+      labelNames: ['provider', 'action', 'outcome'],
+      buckets: seconds,
+      registers: [registry]
+    }),
+    upstreamRetries: new Counter({
+      name: 'fusion_upstream_retries_total',
+      help: 'Upstream attempts that were retries, by provider and the code that caused them.',
+      labelNames: ['provider', 'code'],
+      registers: [registry]
+    }),
+    breakerState: new Gauge({
+      name: 'fusion_upstream_breaker_state',
+      help: 'Upstream circuit breaker: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['provider'],
+      registers: [registry]
+    }),
+    budgetWait: new Histogram({
+      name: 'fusion_budget_wait_seconds',
+      help: 'Time a call waited for a slot of the upstream budget.',
+      buckets: [0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry]
+    }),
+    budgetRefusals: new Counter({
+      name: 'fusion_budget_refusals_total',
+      help: 'Calls refused by the upstream budget (no slot in time, or a back-off pause).',
+      registers: [registry]
+    }),
+    budgetBackOffs: new Counter({
+      name: 'fusion_budget_backoffs_total',
+      help: 'Pauses ordered after the upstream\'s frequency control.',
+      registers: [registry]
+    }),
+    idempotency: new Counter({
+      name: 'fusion_idempotency_total',
+      help: 'Requests with an Idempotency-Key, by outcome: replayed, stored, not_stored, reused, in_progress.',
+      labelNames: ['outcome'],
+      registers: [registry]
+    }),
+    imageDuration: new Histogram({
+      name: 'fusion_image_duration_seconds',
+      help: 'Image pipeline time per photo (decode, resize, encode), by outcome.',
+      labelNames: ['outcome'],
+      buckets: seconds,
+      registers: [registry]
+    }),
+    imageBytesIn: new Counter({
+      name: 'fusion_image_bytes_in_total',
+      help: 'Bytes of photos received by the image pipeline.',
+      registers: [registry]
+    }),
+    imageBytesOut: new Counter({
+      name: 'fusion_image_bytes_out_total',
+      help: 'Bytes of JPEG the image pipeline produced for the upstream.',
+      registers: [registry]
+    })
   }
 }
 

@@ -8,10 +8,14 @@ import { FIELDS } from './fusion/fields.js'
  */
 export const ErrorResponse = Type.Object({
   statusCode: Type.Integer({ description: 'The HTTP status, repeated.' }),
-  code: Type.Union(Object.keys(ERROR_CATALOGUE).map((code) => Type.Literal(code)), { description: 'Stable error code: switch on this. See docs/errors.md.' }),
+  code: Type.Union(Object.keys(ERROR_CATALOGUE).map((code) => Type.Literal(code)), {
+    description: 'Stable error code: switch on this. See docs/errors.md.'
+  }),
   error: Type.String({ description: 'The HTTP reason phrase.' }),
   message: Type.String({ description: 'A message a front-end can show.' }),
-  upstreamCode: Type.Optional(Type.String({ description: 'The upstream\'s own code (legacy `ret` or API 3.0 `Error.Code`), when the error mirrors one.' })),
+  upstreamCode: Type.Optional(Type.String({
+    description: 'The upstream\'s own code (legacy `ret` or API 3.0 `Error.Code`), when the error mirrors one.'
+  })),
   format: Type.Optional(Type.String({ description: 'The image format seen in the bytes, on format refusals.' })),
   requestId: Type.String({ description: 'Also in the x-request-id header.' })
 }, { $id: 'ErrorResponse', title: 'Error' })
@@ -30,13 +34,19 @@ export const FuseAnswer = Type.Union([
   Type.Object({
     requestId: Type.String(),
     imageUrl: Type.String({ description: 'The fused picture\'s URL (rsp_img_type=url), as the upstream gave it.' }),
-    expiresAt: Type.String({ format: 'date-time', description: 'Until when the upstream keeps the picture at that URL (API 3.0: 7 days; legacy: undocumented, taken as 1 day). A replayed answer is never older than this.' })
+    expiresAt: Type.String({
+      format: 'date-time',
+      description: 'Until when the upstream keeps the picture at that URL (API 3.0: 7 days; legacy: undocumented, taken as 1 day). ' +
+        'A replayed answer is never older than this.'
+    })
   }),
   Type.Object({ requestId: Type.String(), imageBase64: Type.String({ description: 'The fused picture as base64 (rsp_img_type=base64).' }) })
 ])
 
 /** Every status /fuse can answer with an error, from the catalogue. */
-export const fuseErrorStatuses = [...new Set(Object.values(ERROR_CATALOGUE).map((entry) => entry.status))].filter((status) => status !== 499).sort()
+export const fuseErrorStatuses = [...new Set(Object.values(ERROR_CATALOGUE).map((entry) => entry.status))]
+  .filter((status) => status !== 499)
+  .sort()
 
 export const TemplateList = Type.Object({
   templates: Type.Array(Type.Object({
@@ -52,7 +62,10 @@ export const TemplateList = Type.Object({
       height: Type.Optional(Type.Number())
     })))
   })),
-  source: Type.Union([Type.Literal('upstream'), Type.Literal('config'), Type.Literal('emulator'), Type.Literal('none')], { description: 'Where the list comes from: the upstream (API 3.0), FUSION_TEMPLATES, the emulator, or none (the legacy API with nothing declared).' })
+  source: Type.Union([Type.Literal('upstream'), Type.Literal('config'), Type.Literal('emulator'), Type.Literal('none')], {
+    description: 'Where the list comes from: the upstream (API 3.0), FUSION_TEMPLATES, the emulator, or none ' +
+      '(the legacy API with nothing declared).'
+  })
 })
 
 /** POST /fuse as the API document shows it. */
@@ -63,7 +76,13 @@ export const fuseRouteSchema = {
   headers: {
     type: 'object',
     properties: {
-      'idempotency-key': { type: 'string', minLength: 1, maxLength: 255, description: 'Makes the request safe to retry: a later request with the same key and the same payload gets the stored answer (marked `Idempotent-Replayed: true`) without a second fusion. A UUID per photo and template is right.' }
+      'idempotency-key': {
+        type: 'string',
+        minLength: 1,
+        maxLength: 255,
+        description: 'Makes the request safe to retry: a later request with the same key and the same payload gets the stored answer ' +
+          '(marked `Idempotent-Replayed: true`) without a second fusion. A UUID per photo and template is right.'
+      }
     }
   },
   body: { content: { 'multipart/form-data': { schema: FuseForm }, 'application/json': { schema: FuseJson } } },

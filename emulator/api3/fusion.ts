@@ -3,7 +3,9 @@ import {
   MERGE_INFO, LOGO_PARAM, checkFuseParam, checkParams, child, faceRect, int, intInRange, isObject, list, text,
   type Api3Version, type FaceRect, type Fields
 } from './params.js'
-import { PHOTO_LIMITS, checkFaceRect, faceOf, loadLogo, loadPhoto, readPhoto, type OwnPicture, type PhotoLimits, type PhotoSource } from './photo.js'
+import {
+  PHOTO_LIMITS, checkFaceRect, faceOf, loadLogo, loadPhoto, readPhoto, type OwnPicture, type PhotoLimits, type PhotoSource
+} from './photo.js'
 import { blendIntoTemplate } from '../shared/blend.js'
 import { addLogo, type LogoChoice } from './logo.js'
 import { findProject, findTemplate, templatesOf, type FaceSlot, type Template } from '../shared/templates.js'
@@ -61,7 +63,10 @@ async function material (params: Fields, context: FusionContext): Promise<Templa
 function targetSlot (template: Template, templateFaceId: string | undefined): FaceSlot {
   const face = templateFaceId === undefined ? template.faces[0] : template.faces.find((candidate) => candidate.faceId === templateFaceId)
   if (face === undefined || template.slot === undefined) {
-    throw new Api3Failure('FailedOperation.TemplateFaceIDNotExist', template.faces.length === 0 ? '素材中没有人脸。' : `素材中没有人脸 ${templateFaceId ?? ''}。`)
+    throw new Api3Failure(
+      'FailedOperation.TemplateFaceIDNotExist',
+      template.faces.length === 0 ? '素材中没有人脸。' : `素材中没有人脸 ${templateFaceId ?? ''}。`
+    )
   }
   return template.slot
 }
@@ -92,7 +97,9 @@ export async function faceFusion (params: Fields, context: FusionContext): Promi
   const type = rspImgType(params)
   const image = text(params, 'Image')
   const url = text(params, 'Url')
-  if (image === undefined && url === undefined) throw new Api3Failure('MissingParameter', 'The request is missing the required parameter `Image`.')
+  if (image === undefined && url === undefined) {
+    throw new Api3Failure('MissingParameter', 'The request is missing the required parameter `Image`.')
+  }
   intInRange(params, 'PornDetect', 0, 1)
   const celebrity = intInRange(params, 'CelebrityIdentify', 0, 1) ?? 0
   checkFuseParam(child(params, 'FuseParam'))
@@ -104,7 +111,12 @@ export async function faceFusion (params: Fields, context: FusionContext): Promi
   return { Image: await deliver(fused, type, context), ReviewResultSet: reviewResults(celebrity) }
 }
 
-interface MergeInfo { image: string | undefined, url: string | undefined, inputRect: FaceRect | undefined, templateFaceId: string | undefined }
+interface MergeInfo {
+  image: string | undefined
+  url: string | undefined
+  inputRect: FaceRect | undefined
+  templateFaceId: string | undefined
+}
 
 function mergeInfos (params: Fields, version: Api3Version): MergeInfo[] {
   const entries = list(params, 'MergeInfos')!

@@ -41,8 +41,21 @@ export const ACTION_PARAMS: Readonly<Record<Api3Action, Partial<Record<Api3Versi
     '2018-12-01': { ...FUSION_COMMON, Image: string(), Url: string(), PornDetect: integer(), CelebrityIdentify: integer() }
   },
   FuseFace: {
-    '2018-12-01': { ...FUSION_COMMON, MergeInfos: array(true), FuseProfileDegree: integer(), FuseFaceDegree: integer(), CelebrityIdentify: integer() },
-    '2022-09-27': { ...FUSION_COMMON, MergeInfos: array(true), FuseProfileDegree: integer(), FuseFaceDegree: integer(), LogoAdd: integer(), LogoParam: object() }
+    '2018-12-01': {
+      ...FUSION_COMMON,
+      MergeInfos: array(true),
+      FuseProfileDegree: integer(),
+      FuseFaceDegree: integer(),
+      CelebrityIdentify: integer()
+    },
+    '2022-09-27': {
+      ...FUSION_COMMON,
+      MergeInfos: array(true),
+      FuseProfileDegree: integer(),
+      FuseFaceDegree: integer(),
+      LogoAdd: integer(),
+      LogoParam: object()
+    }
   },
   DescribeMaterialList: {
     '2018-12-01': { ActivityId: integer(true), MaterialId: string(), Limit: integer(), Offset: integer() },
@@ -115,12 +128,17 @@ export function intInRange (fields: Fields, name: string, min: number, max: numb
 export interface FaceRect { X: number, Y: number, Width: number, Height: number }
 
 /** A FaceRect: four integers, width and height at least `minSide` (and at most `maxSide`). */
-export function faceRect (fields: Fields | undefined, path: string, minSide: number, maxSide = Number.MAX_SAFE_INTEGER): FaceRect | undefined {
+export function faceRect (
+  fields: Fields | undefined, path: string, minSide: number, maxSide = Number.MAX_SAFE_INTEGER
+): FaceRect | undefined {
   if (fields === undefined) return undefined
   checkParams(fields, FACE_RECT, `${path}.`)
   const rect = { X: int(fields, 'X')!, Y: int(fields, 'Y')!, Width: int(fields, 'Width')!, Height: int(fields, 'Height')! }
   if (rect.X < 0 || rect.Y < 0 || rect.Width < minSide || rect.Height < minSide || rect.Width > maxSide || rect.Height > maxSide) {
-    throw new Api3Failure('InvalidParameterValue.FaceRectParameterValueError', `\`${path}\` must lie in the image, each side between ${minSide} and ${Math.min(maxSide, 99999)}.`)
+    throw new Api3Failure(
+      'InvalidParameterValue.FaceRectParameterValueError',
+      `\`${path}\` must lie in the image, each side between ${minSide} and ${Math.min(maxSide, 99999)}.`
+    )
   }
   return rect
 }

@@ -33,9 +33,23 @@ const API3_FORMATS = ['jpeg', 'png'] as const
 
 export const PHOTO_LIMITS: Readonly<Record<Api3Version, PhotoLimits>> = {
   // 2018-12-01: the original "≤ 500 KB, ≤ 1080×1080".
-  '2018-12-01': { formats: API3_FORMATS, maxBase64Chars: 500 * 1024, base64TooLong: 'FailedOperation.ImageSizeExceedFiveHundredKB', maxSide: 1080, minSide: 64, noFace: 'FailedOperation.FuseDetectNoFace' },
+  '2018-12-01': {
+    formats: API3_FORMATS,
+    maxBase64Chars: 500 * 1024,
+    base64TooLong: 'FailedOperation.ImageSizeExceedFiveHundredKB',
+    maxSide: 1080,
+    minSide: 64,
+    noFace: 'FailedOperation.FuseDetectNoFace'
+  },
   // 2022-09-27: "> 64×64 and < 4096×4096, base64 ≤ 5 MB".
-  '2022-09-27': { formats: API3_FORMATS, maxBase64Chars: 5 * 1024 * 1024, base64TooLong: 'FailedOperation.ImageSizeExceed', maxSide: 4095, minSide: 64, noFace: 'FailedOperation.NoFaceDetected' }
+  '2022-09-27': {
+    formats: API3_FORMATS,
+    maxBase64Chars: 5 * 1024 * 1024,
+    base64TooLong: 'FailedOperation.ImageSizeExceed',
+    maxSide: 4095,
+    minSide: 64,
+    noFace: 'FailedOperation.NoFaceDetected'
+  }
 }
 
 /**

@@ -9,7 +9,9 @@ import type { EmulatorOptions } from '../options.js'
 import { Api3Failure } from './errors.js'
 import { faceFusion, fuseFace, type FusionContext } from './fusion.js'
 import { describeMaterialList } from './materials.js'
-import { ACTION_PARAMS, API3_ACTIONS, API3_VERSIONS, checkParams, isObject, type Api3Action, type Api3Version, type Fields } from './params.js'
+import {
+  ACTION_PARAMS, API3_ACTIONS, API3_VERSIONS, checkParams, isObject, type Api3Action, type Api3Version, type Fields
+} from './params.js'
 import type { OwnPicture } from './photo.js'
 import { verifyTc3 } from './verify-tc3.js'
 
@@ -36,15 +38,21 @@ function checkContentType (request: FastifyRequest): void {
 
 function required (request: FastifyRequest, name: string): string {
   const value = header(request.headers, name)?.trim()
-  if (value === undefined || value === '') throw new Api3Failure('MissingParameter', `The request is missing the required parameter \`${name}\`.`)
+  if (value === undefined || value === '') {
+    throw new Api3Failure('MissingParameter', `The request is missing the required parameter \`${name}\`.`)
+  }
   return value
 }
 
 function actionAndVersion (request: FastifyRequest): { action: Api3Action, version: Api3Version } {
   const action = required(request, 'x-tc-action')
-  if (!(API3_ACTIONS as readonly string[]).includes(action)) throw new Api3Failure('InvalidAction', `The action \`${action}\` does not exist.`)
+  if (!(API3_ACTIONS as readonly string[]).includes(action)) {
+    throw new Api3Failure('InvalidAction', `The action \`${action}\` does not exist.`)
+  }
   const version = required(request, 'x-tc-version')
-  if (!(API3_VERSIONS as readonly string[]).includes(version)) throw new Api3Failure('NoSuchVersion', `The version \`${version}\` does not exist.`)
+  if (!(API3_VERSIONS as readonly string[]).includes(version)) {
+    throw new Api3Failure('NoSuchVersion', `The version \`${version}\` does not exist.`)
+  }
   const known = { action: action as Api3Action, version: version as Api3Version }
   if (ACTION_PARAMS[known.action][known.version] === undefined) {
     throw new Api3Failure('InvalidAction', `The action \`${action}\` does not exist in version ${version}.`)
@@ -54,7 +62,9 @@ function actionAndVersion (request: FastifyRequest): { action: Api3Action, versi
 
 function checkRegion (request: FastifyRequest): void {
   const region = required(request, 'x-tc-region')
-  if (!(API3_REGIONS as readonly string[]).includes(region)) throw new Api3Failure('UnsupportedRegion', `The region \`${region}\` is not supported.`)
+  if (!(API3_REGIONS as readonly string[]).includes(region)) {
+    throw new Api3Failure('UnsupportedRegion', `The region \`${region}\` is not supported.`)
+  }
 }
 
 function parseBody (body: Buffer): Fields {
@@ -86,7 +96,9 @@ function ownPictures (app: FastifyInstance, request: FastifyRequest, results: Re
     } catch {
       return undefined
     }
-    if (url.origin !== base.origin || url.username !== '' || url.password !== '' || !url.pathname.startsWith(base.pathname)) return undefined
+    if (url.origin !== base.origin || url.username !== '' || url.password !== '' || !url.pathname.startsWith(base.pathname)) {
+      return undefined
+    }
     const path = url.pathname.slice(base.pathname.length)
     const result = OWN_RESULT.exec(path)
     if (result !== null) return results.get(result[1]!)
@@ -113,7 +125,14 @@ export function registerApi3 (app: FastifyInstance, options: EmulatorOptions, re
   async function answer (request: FastifyRequest, body: Buffer): Promise<Fields> {
     checkContentType(request)
     const path = (request.raw.url ?? '/').split('?')[0] ?? '/'
-    const verdict = verifyTc3({ headers: request.headers, body, keyFor: api3KeyFor, nowSeconds: Math.floor(clock() / 1000), service: API3_SERVICE, path })
+    const verdict = verifyTc3({
+      headers: request.headers,
+      body,
+      keyFor: api3KeyFor,
+      nowSeconds: Math.floor(clock() / 1000),
+      service: API3_SERVICE,
+      path
+    })
     if (!verdict.ok) throw new Api3Failure(verdict.code, verdict.message)
     const { action, version } = actionAndVersion(request)
     checkRegion(request)

@@ -72,6 +72,8 @@ export function computeTc3 (material: Tc3Material): Tc3Computed {
     `${date}/${material.service}/tc3_request`,
     sha256(canonicalRequest)
   ].join('\n')
-  const signature = createHmac('sha256', deriveSigningKey(material.secretKey, date, material.service)).update(stringToSign, 'utf8').digest('hex')
+  const signature = createHmac('sha256', deriveSigningKey(material.secretKey, date, material.service))
+    .update(stringToSign, 'utf8')
+    .digest('hex')
   return { canonicalRequest, stringToSign, signedHeaders, signature }
 }

@@ -73,14 +73,18 @@ export function parseTc3Authorization (value: string): ParsedAuthorization | und
 
 function readTimestamp (headers: Tc3Request['headers']): number | Tc3Verdict {
   const raw = header(headers, 'x-tc-timestamp')
-  if (raw === undefined || raw.trim() === '') return fail('MissingParameter', 'The request is missing the required parameter `X-TC-Timestamp`.')
+  if (raw === undefined || raw.trim() === '') {
+    return fail('MissingParameter', 'The request is missing the required parameter `X-TC-Timestamp`.')
+  }
   if (!/^\d{1,12}$/.test(raw.trim())) return fail('InvalidParameter', 'The parameter `X-TC-Timestamp` must be a Unix time in seconds.')
   return Number(raw.trim())
 }
 
 /** Why the signed material cannot match, before any HMAC is computed; undefined when it may. */
 function scopeProblem (auth: ParsedAuthorization, timestamp: number, service: string, headers: Tc3Request['headers']): string | undefined {
-  if (auth.date !== scopeDate(timestamp)) return `The credential date ${auth.date} is not the UTC date of X-TC-Timestamp (${scopeDate(timestamp)}).`
+  if (auth.date !== scopeDate(timestamp)) {
+    return `The credential date ${auth.date} is not the UTC date of X-TC-Timestamp (${scopeDate(timestamp)}).`
+  }
   if (auth.service !== service) return `The credential scope names the service ${auth.service}, not ${service}.`
   for (const required of ['content-type', 'host']) {
     if (!auth.signedHeaders.includes(required)) return `SignedHeaders must include ${required}.`
@@ -127,7 +131,9 @@ function tokenProblem (key: Api3Key, sent: string | undefined): string | undefin
   if (sent === undefined || sent === '') return 'A temporary SecretId needs its session token in X-TC-Token.'
   const expected = Buffer.from(key.sessionToken)
   const received = Buffer.from(sent)
-  return expected.length === received.length && timingSafeEqual(expected, received) ? undefined : 'X-TC-Token does not belong to this SecretId.'
+  return expected.length === received.length && timingSafeEqual(expected, received)
+    ? undefined
+    : 'X-TC-Token does not belong to this SecretId.'
 }
 
 export function verifyTc3 (request: Tc3Request): Tc3Verdict {
@@ -142,7 +148,11 @@ export function verifyTc3 (request: Tc3Request): Tc3Verdict {
   const timestamp = readTimestamp(request.headers)
   if (typeof timestamp !== 'number') return timestamp
   if (Math.abs(request.nowSeconds - timestamp) > TC3_MAX_SKEW_SECONDS) {
-    return fail('AuthFailure.SignatureExpire', `Signature expired. Timestamp: ${timestamp}, server time: ${request.nowSeconds}; they may differ by at most ${TC3_MAX_SKEW_SECONDS} seconds.`)
+    return fail(
+      'AuthFailure.SignatureExpire',
+      `Signature expired. Timestamp: ${timestamp}, server time: ${request.nowSeconds}; ` +
+      `they may differ by at most ${TC3_MAX_SKEW_SECONDS} seconds.`
+    )
   }
 
   const key = request.keyFor(auth.secretId)

@@ -85,7 +85,11 @@ export function registerLegacy (app: FastifyInstance, options: EmulatorOptions, 
     }
     if (typeof body !== 'object' || body === null || Array.isArray(body)) return answer(reply, -1009)
     const fields = body as Record<string, unknown>
-    const text = (name: string): string => (typeof fields[name] === 'string' ? (fields[name] as string) : fields[name] === undefined || fields[name] === null ? '' : String(fields[name]))
+    const text = (name: string): string => (
+      typeof fields[name] === 'string'
+        ? (fields[name] as string)
+        : fields[name] === undefined || fields[name] === null ? '' : String(fields[name])
+    )
 
     const required: Array<[string, number]> = [
       ['appid', -20011], ['uin', -20012], ['project_id', -20008], ['model_id', -20007], ['img_data', -20009], ['rsp_img_type', -20010]

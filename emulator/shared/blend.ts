@@ -18,7 +18,8 @@ export async function blendIntoTemplate (photo: Buffer, template: Template & { s
   const mask = Buffer.from(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">` +
     `<defs><filter id="f"><feGaussianBlur stdDeviation="${feather}"/></filter></defs>` +
-    `<ellipse cx="${slot.rx}" cy="${slot.ry}" rx="${slot.rx - feather * 1.5}" ry="${slot.ry - feather * 1.5}" fill="#fff" filter="url(#f)"/>` +
+    `<ellipse cx="${slot.rx}" cy="${slot.ry}" rx="${slot.rx - feather * 1.5}" ry="${slot.ry - feather * 1.5}" ` +
+    'fill="#fff" filter="url(#f)"/>' +
     '</svg>'
   )
 

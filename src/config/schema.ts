@@ -37,7 +37,9 @@ export const ConfigSchema = Type.Object({
 
   // What GET /templates lists: "project_id:model_id=Name,..." (the name is optional). Unset: v3 asks the
   // upstream (DescribeMaterialList); legacy lists the emulator's templates, or nothing with real credentials.
-  FUSION_TEMPLATES: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}(=[^,:=]{1,80})?(,[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}(=[^,:=]{1,80})?)*$' })),
+  FUSION_TEMPLATES: Type.Optional(Type.String({
+    pattern: '^[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}(=[^,:=]{1,80})?(,[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}(=[^,:=]{1,80})?)*$'
+  })),
   // How long an activity's material list from the upstream is reused.
   TEMPLATES_CACHE_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: 60 }),
 

@@ -13,11 +13,28 @@ const ID_RULE = { minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }
 export const FIELDS = {
   project_id: Type.String({ ...ID_RULE, description: 'Activity id.', examples: ['100307'] }),
   model_id: Type.String({ ...ID_RULE, description: 'Material (template) id.', examples: ['qc_100307_152854_1'] }),
-  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')], { default: 'url', description: 'How the fused picture comes back.' })),
-  fuse_profile_degree: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'FuseFace only: how much of the face shape comes from the photo (default: the activity\'s setting).' })),
-  fuse_face_degree: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'FuseFace only: how much of the facial features come from the photo (default: the activity\'s setting).' })),
-  logo_add: Type.Optional(Type.Boolean({ description: 'FuseFace 2022-09-27 only: the upstream\'s "AI-generated" mark on the result; the upstream\'s default is on. Forms send 0/1 or true/false.' })),
-  template_face_id: Type.Optional(Type.String({ ...ID_RULE, description: 'FuseFace only: which face of the template to replace (see GET /templates); default: the largest.' }))
+  rsp_img_type: Type.Optional(Type.Union([Type.Literal('url'), Type.Literal('base64')], {
+    default: 'url',
+    description: 'How the fused picture comes back.'
+  })),
+  fuse_profile_degree: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 100,
+    description: 'FuseFace only: how much of the face shape comes from the photo (default: the activity\'s setting).'
+  })),
+  fuse_face_degree: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 100,
+    description: 'FuseFace only: how much of the facial features come from the photo (default: the activity\'s setting).'
+  })),
+  logo_add: Type.Optional(Type.Boolean({
+    description: 'FuseFace 2022-09-27 only: the upstream\'s "AI-generated" mark on the result; the upstream\'s default is on. ' +
+      'Forms send 0/1 or true/false.'
+  })),
+  template_face_id: Type.Optional(Type.String({
+    ...ID_RULE,
+    description: 'FuseFace only: which face of the template to replace (see GET /templates); default: the largest.'
+  }))
 }
 
 export type FieldName = keyof typeof FIELDS
@@ -50,12 +67,16 @@ export function fieldRefusal (issue: FieldIssue | undefined, where = 'field', ca
   const details = cause !== undefined ? { cause } : {}
   if (issue === undefined) return fusionError('FUSION_INVALID_FIELD', details)
   if (issue.keyword === 'required') {
-    return fusionError('FUSION_MISSING_FIELD', { message: `The ${where} \`${String(issue.params.missingProperty)}\` is required.`, ...details })
+    return fusionError('FUSION_MISSING_FIELD', {
+      message: `The ${where} \`${String(issue.params.missingProperty)}\` is required.`,
+      ...details
+    })
   }
   if (issue.keyword === 'additionalProperties') {
     const name = String(issue.params.additionalProperty)
     return fusionError('FUSION_UNKNOWN_FIELD', {
-      message: `Unknown ${where} \`${name}\`: send image, project_id, model_id and optionally rsp_img_type, ${Object.values(OPTION_FIELDS).join(', ')}.`,
+      message: `Unknown ${where} \`${name}\`: send image, project_id, model_id and optionally rsp_img_type, ` +
+        `${Object.values(OPTION_FIELDS).join(', ')}.`,
       ...details
     })
   }

@@ -73,7 +73,9 @@ export function createMemoryStore (maxBytes: number): IdempotencyStore {
       const stored = replies.get(key)
       if (stored !== undefined) return { kind: 'replay', reply: decodeReply(stored) }
       const held = claims.get(key)
-      if (held !== undefined && held.expiresAt > Date.now()) return held.fingerprint === fingerprint ? { kind: 'busy' } : { kind: 'mismatch' }
+      if (held !== undefined && held.expiresAt > Date.now()) {
+        return held.fingerprint === fingerprint ? { kind: 'busy' } : { kind: 'mismatch' }
+      }
       const token = randomUUID()
       claims.set(key, { fingerprint, token, expiresAt: Date.now() + claimMs })
       return { kind: 'owner', token }

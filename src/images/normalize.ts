@@ -101,7 +101,10 @@ async function readHeader (input: Buffer, policy: ImagePolicy): Promise<Metadata
   // (Orientation does not change which side is short.)
   const scale = Math.min(1, policy.maxSide / Math.max(width, height))
   if (Math.floor(Math.min(width, height) * scale) < policy.minShortSide) {
-    throw fusionError('FUSION_IMAGE_TOO_SMALL', { message: `The photo is too small to find a face in: send at least ${policy.minShortSide} pixels on the short side, and not a very narrow strip.` })
+    throw fusionError('FUSION_IMAGE_TOO_SMALL', {
+      message: `The photo is too small to find a face in: send at least ${policy.minShortSide} pixels on the short side, ` +
+        'and not a very narrow strip.'
+    })
   }
   return metadata
 }

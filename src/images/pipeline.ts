@@ -94,10 +94,20 @@ export function createImagePipeline (options: ImagePipelineOptions): ImagePipeli
         const startedAt = performance.now()
         try {
           const normalized = await normalizeImage(input, options.policy)
-          options.onJob?.({ durationMs: performance.now() - startedAt, outcome: 'ok', bytesIn: input.length, bytesOut: normalized.jpeg.length })
+          options.onJob?.({
+            durationMs: performance.now() - startedAt,
+            outcome: 'ok',
+            bytesIn: input.length,
+            bytesOut: normalized.jpeg.length
+          })
           return normalized
         } catch (error) {
-          options.onJob?.({ durationMs: performance.now() - startedAt, outcome: isFusionError(error) ? error.code : 'error', bytesIn: input.length, bytesOut: 0 })
+          options.onJob?.({
+            durationMs: performance.now() - startedAt,
+            outcome: isFusionError(error) ? error.code : 'error',
+            bytesIn: input.length,
+            bytesOut: 0
+          })
           throw error
         }
       })

@@ -91,7 +91,9 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
       if (part.type === 'file') {
         if (part.fieldname !== 'image') {
           part.file.resume()
-          throw fusionError('FUSION_TOO_MANY_FILES', { message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.` })
+          throw fusionError('FUSION_TOO_MANY_FILES', {
+            message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.`
+          })
         }
         photo = await readPhoto(part, capacity, buffers)
         continue
@@ -124,7 +126,9 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
  * and a socket's failures carry codes, and keep them.
  */
 function parserError (error: unknown): unknown {
-  if (error instanceof Error && (error as { code?: unknown }).code === undefined) return fusionError('FUSION_MALFORMED_BODY', { cause: error })
+  if (error instanceof Error && (error as { code?: unknown }).code === undefined) {
+    return fusionError('FUSION_MALFORMED_BODY', { cause: error })
+  }
   return error
 }
 

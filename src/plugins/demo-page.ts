@@ -29,7 +29,11 @@ const demoPage: FastifyPluginAsync<{ config: ConfigSlice<typeof demoPageSettings
       reply.header('cache-control', 'no-cache')
       reply.header('x-content-type-options', 'nosniff')
       // Scripts and styles from this origin only; pictures also from the upstream's result hosts and as data: URLs.
-      reply.header('content-security-policy', "default-src 'self'; img-src 'self' data: blob: https: http:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+      reply.header(
+        'content-security-policy',
+        "default-src 'self'; img-src 'self' data: blob: https: http:; style-src 'self'; script-src 'self'; " +
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+      )
     }
   })
 }

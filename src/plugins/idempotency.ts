@@ -20,7 +20,9 @@ export interface RequestIdempotency {
    * this request's. `waiting` runs once if another request holds the key and
    * this one waits for it (within `deadline`).
    */
-  begin: (fingerprint: string, options: { deadline: number, signal: AbortSignal, waiting?: () => void }) => Promise<{ replay: StoredReply } | { owner: true }>
+  begin: (
+    fingerprint: string, options: { deadline: number, signal: AbortSignal, waiting?: () => void }
+  ) => Promise<{ replay: StoredReply } | { owner: true }>
   /** Until when the answer's result URL works (epoch ms): a reply is never replayed past it. */
   expiresAt?: number
   /** Held once `begin` made the work this request's: its reply is stored (or the key freed) as it goes out. */
@@ -43,7 +45,9 @@ declare module 'fastify' {
 }
 
 /** The settings this plugin reads. */
-export const idempotencySettings = ['IDEMPOTENCY_MAX_REPLY_BYTES', 'IDEMPOTENCY_MEMORY_BYTES', 'REDIS_KEY_PREFIX', 'IDEMPOTENCY_TTL_SECONDS'] as const
+export const idempotencySettings = [
+  'IDEMPOTENCY_MAX_REPLY_BYTES', 'IDEMPOTENCY_MEMORY_BYTES', 'REDIS_KEY_PREFIX', 'IDEMPOTENCY_TTL_SECONDS'
+] as const
 
 export default fp<{ config: ConfigSlice<typeof idempotencySettings[number]> }>(async (app, { config }) => {
   const local = createMemoryStore(config.IDEMPOTENCY_MEMORY_BYTES)
@@ -51,7 +55,12 @@ export default fp<{ config: ConfigSlice<typeof idempotencySettings[number]> }>(a
   const store = app.redis === undefined
     ? local
     : withFallback(createRedisStore(app.redis, `${config.REDIS_KEY_PREFIX}idempotency:`), local, (error) => {
-      if (!reported) app.log.warn({ redis: { error: error instanceof Error ? error.message : String(error) } }, 'idempotency keys kept in this replica\'s memory: redis unreachable')
+      if (!reported) {
+        app.log.warn(
+          { redis: { error: error instanceof Error ? error.message : String(error) } },
+          'idempotency keys kept in this replica\'s memory: redis unreachable'
+        )
+      }
       reported = true
       setTimeout(() => { reported = false }, 60_000).unref()
     })

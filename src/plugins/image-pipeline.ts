@@ -18,7 +18,9 @@ export function imageLimitsFor (upstream: ResolvedUpstream): ImageLimits {
 }
 
 /** The settings this plugin reads. */
-export const imagePipelineSettings = ['upstream', 'IMAGE_MAX_INPUT_PIXELS', 'IMAGE_TIMEOUT_SECONDS', 'IMAGE_CONCURRENCY', 'IMAGE_QUEUE_LIMIT'] as const
+export const imagePipelineSettings = [
+  'upstream', 'IMAGE_MAX_INPUT_PIXELS', 'IMAGE_TIMEOUT_SECONDS', 'IMAGE_CONCURRENCY', 'IMAGE_QUEUE_LIMIT'
+] as const
 
 /** The one image pipeline of the app: its job slots and queue are shared by every request. */
 export default fp<{ config: ConfigSlice<typeof imagePipelineSettings[number]> }>(async (app, { config }) => {

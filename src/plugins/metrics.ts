@@ -56,7 +56,9 @@ export default fp<{ config: ConfigSlice<typeof metricsSettings[number]> }>(async
 
   if (config.METRICS_PORT === 0) {
     app.get('/metrics', { config: { health: true }, logLevel: 'warn' }, async (request, reply) => {
-      if (!authorized(request.headers.authorization)) return await reply.code(401).header('www-authenticate', 'Bearer').send('unauthorized\n')
+      if (!authorized(request.headers.authorization)) {
+        return await reply.code(401).header('www-authenticate', 'Bearer').send('unauthorized\n')
+      }
       return await reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
     })
     return

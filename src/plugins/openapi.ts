@@ -14,7 +14,8 @@ export default fp(async (app) => {
       info: {
         title: 'face-fusion-bff',
         version: '0.1.0',
-        description: 'A gateway for Tencent Cloud face fusion. Errors share one shape (ErrorResponse); every code is listed there and in docs/errors.md.'
+        description: 'A gateway for Tencent Cloud face fusion. Errors share one shape (ErrorResponse); ' +
+          'every code is listed there and in docs/errors.md.'
       },
       tags: [{ name: 'fusion' }, { name: 'operations' }]
     },

@@ -34,7 +34,12 @@ export default fp<{ config: ConfigSlice<typeof redisSettings[number]> }>(async (
   let reported = false
   redis.on('error', (error: Error) => {
     // One line per outage, not one per reconnection attempt.
-    if (!reported) app.log.warn({ redis: { error: error.message } }, 'redis unreachable: client limits fail open, the upstream budget runs on its per-replica share')
+    if (!reported) {
+      app.log.warn(
+        { redis: { error: error.message } },
+        'redis unreachable: client limits fail open, the upstream budget runs on its per-replica share'
+      )
+    }
     reported = true
   })
   redis.on('ready', () => {

@@ -12,7 +12,9 @@ import { fusionError } from '../errors.js'
 const RETRY_AFTER_SECONDS = 2
 
 /** The settings this plugin reads. */
-export const underPressureSettings = ['PRESSURE_MAX_EVENT_LOOP_DELAY_MS', 'PRESSURE_MAX_RSS_BYTES', 'PRESSURE_MAX_HEAP_USED_BYTES', 'PRESSURE_SAMPLE_INTERVAL_MS'] as const
+export const underPressureSettings = [
+  'PRESSURE_MAX_EVENT_LOOP_DELAY_MS', 'PRESSURE_MAX_RSS_BYTES', 'PRESSURE_MAX_HEAP_USED_BYTES', 'PRESSURE_SAMPLE_INTERVAL_MS'
+] as const
 
 export default fp<{ config: ConfigSlice<typeof underPressureSettings[number]> }>(async (app, { config }) => {
   await app.register(underPressure, {

@@ -11,7 +11,9 @@ declare module 'fastify' {
 }
 
 /** The settings this plugin reads. */
-export const upstreamBudgetSettings = ['UPSTREAM_QPS', 'projectQps', 'UPSTREAM_BUDGET_WAIT_MS', 'UPSTREAM_FALLBACK_QPS', 'REDIS_KEY_PREFIX', 'upstream'] as const
+export const upstreamBudgetSettings = [
+  'UPSTREAM_QPS', 'projectQps', 'UPSTREAM_BUDGET_WAIT_MS', 'UPSTREAM_FALLBACK_QPS', 'REDIS_KEY_PREFIX', 'upstream'
+] as const
 
 /** The upstream QPS budget, shared through Redis by every replica using the same account. */
 export default fp<{ config: ConfigSlice<typeof upstreamBudgetSettings[number]> }>(async (app, { config }) => {
@@ -23,7 +25,10 @@ export default fp<{ config: ConfigSlice<typeof upstreamBudgetSettings[number]> }
     keyPrefix: `${config.REDIS_KEY_PREFIX}budget:${accountKey(config.upstream)}`,
     ...(app.redis !== undefined ? { redis: app.redis } : {}),
     onFallback: (error) => {
-      app.log.warn({ redis: { error: error instanceof Error ? error.message : String(error) } }, 'upstream budget on its per-replica share: redis unreachable')
+      app.log.warn(
+        { redis: { error: error instanceof Error ? error.message : String(error) } },
+        'upstream budget on its per-replica share: redis unreachable'
+      )
     }
   }))
 }, { name: 'upstream-budget', dependencies: ['redis'] })

@@ -85,8 +85,20 @@ export default fp<{ config: ConfigSlice<typeof upstreamSettings[number]> }>(asyn
     }
   }
   const client: FusionProvider = upstream.provider === 'v3'
-    ? createV3Client({ ...transport, mode: upstream.mode, credentials: upstream.credentials, region: upstream.region, action: upstream.action, version: upstream.version })
-    : createLegacyClient({ ...transport, mode: upstream.mode, credentials: upstream.credentials, signatureTtlSeconds: config.LEGACY_SIGNATURE_TTL_SECONDS })
+    ? createV3Client({
+      ...transport,
+      mode: upstream.mode,
+      credentials: upstream.credentials,
+      region: upstream.region,
+      action: upstream.action,
+      version: upstream.version
+    })
+    : createLegacyClient({
+      ...transport,
+      mode: upstream.mode,
+      credentials: upstream.credentials,
+      signatureTtlSeconds: config.LEGACY_SIGNATURE_TTL_SECONDS
+    })
   app.metrics.breakerState.set({ provider }, 0)
   app.decorate('upstream', { client, breaker })
   app.addHook('onClose', async () => {

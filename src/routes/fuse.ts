@@ -50,7 +50,11 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     preParsing: async (request, reply, payload) => {
       // A place in the image pipeline: when every place is taken, the upload is refused (503) unread.
       const admission = app.imagePipeline.admit()
-      const admitted: Admitted = { deadline: Date.now() + config.REQUEST_DEADLINE_MS, clientGone: new AbortController(), release: admission.release }
+      const admitted: Admitted = {
+        deadline: Date.now() + config.REQUEST_DEADLINE_MS,
+        clientGone: new AbortController(),
+        release: admission.release
+      }
       request.admitted = admitted
       // An upload still arriving at the deadline is cut off, so a slow client cannot hold a place for long.
       const uploadTimer = setTimeout(() => { if (!request.raw.complete) request.raw.destroy() }, config.REQUEST_DEADLINE_MS)
@@ -98,7 +102,9 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
    * request holds no image place and no upload buffer (its photo is copied out, and the copies of waiting requests
    * are bounded by the pipeline's capacity); it takes a place again only if the work becomes its own.
    */
-  async function beginIdempotent (request: FastifyRequest, input: FusionInput, wantsImage: boolean, admitted: Admitted, photoReleased: () => void): Promise<((reply: FastifyReply) => Promise<unknown>) | undefined> {
+  async function beginIdempotent (
+    request: FastifyRequest, input: FusionInput, wantsImage: boolean, admitted: Admitted, photoReleased: () => void
+  ): Promise<((reply: FastifyReply) => Promise<unknown>) | undefined> {
     const fingerprint = payloadFingerprint({ ...input, answer: wantsImage ? 'image' : input.resultType, image: input.photo })
     let waited = false
     try {

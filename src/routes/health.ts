@@ -6,7 +6,10 @@ export const healthRouteSettings = ['READYZ_REQUIRES_REDIS'] as const
 
 /** GET /healthz: alive, and which upstream answers. Cheap: touches nothing remote. */
 const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSettings[number]> }> = async (app, { config }) => {
-  app.get('/healthz', { config: { health: true }, schema: { tags: ['operations'], summary: 'Alive, and which upstream answers' } }, async () => {
+  app.get('/healthz', {
+    config: { health: true },
+    schema: { tags: ['operations'], summary: 'Alive, and which upstream answers' }
+  }, async () => {
     const upstream = app.upstream.client.describe()
     return {
       status: 'ok',
@@ -25,7 +28,10 @@ const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSe
    * if every replica went unready at once the gateway would have no backend
    * at all. READYZ_REQUIRES_REDIS=true makes it 503 instead.
    */
-  app.get('/readyz', { config: { health: true }, schema: { tags: ['operations'], summary: 'Ready for traffic (503 while the upstream circuit is open); state of the shared stores' } }, async (_request, reply) => {
+  app.get('/readyz', {
+    config: { health: true },
+    schema: { tags: ['operations'], summary: 'Ready for traffic (503 while the upstream circuit is open); state of the shared stores' }
+  }, async (_request, reply) => {
     // Each component says its own state. An open circuit: this replica would only answer 503; let the gateway send
     // traffic elsewhere.
     const breaker = app.upstream.breaker.state()

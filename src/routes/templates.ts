@@ -30,7 +30,9 @@ const templatesRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof templatesR
    * TEMPLATES_CACHE_SECONDS once done. "No such activity" is kept too, so
    * made-up ids cannot each cost an upstream call; other failures are not.
    */
-  async function fromUpstream (projectId: string, list: NonNullable<typeof app.upstream.client.listTemplates>, log: typeof app.log): Promise<TemplateInfo[]> {
+  async function fromUpstream (
+    projectId: string, list: NonNullable<typeof app.upstream.client.listTemplates>, log: typeof app.log
+  ): Promise<TemplateInfo[]> {
     const hit = cache.get(projectId)
     if (hit !== undefined && (hit.pending || hit.expiresAt > Date.now())) return await hit.templates
     const entry: Cached = { expiresAt: Infinity, pending: true, templates: list(projectId, log, Date.now() + config.REQUEST_DEADLINE_MS) }
@@ -42,7 +44,10 @@ const templatesRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof templatesR
       entry.expiresAt = Date.now() + config.TEMPLATES_CACHE_SECONDS * 1000
       if (!keep && cache.get(projectId) === entry) cache.delete(projectId)
     }
-    entry.templates.then(() => { settle(true) }, (error: unknown) => { settle(isFusionError(error) && error.code === 'FUSION_TEMPLATE_NOT_FOUND') })
+    entry.templates.then(
+      () => { settle(true) },
+      (error: unknown) => { settle(isFusionError(error) && error.code === 'FUSION_TEMPLATE_NOT_FOUND') }
+    )
     return await entry.templates
   }
 
@@ -50,10 +55,16 @@ const templatesRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof templatesR
     schema: {
       tags: ['fusion'],
       summary: 'The templates a front-end can offer',
-      description: 'With FUSION_TEMPLATES set, those; with API 3.0, the activity\'s approved materials (DescribeMaterialList, cached briefly; `project_id` required); with the legacy API, the emulator\'s templates or none.',
+      description: 'With FUSION_TEMPLATES set, those; with API 3.0, the activity\'s approved materials ' +
+        '(DescribeMaterialList, cached briefly; `project_id` required); with the legacy API, the emulator\'s templates or none.',
       // The same id rule as POST /fuse's; Fastify checks it, and the error handler answers FUSION_INVALID_FIELD.
-      querystring: Type.Object({ project_id: Type.Optional({ ...FIELDS.project_id, description: 'The activity whose materials to list.' }) }),
-      response: { 200: TemplateList, ...Object.fromEntries([400, 401, 403, 404, 429, 502, 503, 504].map((status) => [status, { $ref: 'ErrorResponse#' }])) }
+      querystring: Type.Object({
+        project_id: Type.Optional({ ...FIELDS.project_id, description: 'The activity whose materials to list.' })
+      }),
+      response: {
+        200: TemplateList,
+        ...Object.fromEntries([400, 401, 403, 404, 429, 502, 503, 504].map((status) => [status, { $ref: 'ErrorResponse#' }]))
+      }
     },
     config: { rateLimit: {} },
     // An empty `project_id=` (a form's empty input) means none.
@@ -68,7 +79,9 @@ const templatesRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof templatesR
     const list = app.upstream.client.listTemplates
     if (list !== undefined) {
       if (projectId === undefined) {
-        throw fusionError('FUSION_MISSING_FIELD', { message: 'The query parameter `project_id` is required: the templates are listed per activity.' })
+        throw fusionError('FUSION_MISSING_FIELD', {
+          message: 'The query parameter `project_id` is required: the templates are listed per activity.'
+        })
       }
       return { templates: await fromUpstream(projectId, list, request.log), source: 'upstream' }
     }

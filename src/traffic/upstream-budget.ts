@@ -135,7 +135,9 @@ export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
     if (redis !== undefined) {
       try {
         const keys = keysFor(projectId, 1)
-        const [granted, waitMs] = await redis.fusionBudgetReserve(keys.length, ...keys.map(([key]) => key), maxWaitMs, ...keys.map(([, interval]) => interval))
+        const [granted, waitMs] = await redis.fusionBudgetReserve(
+          keys.length, ...keys.map(([key]) => key), maxWaitMs, ...keys.map(([, interval]) => interval)
+        )
         lastMode = 'shared'
         return { granted: granted === 1, waitMs }
       } catch (error) {

@@ -29,7 +29,8 @@ const SICK_UPSTREAM: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'FUSION_UPSTREAM_BAD_RESPONSE', 'FUSION_UPSTREAM_UNKNOWN_CODE'
 ])
 
-export const isUpstreamFailure = (error: unknown): boolean => isFusionError(error) && SICK_UPSTREAM.has(error.code) && error.byDeadline !== true
+export const isUpstreamFailure = (error: unknown): boolean =>
+  isFusionError(error) && SICK_UPSTREAM.has(error.code) && error.byDeadline !== true
 
 export interface Breaker {
   /** Throws 503 FUSION_UPSTREAM_UNAVAILABLE at once when no call may be made now. */

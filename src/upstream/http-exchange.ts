@@ -89,7 +89,9 @@ export function createExchange (options: ExchangeOptions): Exchange {
 
   async function call<T> (spec: ExchangeCall<T>): Promise<T> {
     const { request } = spec
-    return await policy({ projectId: spec.projectId, signal: request.signal, deadline: request.deadline, log: spec.log }, async () => await send(spec))
+    return await policy(
+      { projectId: spec.projectId, signal: request.signal, deadline: request.deadline, log: spec.log }, async () => await send(spec)
+    )
   }
 
   /** One attempt: signed at send time, so a retry carries a fresh signature. */
@@ -97,7 +99,9 @@ export function createExchange (options: ExchangeOptions): Exchange {
     const { url, request } = spec
     const started = performance.now()
     const timeoutMs = Math.min(options.timeoutMs, request.deadline !== undefined ? request.deadline - Date.now() : Infinity)
-    if (timeoutMs <= 0) throw byDeadline(fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: new Error('no time left before the request deadline') }))
+    if (timeoutMs <= 0) {
+      throw byDeadline(fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: new Error('no time left before the request deadline') }))
+    }
     const deadline = AbortSignal.timeout(timeoutMs)
     const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline
     const outcome: { status?: number, code?: string, ok: boolean, error?: string } = { ok: false }
@@ -218,7 +222,9 @@ function classify (error: unknown, clientSignal: AbortSignal | undefined, deadli
   const notSent = code !== undefined && NOT_SENT_CODES.has(code)
   if (deadline.aborted && !notSent) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error })
   if (code !== undefined && TIMEOUT_CODES.has(code)) return fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: error, retryable: notSent })
-  if (code !== undefined && (UNREACHABLE_CODES.has(code) || notSent)) return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error, retryable: notSent })
+  if (code !== undefined && (UNREACHABLE_CODES.has(code) || notSent)) {
+    return fusionError('FUSION_UPSTREAM_UNREACHABLE', { cause: error, retryable: notSent })
+  }
   return fusionError('FUSION_INTERNAL_ERROR', { cause: error })
 }
 

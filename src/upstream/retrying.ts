@@ -49,7 +49,9 @@ export function createRetrying (options: RetryOptions): Retrying {
       lastError = error
       const code = isFusionError(error) ? error.code : undefined
       const upstreamCode = isFusionError(error) ? error.upstreamCode : undefined
-      context.log?.warn({ upstream: { retry: attempt, delayMs: Math.round(event.delay), code, upstreamCode } }, 'retrying the upstream call')
+      context.log?.warn(
+        { upstream: { retry: attempt, delayMs: Math.round(event.delay), code, upstreamCode } }, 'retrying the upstream call'
+      )
       options.onRetry?.(error, attempt)
     })
     return await policy.execute(async () => {

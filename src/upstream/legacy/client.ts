@@ -1,7 +1,9 @@
 import { fusionError } from '../../errors.js'
 import type { LegacyCredentials } from '../settings.js'
 import { failWithRule } from '../code-rules.js'
-import { createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
+import {
+  createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer
+} from '../http-exchange.js'
 import type { FusionProvider, FusionRequest, FusionResult, ImageLimits, UpstreamLogger } from '../provider.js'
 import { jsonWithPhoto } from '../json-body.js'
 import { signLegacyNow } from './sign.js'
@@ -76,7 +78,9 @@ function interpret (answer: UpstreamAnswer, resultType: FusionRequest['resultTyp
 
   if (resultType === 'url') {
     const imageUrl = record?.img_url
-    if (typeof imageUrl !== 'string' || !isHttpUrl(imageUrl)) throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error('ret 0 without an img_url') })
+    if (typeof imageUrl !== 'string' || !isHttpUrl(imageUrl)) {
+      throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error('ret 0 without an img_url') })
+    }
     return { resultType: 'url', imageUrl }
   }
   // The 2018-11 docs return base64 in img_base64; the older tables put it in img_url.

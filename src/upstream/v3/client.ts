@@ -1,7 +1,9 @@
 import { fusionError, isFusionError, type FusionError } from '../../errors.js'
 import type { V3Action, V3Credentials, V3Version } from '../settings.js'
 import { failWithRule } from '../code-rules.js'
-import { createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer } from '../http-exchange.js'
+import {
+  createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer
+} from '../http-exchange.js'
 import { jsonWithPhoto } from '../json-body.js'
 import type { FusionOption, FusionProvider, FusionRequest, FusionResult, ImageLimits, TemplateInfo, UpstreamLogger } from '../provider.js'
 import { SIGNATURE_EXPIRED, ruleForV3Code } from './error-codes.js'
@@ -99,7 +101,14 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
   // How far the upstream's clock is ahead of ours, learnt from its Date header when it says our signature expired.
   let skewMs = 0
 
-  async function send<T> (action: string, projectId: string, body: Buffer, request: Pick<FusionRequest, 'signal' | 'deadline'>, log: UpstreamLogger | undefined, read: (response: Record<string, unknown>) => T): Promise<T> {
+  async function send<T> (
+    action: string,
+    projectId: string,
+    body: Buffer,
+    request: Pick<FusionRequest, 'signal' | 'deadline'>,
+    log: UpstreamLogger | undefined,
+    read: (response: Record<string, unknown>) => T
+  ): Promise<T> {
     return await exchange.call({
       url,
       projectId,
@@ -142,33 +151,45 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
 
   async function fuse (request: FusionRequest, log?: UpstreamLogger): Promise<FusionResult> {
     const field = options.action === 'FaceFusion' ? 'Image' : 'FusedImage'
-    return await send(options.action, request.projectId, v3FusionBody(options.action, options.version, request), request, log, (response) => {
-      const image = response[field]
-      if (request.resultType === 'url') {
-        if (typeof image !== 'string' || !isHttpUrl(image)) throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error(`success without a ${field} URL`) })
-        return { resultType: 'url', imageUrl: image }
+    return await send(
+      options.action, request.projectId, v3FusionBody(options.action, options.version, request), request, log, (response) => {
+        const image = response[field]
+        if (request.resultType === 'url') {
+          if (typeof image !== 'string' || !isHttpUrl(image)) {
+            throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error(`success without a ${field} URL`) })
+          }
+          return { resultType: 'url', imageUrl: image }
+        }
+        if (typeof image !== 'string' || image === '' || isHttpUrl(image)) {
+          throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error(`success without base64 ${field}`) })
+        }
+        return { resultType: 'base64', imageBase64: image.replace(/^data:[^,]*,/, '') }
       }
-      if (typeof image !== 'string' || image === '' || isHttpUrl(image)) {
-        throw fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error(`success without base64 ${field}`) })
-      }
-      return { resultType: 'base64', imageBase64: image.replace(/^data:[^,]*,/, '') }
-    })
+    )
   }
 
   /** Every page within one deadline: a listing never outlasts the request that asked for it. */
   async function listTemplates (projectId: string, log?: UpstreamLogger, deadline?: number): Promise<TemplateInfo[]> {
     // 2018-12-01 numbers activities; 2022-09-27 names them with strings.
-    if (options.version === '2018-12-01' && !/^\d{1,15}$/.test(projectId)) throw fusionError('FUSION_TEMPLATE_NOT_FOUND', { message: NO_SUCH_ACTIVITY })
+    if (options.version === '2018-12-01' && !/^\d{1,15}$/.test(projectId)) {
+      throw fusionError('FUSION_TEMPLATE_NOT_FOUND', { message: NO_SUCH_ACTIVITY })
+    }
     const activityId = options.version === '2018-12-01' ? Number(projectId) : projectId
     const templates: TemplateInfo[] = []
     for (let offset = 0; offset < MAX_MATERIALS; offset += MATERIAL_PAGE_SIZE) {
       const body = Buffer.from(JSON.stringify({ ActivityId: activityId, Limit: MATERIAL_PAGE_SIZE, Offset: offset }))
-      const { materials, count, pageLength } = await send('DescribeMaterialList', projectId, body, deadline !== undefined ? { deadline } : {}, log, readMaterials)
-        .catch((error: unknown) => {
-          // Listing an activity, "not found" is about the activity, not a template.
-          if (isFusionError(error) && error.code === 'FUSION_TEMPLATE_NOT_FOUND') throw fusionError('FUSION_TEMPLATE_NOT_FOUND', { message: NO_SUCH_ACTIVITY, ...(error.upstreamCode !== undefined ? { upstreamCode: error.upstreamCode } : {}) })
-          throw error
-        })
+      const { materials, count, pageLength } = await send(
+        'DescribeMaterialList', projectId, body, deadline !== undefined ? { deadline } : {}, log, readMaterials
+      ).catch((error: unknown) => {
+        // Listing an activity, "not found" is about the activity, not a template.
+        if (isFusionError(error) && error.code === 'FUSION_TEMPLATE_NOT_FOUND') {
+          throw fusionError('FUSION_TEMPLATE_NOT_FOUND', {
+            message: NO_SUCH_ACTIVITY,
+            ...(error.upstreamCode !== undefined ? { upstreamCode: error.upstreamCode } : {})
+          })
+        }
+        throw error
+      })
       templates.push(...materials.filter((material) => material.usable).map((material) => material.template(projectId)))
       if (pageLength < MATERIAL_PAGE_SIZE || offset + MATERIAL_PAGE_SIZE >= count) break
     }
@@ -180,7 +201,14 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
     listTemplates,
     resultUrlLifetimeSeconds: V3_RESULT_URL_LIFETIME_SECONDS,
     supportedOptions: supportedOptions(options.action, options.version),
-    describe: () => ({ provider: 'v3', mode: options.mode, origin: url.origin, action: options.action, version: options.version, region: options.region }),
+    describe: () => ({
+      provider: 'v3',
+      mode: options.mode,
+      origin: url.origin,
+      action: options.action,
+      version: options.version,
+      region: options.region
+    }),
     close: exchange.close
   }
 }

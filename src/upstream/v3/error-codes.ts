@@ -62,7 +62,9 @@ export const V3_ERROR_CODES: ReadonlyMap<string, UpstreamCodeRule> = new Map<str
   ['AuthFailure.InvalidSecretId', rule('FUSION_UPSTREAM_AUTH_FAILED', 'SecretId malformed')],
   ['AuthFailure.MFAFailure', rule('FUSION_UPSTREAM_AUTH_FAILED', 'MFA failed')],
   ['AuthFailure.SecretIdNotFound', rule('FUSION_UPSTREAM_AUTH_FAILED', 'SecretId unknown or disabled')],
-  ['AuthFailure.SignatureExpire', rule('FUSION_UPSTREAM_AUTH_FAILED', 'timestamp more than 5 minutes off (re-signed on the server\'s clock, as a retry)', true)],
+  ['AuthFailure.SignatureExpire', rule(
+    'FUSION_UPSTREAM_AUTH_FAILED', 'timestamp more than 5 minutes off (re-signed on the server\'s clock, as a retry)', true
+  )],
   ['AuthFailure.SignatureFailure', rule('FUSION_UPSTREAM_AUTH_FAILED', 'signature does not match')],
   ['AuthFailure.TokenFailure', rule('FUSION_UPSTREAM_AUTH_FAILED', 'session token invalid or expired')],
   ['AuthFailure.UnauthorizedOperation', rule('FUSION_UPSTREAM_AUTH_FAILED', 'the key may not call this action (CAM)')],
