@@ -3,7 +3,11 @@
  * sharing one (throwaway) Redis, in front of the emulator with its QPS limit
  * set to the account's quota, offered OVERLOAD × the budget for SECONDS.
  * Prints the accepted and rejected rates, how often the upstream's frequency
- * control fired, and p50/p99 latency of accepted and rejected requests.
+ * control fired, p50/p99 latency of accepted and rejected requests, and the
+ * jitter between the budget's spacing and the calls' arrival upstream: the
+ * upstream refuses when QUOTA + 1 calls arrive within one second, so the
+ * tightest QUOTA + 1 consecutive arrivals show how much margin the budget needs
+ * (UPSTREAM_QPS ≤ quota × 1000 / (1000 + jitter ms); docs/operations.md).
  *
  *   npm run bench:budget        (BUDGET, QUOTA, OVERLOAD, SECONDS, REPLICAS to change the run)
  */
@@ -24,6 +28,8 @@ const replicaCount = Number(process.env.REPLICAS ?? 3)
 const redis = await startRedisServer()
 let frequencyControl = 0
 const emulator = Fastify({ logger: false })
+const arrivals: number[] = []
+emulator.addHook('onRequest', async (request) => { if (request.method === 'POST') arrivals.push(performance.now()) })
 await emulator.register(emulatorPlugin, { qps: quota, onAnswer: (ret) => { if (ret === -20004) frequencyControl++ } })
 await emulator.listen({ port: 0, host: '127.0.0.1' })
 const { port } = emulator.server.address() as { port: number }
@@ -65,6 +71,14 @@ console.log(`accepted: ${accepted.length} (${(accepted.length / elapsed).toFixed
 console.log(`rejected (503 FUSION_UPSTREAM_BUSY): ${rejected.length} (${(rejected.length / elapsed).toFixed(2)}/s), ${summary(rejected)}`)
 console.log(`upstream frequency-control answers: ${frequencyControl}`)
 if (Object.keys(other).length > 0) console.log(`other statuses: ${JSON.stringify(other)}`)
+// Spaced exactly 1000/budget ms apart, quota + 1 calls span quota × 1000/budget ms; what arrives closer is jitter.
+let tightest = Infinity
+for (let i = 0; i + quota < arrivals.length; i++) tightest = Math.min(tightest, arrivals[i + quota]! - arrivals[i]!)
+if (Number.isFinite(tightest)) {
+  const jitter = Math.max(0, quota * 1000 / budget - tightest)
+  console.log(`tightest ${quota + 1} consecutive arrivals upstream: ${tightest.toFixed(0)} ms (refused under 1000); ` +
+    `jitter ${jitter.toFixed(0)} ms; a budget safe for it: ≤ ${(quota * 1000 / (1000 + jitter)).toFixed(2)}/s`)
+}
 
 for (const replica of replicas) replica.child.kill('SIGTERM')
 await redis.stop()

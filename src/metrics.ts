@@ -65,6 +65,11 @@ export function createMetrics () {
       help: 'Calls refused by the upstream budget (no slot in time, or a back-off pause).',
       registers: [registry]
     }),
+    budgetStaleSlots: new Counter({
+      name: 'fusion_budget_stale_slots_total',
+      help: 'Budget slots given up because the call could not start within UPSTREAM_BUDGET_MAX_LATE_MS of them.',
+      registers: [registry]
+    }),
     budgetBackOffs: new Counter({
       name: 'fusion_budget_backoffs_total',
       help: 'Pauses ordered after the upstream\'s frequency control.',

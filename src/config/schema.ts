@@ -114,6 +114,8 @@ export const ConfigSchema = Type.Object({
   // Lower quotas of single activities, "project_id=qps,project_id=qps".
   UPSTREAM_PROJECT_QPS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+=[0-9.]+(,[A-Za-z0-9_-]+=[0-9.]+)*$' })),
   UPSTREAM_BUDGET_WAIT_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1_000 }),
+  // A call not sent within this long after its budget slot takes a new slot: arrivals stay spaced within this much.
+  UPSTREAM_BUDGET_MAX_LATE_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 50 }),
   UPSTREAM_BACKOFF_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 2_000 }),
   // Per-replica share of the budget while Redis is unreachable; 0: a quarter of UPSTREAM_QPS.
   UPSTREAM_FALLBACK_QPS: Type.Number({ minimum: 0, maximum: 100_000, default: 0 })

@@ -23,7 +23,8 @@ declare module 'fastify' {
 
 /** The settings this plugin reads. */
 export const upstreamSettings = [
-  'upstream', 'LEGACY_SIGNATURE_TTL_SECONDS', 'UPSTREAM_BACKOFF_MS', 'UPSTREAM_RETRIES', 'UPSTREAM_RETRY_DELAY_MS',
+  'upstream', 'LEGACY_SIGNATURE_TTL_SECONDS', 'UPSTREAM_BACKOFF_MS', 'UPSTREAM_BUDGET_MAX_LATE_MS',
+  'UPSTREAM_RETRIES', 'UPSTREAM_RETRY_DELAY_MS',
   'UPSTREAM_BREAKER_FAILURE_RATIO', 'UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES', 'UPSTREAM_BREAKER_MIN_CALLS',
   'UPSTREAM_BREAKER_OPEN_MS', 'UPSTREAM_BREAKER_WINDOW',
   'UPSTREAM_CONNECTIONS', 'UPSTREAM_CONNECT_TIMEOUT_MS', 'UPSTREAM_MAX_RESPONSE_BYTES', 'UPSTREAM_TIMEOUT_MS'
@@ -67,6 +68,8 @@ export default fp<{ config: ConfigSlice<typeof upstreamSettings[number]> }>(asyn
     budget: app.upstreamBudget,
     backOffMs: config.UPSTREAM_BACKOFF_MS,
     connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
+    maxLateMs: config.UPSTREAM_BUDGET_MAX_LATE_MS,
+    onStaleSlot: () => { app.metrics.budgetStaleSlots.inc() },
     onBudgetWait: (waitedMs) => { app.metrics.budgetWait.observe(waitedMs / 1000) },
     onBudgetRefused: () => { app.metrics.budgetRefusals.inc() },
     onBackOff: () => { app.metrics.budgetBackOffs.inc() }

@@ -30,8 +30,11 @@ export interface BudgetOptions {
 }
 
 export interface UpstreamBudget {
-  /** Resolves when the call may start; rejects with 503 FUSION_UPSTREAM_BUSY when no slot frees up in time. */
-  acquire: (projectId: string, signal?: AbortSignal, maxWaitMs?: number) => Promise<{ waitedMs: number }>
+  /**
+   * Resolves when the call may start; rejects with 503 FUSION_UPSTREAM_BUSY when no slot frees up in time.
+   * `startsAt` (performance.now() time) is when the slot began: a call sent much later breaks the spacing.
+   */
+  acquire: (projectId: string, signal?: AbortSignal, maxWaitMs?: number) => Promise<{ waitedMs: number, startsAt: number }>
   /** The upstream said "too frequent": no call starts for `ms`, on any replica. */
   backOff: (ms: number) => Promise<void>
   /** 'shared' (Redis), 'fallback' (Redis configured but unreachable) or 'local' (no Redis). */
@@ -153,6 +156,7 @@ export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
     async acquire (projectId, signal, maxWaitMs) {
       signal?.throwIfAborted()
       const slot = await reserve(projectId, Math.max(0, Math.min(options.maxWaitMs, maxWaitMs ?? Infinity)))
+      const startsAt = performance.now() + Math.max(0, slot.waitMs)
       if (!slot.granted) {
         throw fusionError('FUSION_UPSTREAM_BUSY', { retryAfterSeconds: Math.max(1, Math.ceil(slot.waitMs / 1000)) })
       }
@@ -162,7 +166,7 @@ export function createUpstreamBudget (options: BudgetOptions): UpstreamBudget {
         const left = await pauseLeft()
         if (left > 0) throw fusionError('FUSION_UPSTREAM_BUSY', { retryAfterSeconds: Math.max(1, Math.ceil(left / 1000)) })
       }
-      return { waitedMs: Math.max(0, slot.waitMs) }
+      return { waitedMs: Math.max(0, slot.waitMs), startsAt }
     },
     async backOff (ms) {
       if (ms <= 0) return

@@ -1,4 +1,4 @@
-import { isFusionError } from '../errors.js'
+import { fusionError, isFusionError } from '../errors.js'
 import type { UpstreamBudget } from '../traffic/upstream-budget.js'
 import type { Breaker } from './circuit-breaker.js'
 import type { UpstreamLogger } from './provider.js'
@@ -13,6 +13,11 @@ import type { Retrying } from './retrying.js'
  * Each attempt, a retry or a re-signed call included, takes its own slot of the
  * shared budget (an open circuit fails before spending one), is counted by the
  * breaker, and, when the upstream answers "too frequent", pauses every replica.
+ *
+ * The budget spaces slots; the upstream counts arrivals. A call that starts
+ * late (a starved event loop fires its timer late) would arrive close to the
+ * next slot's call, so a slot older than `maxLateMs` is given up for a new one:
+ * the spacing the upstream sees is then off by at most that, by construction.
  */
 export interface UpstreamCall {
   /** The activity the call is for: the budget counts per account and per limited activity. */
@@ -34,21 +39,36 @@ export interface ChainParts {
   backOffMs: number
   /** Time kept back from the budget wait for the call itself to connect. */
   connectTimeoutMs: number
+  /** How late after its slot a call may still be sent (UPSTREAM_BUDGET_MAX_LATE_MS). */
+  maxLateMs: number
+  onStaleSlot?: (lateMs: number) => void
   onBudgetWait?: (waitedMs: number) => void
   onBudgetRefused?: () => void
   onBackOff?: (pauseMs: number) => void
 }
 
+/** A machine this starved refuses rather than keep drawing slots it cannot use in time. */
+const MAX_STALE_SLOTS = 3
+
 export function createCallPolicy (parts: ChainParts): CallPolicy {
   async function slot (call: UpstreamCall): Promise<void> {
-    const maxWaitMs = call.deadline === undefined ? Infinity : call.deadline - Date.now() - parts.connectTimeoutMs
-    try {
-      const { waitedMs } = await parts.budget.acquire(call.projectId, call.signal, maxWaitMs)
-      parts.onBudgetWait?.(waitedMs)
-      if (waitedMs > 0) call.log?.debug?.({ budget: { waitedMs } }, 'waited for the upstream budget')
-    } catch (error) {
-      if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') parts.onBudgetRefused?.()
-      throw error
+    for (let stale = 0; ; stale++) {
+      const maxWaitMs = call.deadline === undefined ? Infinity : call.deadline - Date.now() - parts.connectTimeoutMs
+      let startsAt: number
+      try {
+        if (stale === MAX_STALE_SLOTS) throw fusionError('FUSION_UPSTREAM_BUSY', { retryAfterSeconds: 1 })
+        const granted = await parts.budget.acquire(call.projectId, call.signal, maxWaitMs)
+        startsAt = granted.startsAt
+        parts.onBudgetWait?.(granted.waitedMs)
+        if (granted.waitedMs > 0) call.log?.debug?.({ budget: { waitedMs: granted.waitedMs } }, 'waited for the upstream budget')
+      } catch (error) {
+        if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') parts.onBudgetRefused?.()
+        throw error
+      }
+      const lateMs = performance.now() - startsAt
+      if (lateMs <= parts.maxLateMs) return
+      parts.onStaleSlot?.(lateMs)
+      call.log?.debug?.({ budget: { lateMs: Math.round(lateMs) } }, 'upstream budget slot came too late; taking another')
     }
   }
 

@@ -38,6 +38,21 @@ t.test('template listings pass the shared budget', async (t) => {
   t.ok(times[1]! - times[0]! >= MIN_GAP_MS, `the second listing waited for its slot (${Math.round(times[1]! - times[0]!)} ms)`)
 })
 
+t.test('a slot whose call could not start in time is given up for a new one', async (t) => {
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, ok({ MaterialInfos: [], Count: 0 })) })
+  const { url } = await startService(t, { ...stubEnv('v3', upstream.url), ...V3, UPSTREAM_QPS: '2', UPSTREAM_BUDGET_WAIT_MS: '5000' })
+  const listings = ['at_1', 'at_2'].map(async (project) => await request(`${url}/templates?project_id=${project}`))
+  // The second listing waits about 500 ms for its slot; a starved event loop fires its timer far later.
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const blockedUntil = performance.now() + 1_000
+  while (performance.now() < blockedUntil) { /* the event loop is starved */ }
+  t.same((await Promise.all(listings)).map((reply) => reply.statusCode), [200, 200])
+  t.equal(upstream.calls.length, 2, 'each listing was sent once')
+  const metrics = await (await request(`${url}/metrics`)).body.text()
+  const stale = Number(/^fusion_budget_stale_slots_total (\d+)/m.exec(metrics)?.[1])
+  t.ok(stale >= 1, `the late slot was given up for a new one (${stale})`)
+})
+
 t.test('template listings pass the breaker: failing listings open it, and an open circuit lists nothing', async (t) => {
   const upstream = await stubUpstream(t, (_call, response) => { response.writeHead(500, { 'content-type': 'text/html' }).end('<h1>500</h1>') })
   const { url } = await startService(t, {
