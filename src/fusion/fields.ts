@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import { fusionError, type FusionError } from '../errors.js'
+import { excerpt } from '../excerpt.js'
 import type { FusionOption } from '../upstream/provider.js'
 
 /**
@@ -68,12 +69,13 @@ export function fieldRefusal (issue: FieldIssue | undefined, where = 'field', ca
   if (issue === undefined) return fusionError('FUSION_INVALID_FIELD', details)
   if (issue.keyword === 'required') {
     return fusionError('FUSION_MISSING_FIELD', {
-      message: `The ${where} \`${String(issue.params.missingProperty)}\` is required.`,
+      message: `The ${where} \`${excerpt(String(issue.params.missingProperty))}\` is required.`,
       ...details
     })
   }
   if (issue.keyword === 'additionalProperties') {
-    const name = String(issue.params.additionalProperty)
+    // The client's own name for it: only an excerpt is echoed.
+    const name = excerpt(String(issue.params.additionalProperty))
     return fusionError('FUSION_UNKNOWN_FIELD', {
       message: `Unknown ${where} \`${name}\`: send image, project_id, model_id and optionally rsp_img_type, ` +
         `${Object.values(OPTION_FIELDS).join(', ')}.`,
@@ -82,5 +84,8 @@ export function fieldRefusal (issue: FieldIssue | undefined, where = 'field', ca
   }
   const name = issue.instancePath.replace(/^\//, '').split('/')[0] ?? ''
   if (name === '') return fusionError('FUSION_INVALID_FIELD', details)
-  return fusionError('FUSION_INVALID_FIELD', { message: `The ${where} \`${name}\` ${FIELD_RULES[name] ?? ID_RULE_TEXT}.`, ...details })
+  return fusionError('FUSION_INVALID_FIELD', {
+    message: `The ${where} \`${excerpt(name)}\` ${FIELD_RULES[name] ?? ID_RULE_TEXT}.`,
+    ...details
+  })
 }

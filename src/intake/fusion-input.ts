@@ -3,6 +3,7 @@ import { Ajv } from 'ajv'
 import type { FastifyRequest } from 'fastify'
 import type { MultipartFile } from '@fastify/multipart'
 import { fusionError } from '../errors.js'
+import { excerpt } from '../excerpt.js'
 import { assertAcceptedFormat } from '../images/normalize.js'
 import { SNIFF_BYTES } from '../images/sniff.js'
 import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
@@ -92,20 +93,20 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
         if (part.fieldname !== 'image') {
           part.file.resume()
           throw fusionError('FUSION_TOO_MANY_FILES', {
-            message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.`
+            message: `Unexpected file field \`${excerpt(part.fieldname)}\`: send the photo as \`image\`.`
           })
         }
         photo = await readPhoto(part, capacity, buffers)
         continue
       }
       if (part.fieldnameTruncated || part.valueTruncated) {
-        throw fusionError('FUSION_FIELD_TOO_LARGE', { message: `The field \`${part.fieldname.slice(0, 100)}\` is too long.` })
+        throw fusionError('FUSION_FIELD_TOO_LARGE', { message: `The field \`${excerpt(part.fieldname)}\` is too long.` })
       }
       if (part.fieldname === 'image') {
         throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a file part (curl: -F image=@photo.jpg).' })
       }
       if (Object.hasOwn(fields, part.fieldname)) {
-        throw fusionError('FUSION_DUPLICATE_FIELD', { message: `The field \`${part.fieldname}\` was sent more than once.` })
+        throw fusionError('FUSION_DUPLICATE_FIELD', { message: `The field \`${excerpt(part.fieldname)}\` was sent more than once.` })
       }
       fields[part.fieldname] = String(part.value)
     }
