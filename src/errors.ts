@@ -51,7 +51,8 @@ export const ERROR_CATALOGUE = {
   FUSION_FIELD_TOO_LARGE: {
     status: 413,
     message: 'A form field is too long.',
-    cause: 'A text field or field name is longer than the multipart limit (1 KiB value, 100 bytes name).'
+    cause: 'A field name longer than 100 bytes, or a text field\'s value longer than 1 KiB, in a form or a JSON body alike (the ' +
+      'JSON `image` excepted). The message names the field by a short excerpt.'
   },
   FUSION_TOO_MANY_PARTS: {
     status: 413,

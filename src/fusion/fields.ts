@@ -40,6 +40,30 @@ export const FIELDS = {
 
 export type FieldName = keyof typeof FIELDS
 
+/**
+ * Every field's name and text value, in a form or a JSON body alike, are at most this long (bytes, UTF-8). The
+ * fields' own rules are stricter (ids: 64 characters); these bound what any field, known or not, may cost to read,
+ * keep and name in a refusal. The JSON `image` is the photo, bounded by MAX_UPLOAD_BYTES instead.
+ */
+export const FIELD_NAME_MAX_BYTES = 100
+export const FIELD_VALUE_MAX_BYTES = 1024
+
+/** 413 FUSION_FIELD_TOO_LARGE for a field whose name or text value is over the limits above; undefined otherwise. */
+export function fieldSizeRefusal (name: string, value?: unknown): FusionError | undefined {
+  if (Buffer.byteLength(name) > FIELD_NAME_MAX_BYTES) return fieldTooLarge(name, 'name')
+  if (typeof value === 'string' && Buffer.byteLength(value) > FIELD_VALUE_MAX_BYTES) return fieldTooLarge(name, 'value')
+  return undefined
+}
+
+/** 413 FUSION_FIELD_TOO_LARGE, naming the field by a short excerpt of its name. */
+export function fieldTooLarge (name: string, part: 'name' | 'value'): FusionError {
+  return fusionError('FUSION_FIELD_TOO_LARGE', {
+    message: part === 'name'
+      ? `The field name \`${excerpt(name)}\` is too long: at most ${FIELD_NAME_MAX_BYTES} bytes.`
+      : `The field \`${excerpt(name)}\` is too long: at most ${FIELD_VALUE_MAX_BYTES} bytes.`
+  })
+}
+
 /** Each rule in words, for the refusal's message; the ids' rule is the default. */
 export const FIELD_RULES: Partial<Record<string, string>> = {
   rsp_img_type: 'must be `url` or `base64`',

@@ -8,7 +8,7 @@ import { assertAcceptedFormat } from '../images/normalize.js'
 import { SNIFF_BYTES } from '../images/sniff.js'
 import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
 import type { FusionInput } from '../fusion/fusion.js'
-import { FIELDS, fieldRefusal } from '../fusion/fields.js'
+import { FIELDS, fieldRefusal, fieldSizeRefusal, fieldTooLarge } from '../fusion/fields.js'
 import type { FusionOptions } from '../upstream/provider.js'
 
 /**
@@ -89,26 +89,35 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
   let photo: UploadBuffer | undefined
   try {
     for await (const part of request.parts()) {
+      // busboy passes on a part without a name (as undefined), and never applies its name limit to forms.
+      const name: unknown = part.fieldname
+      if (typeof name !== 'string' || name === '') {
+        if (part.type === 'file') part.file.resume()
+        throw fusionError('FUSION_MALFORMED_BODY', { message: 'A form part has no name: send the photo as `image`.' })
+      }
+      const tooLarge = fieldSizeRefusal(name)
+      if (tooLarge !== undefined) {
+        if (part.type === 'file') part.file.resume()
+        throw tooLarge
+      }
       if (part.type === 'file') {
-        if (part.fieldname !== 'image') {
+        if (name !== 'image') {
           part.file.resume()
           throw fusionError('FUSION_TOO_MANY_FILES', {
-            message: `Unexpected file field \`${excerpt(part.fieldname)}\`: send the photo as \`image\`.`
+            message: `Unexpected file field \`${excerpt(name)}\`: send the photo as \`image\`.`
           })
         }
         photo = await readPhoto(part, capacity, buffers)
         continue
       }
-      if (part.fieldnameTruncated || part.valueTruncated) {
-        throw fusionError('FUSION_FIELD_TOO_LARGE', { message: `The field \`${excerpt(part.fieldname)}\` is too long.` })
-      }
-      if (part.fieldname === 'image') {
+      if (part.valueTruncated) throw fieldTooLarge(name, 'value')
+      if (name === 'image') {
         throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a file part (curl: -F image=@photo.jpg).' })
       }
-      if (Object.hasOwn(fields, part.fieldname)) {
-        throw fusionError('FUSION_DUPLICATE_FIELD', { message: `The field \`${excerpt(part.fieldname)}\` was sent more than once.` })
+      if (Object.hasOwn(fields, name)) {
+        throw fusionError('FUSION_DUPLICATE_FIELD', { message: `The field \`${excerpt(name)}\` was sent more than once.` })
       }
-      fields[part.fieldname] = String(part.value)
+      fields[name] = String(part.value)
     }
     const checked = checkFields(withoutEmpty(fields))
     if (photo === undefined) throw fusionError('FUSION_MISSING_IMAGE')
@@ -208,6 +217,11 @@ export function readJsonInput (body: unknown, maxImageBytes: number): ReadInput 
     throw fusionError('FUSION_MALFORMED_BODY', { message: 'The JSON body must be an object.' })
   }
   const { image, ...rest } = body as Record<string, unknown>
+  // The same bounds as a form's fields, before anything is checked or named in a refusal.
+  for (const [name, value] of Object.entries(rest)) {
+    const tooLarge = fieldSizeRefusal(name, value)
+    if (tooLarge !== undefined) throw tooLarge
+  }
   // Server-side callers often hold numeric activity ids; they mean the same string.
   for (const name of ['project_id', 'model_id']) {
     if (typeof rest[name] === 'number' && Number.isSafeInteger(rest[name])) rest[name] = String(rest[name])

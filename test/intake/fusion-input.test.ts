@@ -31,3 +31,10 @@ t.test('bad option values are 400 FUSION_INVALID_FIELD naming the rule', async (
     t.throws(() => read(fields), { code: 'FUSION_INVALID_FIELD', statusCode: 400, message }, JSON.stringify(fields))
   }
 })
+
+t.test('a JSON body\'s field names and text values are bounded as a form\'s: 413 FUSION_FIELD_TOO_LARGE', async (t) => {
+  t.throws(() => read({ ['n'.repeat(101)]: 1 }), { code: 'FUSION_FIELD_TOO_LARGE', message: /field name `n{40}…` is too long/ })
+  t.throws(() => read({ model_id: 'm'.repeat(1025) }), { code: 'FUSION_FIELD_TOO_LARGE', message: /`model_id` is too long: at most 1024 bytes/ })
+  t.throws(() => read({ ['n'.repeat(100)]: 1 }), { code: 'FUSION_UNKNOWN_FIELD' }, '100 bytes of name are allowed, and then judged')
+  t.throws(() => read({ model_id: 'm'.repeat(1024) }), { code: 'FUSION_INVALID_FIELD' }, 'and so is 1 KiB of value')
+})
