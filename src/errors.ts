@@ -18,7 +18,8 @@ export const ERROR_CATALOGUE = {
   FUSION_MALFORMED_BODY: {
     status: 400,
     message: 'The request body could not be parsed.',
-    cause: 'Broken multipart framing, invalid JSON, or a JSON body that is not an object.'
+    cause: 'Broken multipart framing, a multipart boundary missing or longer than 70 characters (RFC 2046; refused before the body is ' +
+      'read), invalid JSON, or a JSON body that is not an object.'
   },
   FUSION_MISSING_FIELD: {
     status: 400,

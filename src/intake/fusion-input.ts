@@ -63,6 +63,40 @@ function toInput (fields: FusionFields, photo: Buffer, release: () => void = () 
   }
 }
 
+/** RFC 2046: a boundary is 1 to 70 characters. (busboy accepts up to about 250, where its search needle ends.) */
+const MAX_BOUNDARY_LENGTH = 70
+const MULTIPART_FORM = /^\s*multipart\/form-data\s*(;|$)/i
+// One `; name=value` parameter of a media type, the value a token or a quoted string (RFC 9110 section 5.6.6).
+const PARAMETER = /\s*;\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]*)\s*/y
+
+/**
+ * Refuses a form whose Content-Type has no boundary, or one longer than RFC 2046 allows (400 FUSION_MALFORMED_BODY),
+ * from the header alone: before a place is taken or a byte of the body is read. Other media types pass.
+ */
+export function checkMultipartBoundary (contentType: string | undefined): void {
+  if (contentType === undefined || !MULTIPART_FORM.test(contentType)) return
+  const boundary = parameterOf(contentType, 'boundary')
+  if (boundary === undefined || boundary === '') {
+    throw fusionError('FUSION_MALFORMED_BODY', { message: 'The multipart Content-Type has no boundary parameter.' })
+  }
+  if (boundary.length > MAX_BOUNDARY_LENGTH) {
+    throw fusionError('FUSION_MALFORMED_BODY', {
+      message: `The multipart boundary is ${boundary.length} characters long: at most ${MAX_BOUNDARY_LENGTH} are allowed (RFC 2046).`
+    })
+  }
+}
+
+/** The first parameter `name` of a media type, unquoted; as busboy reads it, the first of two wins. */
+function parameterOf (mediaType: string, name: string): string | undefined {
+  PARAMETER.lastIndex = mediaType.indexOf(';')
+  if (PARAMETER.lastIndex < 0) return undefined
+  for (let match = PARAMETER.exec(mediaType); match !== null; match = PARAMETER.exec(mediaType)) {
+    const [, key = '', value = ''] = match
+    if (key.toLowerCase() === name) return value.startsWith('"') ? value.slice(1, -1).replace(/\\(.)/g, '$1') : value
+  }
+  return undefined
+}
+
 /** Reads a fusion's body, a form or JSON: the fields, checked, and the upload's bytes. */
 export async function readFusionInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<ReadInput> {
   if (request.isMultipart()) return await readMultipartInput(request, maxImageBytes, buffers)

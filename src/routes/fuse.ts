@@ -5,7 +5,7 @@ import { fusionError } from '../errors.js'
 import type { Fused, FusionInput } from '../fusion/fusion.js'
 import { payloadFingerprint } from '../idempotency/idempotency.js'
 import { sniffFormat } from '../images/sniff.js'
-import { readFusionInput } from '../intake/fusion-input.js'
+import { checkMultipartBoundary, readFusionInput } from '../intake/fusion-input.js'
 import { fuseRouteSchema } from '../schemas.js'
 
 const JSON_TYPE = 'application/json'
@@ -48,6 +48,8 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     // Per-client limits (plugins/rate-limit.ts) and the Idempotency-Key (plugins/idempotency.ts), before the body.
     config: { rateLimit: {}, idempotency: true },
     preParsing: async (request, reply, payload) => {
+      // A form whose boundary no parser should search for is refused before it costs a place.
+      checkMultipartBoundary(request.headers['content-type'])
       // A place in the image pipeline: when every place is taken, the upload is refused (503) unread.
       const admission = app.imagePipeline.admit()
       const admitted: Admitted = {
