@@ -146,6 +146,13 @@ export const ERROR_CATALOGUE = {
     cause: 'More than `RATE_LIMIT_MAX` requests in `RATE_LIMIT_WINDOW_MS` from one client IP (or `RATE_LIMIT_API_KEY_MAX` for one API ' +
       'key). Refused before the body is read; carries `Retry-After` and the `x-ratelimit-*` headers.'
   },
+  FUSION_TOO_MANY_UPLOADS: {
+    status: 429,
+    transient: true,
+    message: 'This client already has too many photos in progress: retry after the delay in Retry-After.',
+    cause: 'The client (its API key, else its address) already holds `IMAGE_PLACES_PER_CLIENT` places of the image pipeline, uploading ' +
+      'or waiting, on this replica. Refused before the body is read; carries `Retry-After`.'
+  },
   FUSION_UPSTREAM_BUSY: {
     status: 503,
     transient: true,

@@ -83,6 +83,8 @@ export const ConfigSchema = Type.Object({
   IMAGE_CONCURRENCY: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
   IMAGE_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 10_000, default: 16 }),
   IMAGE_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 300, default: 10 }),
+  // A client's fair share: image places one client (API key, else address) may hold at once; 0: a quarter of them.
+  IMAGE_PLACES_PER_CLIENT: Type.Integer({ minimum: 0, maximum: 10_000, default: 0 }),
 
   // /readyz answers 503 while Redis is unreachable (default: ready, degraded; the replica still serves safely).
   READYZ_REQUIRES_REDIS: Type.Boolean({ default: false }),

@@ -50,8 +50,8 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     preParsing: async (request, reply, payload) => {
       // A form whose boundary no parser should search for is refused before it costs a place.
       checkMultipartBoundary(request.headers['content-type'])
-      // A place in the image pipeline: when every place is taken, the upload is refused (503) unread.
-      const admission = app.imagePipeline.admit()
+      // A place in the image pipeline, within the client's share: refused unread (429 over the share, 503 when full).
+      const admission = app.imagePipeline.admit(request.client.id)
       const admitted: Admitted = {
         deadline: Date.now() + config.REQUEST_DEADLINE_MS,
         clientGone: new AbortController(),
@@ -127,7 +127,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
         // (The schema types only 200; a stored answer may be a final error.)
         return async (reply) => await reply.code(status as 200).type(contentType).header('idempotent-replayed', 'true').send(body)
       }
-      if (waited) admitted.release = app.imagePipeline.admit().release
+      if (waited) admitted.release = app.imagePipeline.admit(request.client.id).release
       return undefined
     } catch (error) {
       if (admitted.clientGone.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
