@@ -80,6 +80,20 @@ export const ERROR_CATALOGUE = {
     message: 'The request body is larger than the upload limit.',
     cause: 'A JSON body larger than the base64 of `MAX_UPLOAD_BYTES` plus room for the other fields.'
   },
+  FUSION_UPLOAD_TOO_SLOW: {
+    status: 408,
+    transient: true,
+    message: 'The upload is too slow: send the photo again from a faster connection.',
+    cause: 'After `UPLOAD_RATE_GRACE_MS`, the body arrived slower than `UPLOAD_MIN_BYTES_PER_SECOND` on average. The upload is cut ' +
+      'off and answered with `Connection: close`, so its image place goes to someone else.'
+  },
+  FUSION_UPLOAD_TIMEOUT: {
+    status: 408,
+    transient: true,
+    message: 'The upload did not finish in time: send a smaller photo, or from a faster connection.',
+    cause: 'The body was still arriving at the request deadline (`REQUEST_DEADLINE_MS`). The upload is cut off and answered with ' +
+      '`Connection: close`.'
+  },
   FUSION_INVALID_BASE64: {
     status: 400,
     message: 'The `image` field is not valid base64.',

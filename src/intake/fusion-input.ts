@@ -97,9 +97,15 @@ function parameterOf (mediaType: string, name: string): string | undefined {
   return undefined
 }
 
-/** Reads a fusion's body, a form or JSON: the fields, checked, and the upload's bytes. */
-export async function readFusionInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<ReadInput> {
-  if (request.isMultipart()) return await readMultipartInput(request, maxImageBytes, buffers)
+/**
+ * Reads a fusion's body, a form or JSON: the fields, checked, and the upload's bytes. `cutOff` aborts when the upload
+ * is cut off (too slow, or past the deadline: src/upload-watch.ts); a form's reading then fails with its reason. (A
+ * JSON body is read by Fastify, from a stream that fails alike.)
+ */
+export async function readFusionInput (
+  request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers, cutOff?: AbortSignal
+): Promise<ReadInput> {
+  if (request.isMultipart()) return await readMultipartInput(request, maxImageBytes, buffers, cutOff)
   if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
     const input = readJsonInput(request.body, maxImageBytes)
     // The parsed body still holds the photo as base64: let it go with the upload.
@@ -116,13 +122,23 @@ export async function readFusionInput (request: FastifyRequest, maxImageBytes: n
  * stream is read), and nothing is left unread that could stall the parser.
  * The photo's bytes land in a buffer from `buffers`; the caller releases it (`releaseImage`).
  */
-export async function readMultipartInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<ReadInput> {
+export async function readMultipartInput (
+  request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers, cutOff?: AbortSignal
+): Promise<ReadInput> {
   const declared = Number(request.headers['content-length'])
   const capacity = Number.isSafeInteger(declared) && declared > 0 ? Math.min(declared, maxImageBytes) : 0
   const fields: Record<string, string> = {}
   let photo: UploadBuffer | undefined
+  // Cut off: the parser is fed nothing more, and whatever waits for it below fails with the reason.
+  const stopReading = (): void => { request.raw.unpipe() }
+  cutOff?.addEventListener('abort', stopReading, { once: true })
   try {
-    for await (const part of request.parts()) {
+    if (cutOff?.aborted === true) throw cutOff.reason
+    const parts = request.parts()[Symbol.asyncIterator]()
+    for (;;) {
+      const next = await unlessCutOff(parts.next(), cutOff)
+      if (next.done === true) break
+      const part = next.value
       // busboy passes on a part without a name (as undefined), and never applies its name limit to forms.
       const name: unknown = part.fieldname
       if (typeof name !== 'string' || name === '') {
@@ -141,7 +157,7 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
             message: `Unexpected file field \`${excerpt(name)}\`: send the photo as \`image\`.`
           })
         }
-        photo = await readPhoto(part, capacity, buffers)
+        photo = await readPhoto(part, capacity, buffers, cutOff)
         continue
       }
       if (part.valueTruncated) throw fieldTooLarge(name, 'value')
@@ -160,7 +176,20 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
     // Refused after the photo was read: nothing reads its buffer any more.
     photo?.release()
     throw parserError(error)
+  } finally {
+    cutOff?.removeEventListener('abort', stopReading)
   }
+}
+
+/** `promise`, or a rejection with `cutOff`'s reason as soon as it aborts (the parser, fed nothing more, would never settle it). */
+async function unlessCutOff<T> (promise: Promise<T>, cutOff: AbortSignal | undefined): Promise<T> {
+  if (cutOff === undefined) return await promise
+  return await new Promise<T>((resolve, reject) => {
+    const onCutOff = (): void => { reject(cutOff.reason) }
+    if (cutOff.aborted) onCutOff()
+    else cutOff.addEventListener('abort', onCutOff, { once: true })
+    promise.then(resolve, reject).finally(() => { cutOff.removeEventListener('abort', onCutOff) })
+  })
 }
 
 /**
@@ -184,7 +213,7 @@ function parserError (error: unknown): unknown {
  * upload limit), so the photo is never held twice. On success the caller owns
  * the buffer's release; on failure it is released here, once.
  */
-async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers): Promise<UploadBuffer> {
+async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers, cutOff?: AbortSignal): Promise<UploadBuffer> {
   const file = part.file
   return await new Promise<UploadBuffer>((resolve, reject) => {
     const loan: UploadBuffer | undefined = capacity > 0 ? buffers.take(capacity) : undefined
@@ -196,6 +225,7 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
       if (settled) return false
       settled = true
       file.removeListener('data', onData)
+      cutOff?.removeEventListener('abort', onCutOff)
       return true
     }
     const fail = (error: Error): void => {
@@ -226,6 +256,9 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
         }
       }
     }
+    const onCutOff = (): void => { fail(cutOff!.reason as Error) }
+    if (cutOff?.aborted === true) return onCutOff()
+    cutOff?.addEventListener('abort', onCutOff, { once: true })
     file.on('data', onData)
     // busboy stops passing data at the limit but ends the stream only when the
     // part ends; failing here answers at once and leaves the rest unread.
