@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sliceOf, type Config, type LoadedConfig } from './config/load.js'
 import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
+import { excerpt } from './excerpt.js'
 import { fieldRefusal } from './fusion/fields.js'
 import { createLingeringClose } from './lingering-close.js'
 import { loggerOptions } from './logger.js'
@@ -91,7 +92,9 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
     if (mapped.statusCode >= 500) {
       request.log.error({ err: error, statusCode: mapped.statusCode, code: mapped.code }, 'request failed')
     } else {
-      request.log.info({ statusCode: mapped.statusCode, code: mapped.code, upstreamCode: mapped.upstreamCode, reason: error.message },
+      // Our messages quote clients by excerpts only; a library's may quote a whole header (Unsupported Media Type: …).
+      const reason = isFusionError(error) ? error.message : excerpt(error.message, 200)
+      request.log.info({ statusCode: mapped.statusCode, code: mapped.code, upstreamCode: mapped.upstreamCode, reason },
         mapped.statusCode === 499 ? 'client closed the request' : 'request refused')
     }
     if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds))
@@ -115,7 +118,7 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
 
   // Through the error handler above, so a 404 has the same shape as every other error.
   app.setNotFoundHandler(async (request) => {
-    throw fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${request.url.split('?')[0]?.slice(0, 200) ?? ''}.` })
+    throw fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${excerpt(request.url.split('?')[0] ?? '', 100)}.` })
   })
 
   await app.register(openapiPlugin)

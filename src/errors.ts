@@ -18,7 +18,8 @@ export const ERROR_CATALOGUE = {
   FUSION_MALFORMED_BODY: {
     status: 400,
     message: 'The request body could not be parsed.',
-    cause: 'Broken multipart framing, invalid JSON, or a JSON body that is not an object.'
+    cause: 'Broken multipart framing, a multipart boundary missing or longer than 70 characters (RFC 2046; refused before the body is ' +
+      'read), invalid JSON, or a JSON body that is not an object.'
   },
   FUSION_MISSING_FIELD: {
     status: 400,
@@ -51,7 +52,8 @@ export const ERROR_CATALOGUE = {
   FUSION_FIELD_TOO_LARGE: {
     status: 413,
     message: 'A form field is too long.',
-    cause: 'A text field or field name is longer than the multipart limit (1 KiB value, 100 bytes name).'
+    cause: 'A field name longer than 100 bytes, or a text field\'s value longer than 1 KiB, in a form or a JSON body alike (the ' +
+      'JSON `image` excepted). The message names the field by a short excerpt.'
   },
   FUSION_TOO_MANY_PARTS: {
     status: 413,
@@ -77,6 +79,20 @@ export const ERROR_CATALOGUE = {
     status: 413,
     message: 'The request body is larger than the upload limit.',
     cause: 'A JSON body larger than the base64 of `MAX_UPLOAD_BYTES` plus room for the other fields.'
+  },
+  FUSION_UPLOAD_TOO_SLOW: {
+    status: 408,
+    transient: true,
+    message: 'The upload is too slow: send the photo again from a faster connection.',
+    cause: 'After `UPLOAD_RATE_GRACE_MS`, the body arrived slower than `UPLOAD_MIN_BYTES_PER_SECOND` on average. The upload is cut ' +
+      'off and answered with `Connection: close`, so its image place goes to someone else.'
+  },
+  FUSION_UPLOAD_TIMEOUT: {
+    status: 408,
+    transient: true,
+    message: 'The upload did not finish in time: send a smaller photo, or from a faster connection.',
+    cause: 'The body was still arriving at the request deadline (`REQUEST_DEADLINE_MS`). The upload is cut off and answered with ' +
+      '`Connection: close`.'
   },
   FUSION_INVALID_BASE64: {
     status: 400,
@@ -143,6 +159,13 @@ export const ERROR_CATALOGUE = {
     message: 'Too many requests from this client: retry after the delay in Retry-After.',
     cause: 'More than `RATE_LIMIT_MAX` requests in `RATE_LIMIT_WINDOW_MS` from one client IP (or `RATE_LIMIT_API_KEY_MAX` for one API ' +
       'key). Refused before the body is read; carries `Retry-After` and the `x-ratelimit-*` headers.'
+  },
+  FUSION_TOO_MANY_UPLOADS: {
+    status: 429,
+    transient: true,
+    message: 'This client already has too many photos in progress: retry after the delay in Retry-After.',
+    cause: 'The client (its API key, else its address) already holds `IMAGE_PLACES_PER_CLIENT` places of the image pipeline, uploading ' +
+      'or waiting, on this replica. Refused before the body is read; carries `Retry-After`.'
   },
   FUSION_UPSTREAM_BUSY: {
     status: 503,

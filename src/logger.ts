@@ -1,5 +1,6 @@
-import type { FastifyServerOptions } from 'fastify'
+import type { FastifyRequest, FastifyServerOptions } from 'fastify'
 import type { DestinationStream } from 'pino'
+import { excerpt } from './excerpt.js'
 
 /**
  * Fixed redaction paths. Our own code never logs these values; the paths are
@@ -42,6 +43,24 @@ export function loggerOptions (level: string, stream?: DestinationStream): Fasti
   return {
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { req: requestSummary },
     ...(stream ? { stream } : {})
+  }
+}
+
+/**
+ * Fastify's own summary of a request for its log lines, with what the client wrote (the URL can be 16 KB, the Host
+ * header too) as excerpts.
+ */
+function requestSummary (request: FastifyRequest): Record<string, unknown> {
+  const version: unknown = request.headers?.['accept-version']
+  const host: unknown = request.host
+  return {
+    method: request.method,
+    url: typeof request.url === 'string' ? excerpt(request.url, 200) : undefined,
+    ...(typeof version === 'string' ? { version: excerpt(version, 40) } : {}),
+    host: typeof host === 'string' ? excerpt(host, 100) : undefined,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort
   }
 }

@@ -37,8 +37,8 @@ export async function startService (
   env: Record<string, string> = {},
   options: { logStream?: DestinationStream } = {}
 ): Promise<{ app: FastifyInstance, url: string }> {
-  // Client limits off unless a test is about them: tests send many requests from one address.
-  const loaded = loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '1000000', ...env })
+  // Client limits off unless a test is about them: tests send many requests, many at once, from one address.
+  const loaded = loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '1000000', IMAGE_PLACES_PER_CLIENT: '10000', ...env })
   const { config, close } = await completeWithStandIn(loaded, { faults: true })
   const app = await buildApp(config, options).catch(async (error: unknown) => {
     await close()

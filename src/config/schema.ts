@@ -83,6 +83,11 @@ export const ConfigSchema = Type.Object({
   IMAGE_CONCURRENCY: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
   IMAGE_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 10_000, default: 16 }),
   IMAGE_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 300, default: 10 }),
+  // A client's fair share: image places one client (API key, else address) may hold at once; 0: a quarter of them.
+  IMAGE_PLACES_PER_CLIENT: Type.Integer({ minimum: 0, maximum: 10_000, default: 0 }),
+  // Slow senders: after the grace, an upload must have averaged this rate or it is cut off with 408 (0: no minimum).
+  UPLOAD_MIN_BYTES_PER_SECOND: Type.Integer({ minimum: 0, maximum: 1_073_741_824, default: 8_192 }),
+  UPLOAD_RATE_GRACE_MS: Type.Integer({ minimum: 1_000, maximum: 300_000, default: 5_000 }),
 
   // /readyz answers 503 while Redis is unreachable (default: ready, degraded; the replica still serves safely).
   READYZ_REQUIRES_REDIS: Type.Boolean({ default: false }),

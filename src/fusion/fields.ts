@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import { fusionError, type FusionError } from '../errors.js'
+import { excerpt } from '../excerpt.js'
 import type { FusionOption } from '../upstream/provider.js'
 
 /**
@@ -39,6 +40,30 @@ export const FIELDS = {
 
 export type FieldName = keyof typeof FIELDS
 
+/**
+ * Every field's name and text value, in a form or a JSON body alike, are at most this long (bytes, UTF-8). The
+ * fields' own rules are stricter (ids: 64 characters); these bound what any field, known or not, may cost to read,
+ * keep and name in a refusal. The JSON `image` is the photo, bounded by MAX_UPLOAD_BYTES instead.
+ */
+export const FIELD_NAME_MAX_BYTES = 100
+export const FIELD_VALUE_MAX_BYTES = 1024
+
+/** 413 FUSION_FIELD_TOO_LARGE for a field whose name or text value is over the limits above; undefined otherwise. */
+export function fieldSizeRefusal (name: string, value?: unknown): FusionError | undefined {
+  if (Buffer.byteLength(name) > FIELD_NAME_MAX_BYTES) return fieldTooLarge(name, 'name')
+  if (typeof value === 'string' && Buffer.byteLength(value) > FIELD_VALUE_MAX_BYTES) return fieldTooLarge(name, 'value')
+  return undefined
+}
+
+/** 413 FUSION_FIELD_TOO_LARGE, naming the field by a short excerpt of its name. */
+export function fieldTooLarge (name: string, part: 'name' | 'value'): FusionError {
+  return fusionError('FUSION_FIELD_TOO_LARGE', {
+    message: part === 'name'
+      ? `The field name \`${excerpt(name)}\` is too long: at most ${FIELD_NAME_MAX_BYTES} bytes.`
+      : `The field \`${excerpt(name)}\` is too long: at most ${FIELD_VALUE_MAX_BYTES} bytes.`
+  })
+}
+
 /** Each rule in words, for the refusal's message; the ids' rule is the default. */
 export const FIELD_RULES: Partial<Record<string, string>> = {
   rsp_img_type: 'must be `url` or `base64`',
@@ -68,12 +93,13 @@ export function fieldRefusal (issue: FieldIssue | undefined, where = 'field', ca
   if (issue === undefined) return fusionError('FUSION_INVALID_FIELD', details)
   if (issue.keyword === 'required') {
     return fusionError('FUSION_MISSING_FIELD', {
-      message: `The ${where} \`${String(issue.params.missingProperty)}\` is required.`,
+      message: `The ${where} \`${excerpt(String(issue.params.missingProperty))}\` is required.`,
       ...details
     })
   }
   if (issue.keyword === 'additionalProperties') {
-    const name = String(issue.params.additionalProperty)
+    // The client's own name for it: only an excerpt is echoed.
+    const name = excerpt(String(issue.params.additionalProperty))
     return fusionError('FUSION_UNKNOWN_FIELD', {
       message: `Unknown ${where} \`${name}\`: send image, project_id, model_id and optionally rsp_img_type, ` +
         `${Object.values(OPTION_FIELDS).join(', ')}.`,
@@ -82,5 +108,8 @@ export function fieldRefusal (issue: FieldIssue | undefined, where = 'field', ca
   }
   const name = issue.instancePath.replace(/^\//, '').split('/')[0] ?? ''
   if (name === '') return fusionError('FUSION_INVALID_FIELD', details)
-  return fusionError('FUSION_INVALID_FIELD', { message: `The ${where} \`${name}\` ${FIELD_RULES[name] ?? ID_RULE_TEXT}.`, ...details })
+  return fusionError('FUSION_INVALID_FIELD', {
+    message: `The ${where} \`${excerpt(name)}\` ${FIELD_RULES[name] ?? ID_RULE_TEXT}.`,
+    ...details
+  })
 }

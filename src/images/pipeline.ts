@@ -18,6 +18,8 @@ export interface ImagePipelineOptions {
   concurrency: number
   /** Photos that may wait for a free job slot. */
   queueLimit: number
+  /** Places one client may hold at once; 0 or unset: a quarter of the capacity (see placesPerClient). */
+  perClient?: number
   /** Sees every job: its duration, outcome (`ok` or the error code) and bytes in and out. */
   onJob?: (job: { durationMs: number, outcome: string, bytesIn: number, bytesOut: number }) => void
 }
@@ -28,14 +30,19 @@ export interface Admission {
 }
 
 export interface ImagePipeline {
-  /** Reserves a place for one photo, or refuses with 503 FUSION_OVERLOADED. */
-  admit: () => Admission
+  /**
+   * Reserves a place for one photo of `client` (request.client.id), or refuses: 429 FUSION_TOO_MANY_UPLOADS when that
+   * client already holds its share, else 503 FUSION_OVERLOADED when every place is taken.
+   */
+  admit: (client: string) => Admission
   /** Runs when a job slot is free; refused at once if `signal` aborts while it waits (the client left), and then never run. */
   normalize: (input: Buffer, signal?: AbortSignal) => Promise<NormalizedImage>
   /** Buffers for the uploads' bytes, reused once a photo is normalised (see upload-buffers.ts). */
   readonly uploadBuffers: UploadBuffers
   readonly concurrency: number
   readonly capacity: number
+  /** The most places one client may hold at once. */
+  readonly perClient: number
   readonly admitted: number
 }
 
@@ -57,6 +64,15 @@ export function imageConcurrency (configured: number): number {
   return Math.max(1, Math.min(availableParallelism() + 1, threadPool - 1))
 }
 
+/**
+ * A client's share of the places: `configured`, or by default a quarter of them (at least one). On two cores that is
+ * 4 of 19: one client can still keep every job slot busy, yet it takes four clients to fill the pipeline, so one
+ * address holding slow uploads leaves three quarters of the places to everyone else.
+ */
+export function placesPerClient (configured: number, capacity: number): number {
+  return configured > 0 ? configured : Math.max(1, Math.floor(capacity / 4))
+}
+
 export function createImagePipeline (options: ImagePipelineOptions): ImagePipeline {
   // Every photo is new, so libvips' operation cache could only hold memory; and with upload buffers recycled, no
   // photo may ever be answered from an operation run on an earlier photo's bytes.
@@ -64,23 +80,34 @@ export function createImagePipeline (options: ImagePipelineOptions): ImagePipeli
   const concurrency = imageConcurrency(options.concurrency)
   const capacity = concurrency + options.queueLimit
   const limit = pLimit(concurrency)
+  const perClient = placesPerClient(options.perClient ?? 0, capacity)
   let admitted = 0
+  // Places held per client; a client holding none has no entry, so the map is as large as the clients in flight.
+  const held = new Map<string, number>()
 
   return {
     // Never more photos in hand than places, so never more free buffers worth keeping.
     uploadBuffers: createUploadBuffers({ maxFree: capacity, trimIntervalMs: UPLOAD_BUFFERS_TRIM_INTERVAL_MS }),
     concurrency,
     capacity,
+    perClient,
     get admitted () { return admitted },
-    admit () {
+    admit (client) {
+      const holding = held.get(client) ?? 0
+      // The client's own share first: that refusal is about what it does, and it holds even when there is room.
+      if (holding >= perClient) throw fusionError('FUSION_TOO_MANY_UPLOADS', { retryAfterSeconds: OVERLOAD_RETRY_AFTER_SECONDS })
       if (admitted >= capacity) throw fusionError('FUSION_OVERLOADED', { retryAfterSeconds: OVERLOAD_RETRY_AFTER_SECONDS })
       admitted++
+      held.set(client, holding + 1)
       let released = false
       return {
         release () {
           if (!released) {
             released = true
             admitted--
+            const left = (held.get(client) ?? 1) - 1
+            if (left > 0) held.set(client, left)
+            else held.delete(client)
           }
         }
       }

@@ -3,11 +3,12 @@ import { Ajv } from 'ajv'
 import type { FastifyRequest } from 'fastify'
 import type { MultipartFile } from '@fastify/multipart'
 import { fusionError } from '../errors.js'
+import { excerpt } from '../excerpt.js'
 import { assertAcceptedFormat } from '../images/normalize.js'
 import { SNIFF_BYTES } from '../images/sniff.js'
 import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
 import type { FusionInput } from '../fusion/fusion.js'
-import { FIELDS, fieldRefusal } from '../fusion/fields.js'
+import { FIELDS, fieldRefusal, fieldSizeRefusal, fieldTooLarge } from '../fusion/fields.js'
 import type { FusionOptions } from '../upstream/provider.js'
 
 /**
@@ -62,9 +63,49 @@ function toInput (fields: FusionFields, photo: Buffer, release: () => void = () 
   }
 }
 
-/** Reads a fusion's body, a form or JSON: the fields, checked, and the upload's bytes. */
-export async function readFusionInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<ReadInput> {
-  if (request.isMultipart()) return await readMultipartInput(request, maxImageBytes, buffers)
+/** RFC 2046: a boundary is 1 to 70 characters. (busboy accepts up to about 250, where its search needle ends.) */
+const MAX_BOUNDARY_LENGTH = 70
+const MULTIPART_FORM = /^\s*multipart\/form-data\s*(;|$)/i
+// One `; name=value` parameter of a media type, the value a token or a quoted string (RFC 9110 section 5.6.6).
+const PARAMETER = /\s*;\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]*)\s*/y
+
+/**
+ * Refuses a form whose Content-Type has no boundary, or one longer than RFC 2046 allows (400 FUSION_MALFORMED_BODY),
+ * from the header alone: before a place is taken or a byte of the body is read. Other media types pass.
+ */
+export function checkMultipartBoundary (contentType: string | undefined): void {
+  if (contentType === undefined || !MULTIPART_FORM.test(contentType)) return
+  const boundary = parameterOf(contentType, 'boundary')
+  if (boundary === undefined || boundary === '') {
+    throw fusionError('FUSION_MALFORMED_BODY', { message: 'The multipart Content-Type has no boundary parameter.' })
+  }
+  if (boundary.length > MAX_BOUNDARY_LENGTH) {
+    throw fusionError('FUSION_MALFORMED_BODY', {
+      message: `The multipart boundary is ${boundary.length} characters long: at most ${MAX_BOUNDARY_LENGTH} are allowed (RFC 2046).`
+    })
+  }
+}
+
+/** The first parameter `name` of a media type, unquoted; as busboy reads it, the first of two wins. */
+function parameterOf (mediaType: string, name: string): string | undefined {
+  PARAMETER.lastIndex = mediaType.indexOf(';')
+  if (PARAMETER.lastIndex < 0) return undefined
+  for (let match = PARAMETER.exec(mediaType); match !== null; match = PARAMETER.exec(mediaType)) {
+    const [, key = '', value = ''] = match
+    if (key.toLowerCase() === name) return value.startsWith('"') ? value.slice(1, -1).replace(/\\(.)/g, '$1') : value
+  }
+  return undefined
+}
+
+/**
+ * Reads a fusion's body, a form or JSON: the fields, checked, and the upload's bytes. `cutOff` aborts when the upload
+ * is cut off (too slow, or past the deadline: src/upload-watch.ts); a form's reading then fails with its reason. (A
+ * JSON body is read by Fastify, from a stream that fails alike.)
+ */
+export async function readFusionInput (
+  request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers, cutOff?: AbortSignal
+): Promise<ReadInput> {
+  if (request.isMultipart()) return await readMultipartInput(request, maxImageBytes, buffers, cutOff)
   if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
     const input = readJsonInput(request.body, maxImageBytes)
     // The parsed body still holds the photo as base64: let it go with the upload.
@@ -81,33 +122,52 @@ export async function readFusionInput (request: FastifyRequest, maxImageBytes: n
  * stream is read), and nothing is left unread that could stall the parser.
  * The photo's bytes land in a buffer from `buffers`; the caller releases it (`releaseImage`).
  */
-export async function readMultipartInput (request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers): Promise<ReadInput> {
+export async function readMultipartInput (
+  request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers, cutOff?: AbortSignal
+): Promise<ReadInput> {
   const declared = Number(request.headers['content-length'])
   const capacity = Number.isSafeInteger(declared) && declared > 0 ? Math.min(declared, maxImageBytes) : 0
   const fields: Record<string, string> = {}
   let photo: UploadBuffer | undefined
+  // Cut off: the parser is fed nothing more, and whatever waits for it below fails with the reason.
+  const stopReading = (): void => { request.raw.unpipe() }
+  cutOff?.addEventListener('abort', stopReading, { once: true })
   try {
-    for await (const part of request.parts()) {
+    if (cutOff?.aborted === true) throw cutOff.reason
+    const parts = request.parts()[Symbol.asyncIterator]()
+    for (;;) {
+      const next = await unlessCutOff(parts.next(), cutOff)
+      if (next.done === true) break
+      const part = next.value
+      // busboy passes on a part without a name (as undefined), and never applies its name limit to forms.
+      const name: unknown = part.fieldname
+      if (typeof name !== 'string' || name === '') {
+        if (part.type === 'file') part.file.resume()
+        throw fusionError('FUSION_MALFORMED_BODY', { message: 'A form part has no name: send the photo as `image`.' })
+      }
+      const tooLarge = fieldSizeRefusal(name)
+      if (tooLarge !== undefined) {
+        if (part.type === 'file') part.file.resume()
+        throw tooLarge
+      }
       if (part.type === 'file') {
-        if (part.fieldname !== 'image') {
+        if (name !== 'image') {
           part.file.resume()
           throw fusionError('FUSION_TOO_MANY_FILES', {
-            message: `Unexpected file field \`${part.fieldname.slice(0, 100)}\`: send the photo as \`image\`.`
+            message: `Unexpected file field \`${excerpt(name)}\`: send the photo as \`image\`.`
           })
         }
-        photo = await readPhoto(part, capacity, buffers)
+        photo = await readPhoto(part, capacity, buffers, cutOff)
         continue
       }
-      if (part.fieldnameTruncated || part.valueTruncated) {
-        throw fusionError('FUSION_FIELD_TOO_LARGE', { message: `The field \`${part.fieldname.slice(0, 100)}\` is too long.` })
-      }
-      if (part.fieldname === 'image') {
+      if (part.valueTruncated) throw fieldTooLarge(name, 'value')
+      if (name === 'image') {
         throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a file part (curl: -F image=@photo.jpg).' })
       }
-      if (Object.hasOwn(fields, part.fieldname)) {
-        throw fusionError('FUSION_DUPLICATE_FIELD', { message: `The field \`${part.fieldname}\` was sent more than once.` })
+      if (Object.hasOwn(fields, name)) {
+        throw fusionError('FUSION_DUPLICATE_FIELD', { message: `The field \`${excerpt(name)}\` was sent more than once.` })
       }
-      fields[part.fieldname] = String(part.value)
+      fields[name] = String(part.value)
     }
     const checked = checkFields(withoutEmpty(fields))
     if (photo === undefined) throw fusionError('FUSION_MISSING_IMAGE')
@@ -116,7 +176,20 @@ export async function readMultipartInput (request: FastifyRequest, maxImageBytes
     // Refused after the photo was read: nothing reads its buffer any more.
     photo?.release()
     throw parserError(error)
+  } finally {
+    cutOff?.removeEventListener('abort', stopReading)
   }
+}
+
+/** `promise`, or a rejection with `cutOff`'s reason as soon as it aborts (the parser, fed nothing more, would never settle it). */
+async function unlessCutOff<T> (promise: Promise<T>, cutOff: AbortSignal | undefined): Promise<T> {
+  if (cutOff === undefined) return await promise
+  return await new Promise<T>((resolve, reject) => {
+    const onCutOff = (): void => { reject(cutOff.reason) }
+    if (cutOff.aborted) onCutOff()
+    else cutOff.addEventListener('abort', onCutOff, { once: true })
+    promise.then(resolve, reject).finally(() => { cutOff.removeEventListener('abort', onCutOff) })
+  })
 }
 
 /**
@@ -140,7 +213,7 @@ function parserError (error: unknown): unknown {
  * upload limit), so the photo is never held twice. On success the caller owns
  * the buffer's release; on failure it is released here, once.
  */
-async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers): Promise<UploadBuffer> {
+async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers, cutOff?: AbortSignal): Promise<UploadBuffer> {
   const file = part.file
   return await new Promise<UploadBuffer>((resolve, reject) => {
     const loan: UploadBuffer | undefined = capacity > 0 ? buffers.take(capacity) : undefined
@@ -152,6 +225,7 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
       if (settled) return false
       settled = true
       file.removeListener('data', onData)
+      cutOff?.removeEventListener('abort', onCutOff)
       return true
     }
     const fail = (error: Error): void => {
@@ -182,6 +256,9 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
         }
       }
     }
+    const onCutOff = (): void => { fail(cutOff!.reason as Error) }
+    if (cutOff?.aborted === true) return onCutOff()
+    cutOff?.addEventListener('abort', onCutOff, { once: true })
     file.on('data', onData)
     // busboy stops passing data at the limit but ends the stream only when the
     // part ends; failing here answers at once and leaves the rest unread.
@@ -207,6 +284,11 @@ export function readJsonInput (body: unknown, maxImageBytes: number): ReadInput 
     throw fusionError('FUSION_MALFORMED_BODY', { message: 'The JSON body must be an object.' })
   }
   const { image, ...rest } = body as Record<string, unknown>
+  // The same bounds as a form's fields, before anything is checked or named in a refusal.
+  for (const [name, value] of Object.entries(rest)) {
+    const tooLarge = fieldSizeRefusal(name, value)
+    if (tooLarge !== undefined) throw tooLarge
+  }
   // Server-side callers often hold numeric activity ids; they mean the same string.
   for (const name of ['project_id', 'model_id']) {
     if (typeof rest[name] === 'number' && Number.isSafeInteger(rest[name])) rest[name] = String(rest[name])

@@ -19,7 +19,7 @@ export function imageLimitsFor (upstream: ResolvedUpstream): ImageLimits {
 
 /** The settings this plugin reads. */
 export const imagePipelineSettings = [
-  'upstream', 'IMAGE_MAX_INPUT_PIXELS', 'IMAGE_TIMEOUT_SECONDS', 'IMAGE_CONCURRENCY', 'IMAGE_QUEUE_LIMIT'
+  'upstream', 'IMAGE_MAX_INPUT_PIXELS', 'IMAGE_TIMEOUT_SECONDS', 'IMAGE_CONCURRENCY', 'IMAGE_QUEUE_LIMIT', 'IMAGE_PLACES_PER_CLIENT'
 ] as const
 
 /** The one image pipeline of the app: its job slots and queue are shared by every request. */
@@ -32,6 +32,7 @@ export default fp<{ config: ConfigSlice<typeof imagePipelineSettings[number]> }>
     },
     concurrency: config.IMAGE_CONCURRENCY,
     queueLimit: config.IMAGE_QUEUE_LIMIT,
+    perClient: config.IMAGE_PLACES_PER_CLIENT,
     onJob: ({ durationMs, outcome, bytesIn, bytesOut }) => {
       app.metrics.imageDuration.observe({ outcome }, durationMs / 1000)
       app.metrics.imageBytesIn.inc(bytesIn)

@@ -1,6 +1,7 @@
 import multipart from '@fastify/multipart'
 import fp from 'fastify-plugin'
 import type { ConfigSlice } from '../config/load.js'
+import { FIELD_NAME_MAX_BYTES, FIELD_VALUE_MAX_BYTES } from '../fusion/fields.js'
 
 /**
  * Multipart limits for one photo and up to seven short fields (ids, result type, options). Every limit is set,
@@ -9,12 +10,16 @@ import type { ConfigSlice } from '../config/load.js'
  * each part inside its error handling.
  */
 export const MULTIPART_LIMITS = {
-  fieldNameSize: 100,
-  fieldSize: 1024,
+  // busboy applies fieldNameSize to urlencoded bodies only: the intake checks a part's name itself (fusion/fields.ts).
+  fieldNameSize: FIELD_NAME_MAX_BYTES,
+  fieldSize: FIELD_VALUE_MAX_BYTES,
   fields: 8,
   files: 1,
   parts: 10,
-  headerPairs: 100
+  headerPairs: 100,
+  // Bytes of a part's headers busboy keeps (the rest is dropped, not refused; its default is 80 KiB): room for a
+  // long file name, and a bound on what a 100 KB field name costs before the intake refuses it.
+  headerSize: 4096
 }
 
 /** The settings this plugin reads. */

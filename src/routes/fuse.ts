@@ -5,17 +5,20 @@ import { fusionError } from '../errors.js'
 import type { Fused, FusionInput } from '../fusion/fusion.js'
 import { payloadFingerprint } from '../idempotency/idempotency.js'
 import { sniffFormat } from '../images/sniff.js'
-import { readFusionInput } from '../intake/fusion-input.js'
+import { checkMultipartBoundary, readFusionInput } from '../intake/fusion-input.js'
 import { fuseRouteSchema } from '../schemas.js'
+import { cutOffBody, watchUpload } from '../upload-watch.js'
 
 const JSON_TYPE = 'application/json'
 const IMAGE_TYPE = 'image/jpeg'
 
-/** A place in the image pipeline, and the upload timer, held from before the body is read. */
+/** A place in the image pipeline, and the watch over the upload, held from before the body is read. */
 interface Admitted {
   deadline: number
   /** Aborted when the client goes away before the answer is sent. */
   clientGone: AbortController
+  /** Aborted, with the 408 to answer, when the upload is cut off: too slow, or still arriving at the deadline. */
+  uploadCutOff: AbortSignal
   /** Gives the image-pipeline place back; safe to call more than once. */
   release: () => void
 }
@@ -28,7 +31,7 @@ declare module 'fastify' {
 }
 
 /** The settings this plugin reads. */
-export const fuseRouteSettings = ['MAX_UPLOAD_BYTES', 'REQUEST_DEADLINE_MS'] as const
+export const fuseRouteSettings = ['MAX_UPLOAD_BYTES', 'REQUEST_DEADLINE_MS', 'UPLOAD_MIN_BYTES_PER_SECOND', 'UPLOAD_RATE_GRACE_MS'] as const
 
 /**
  * POST /fuse: one photo and a template in, a fused picture out, as JSON
@@ -48,29 +51,39 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     // Per-client limits (plugins/rate-limit.ts) and the Idempotency-Key (plugins/idempotency.ts), before the body.
     config: { rateLimit: {}, idempotency: true },
     preParsing: async (request, reply, payload) => {
-      // A place in the image pipeline: when every place is taken, the upload is refused (503) unread.
-      const admission = app.imagePipeline.admit()
+      // A form whose boundary no parser should search for is refused before it costs a place.
+      checkMultipartBoundary(request.headers['content-type'])
+      // A place in the image pipeline, within the client's share: refused unread (429 over the share, 503 when full).
+      const admission = app.imagePipeline.admit(request.client.id)
+      const cutOff = new AbortController()
       const admitted: Admitted = {
         deadline: Date.now() + config.REQUEST_DEADLINE_MS,
         clientGone: new AbortController(),
+        uploadCutOff: cutOff.signal,
         release: admission.release
       }
       request.admitted = admitted
-      // An upload still arriving at the deadline is cut off, so a slow client cannot hold a place for long.
-      const uploadTimer = setTimeout(() => { if (!request.raw.complete) request.raw.destroy() }, config.REQUEST_DEADLINE_MS)
+      // A slow upload, or one still arriving at the deadline, is cut off and answered 408, so a place is held only by a
+      // client that is really sending.
+      const watch = watchUpload(request.raw, {
+        deadline: admitted.deadline,
+        minBytesPerSecond: config.UPLOAD_MIN_BYTES_PER_SECOND,
+        graceMs: config.UPLOAD_RATE_GRACE_MS
+      }, (error) => { cutOff.abort(error) })
       reply.raw.once('close', () => {
-        clearTimeout(uploadTimer)
+        watch.stop()
         if (!reply.raw.writableFinished) admitted.clientGone.abort()
         admitted.release()
       })
-      return payload
+      // A JSON body is read by Fastify from what this returns; a form by the intake, from the raw request.
+      return cutOffBody(payload, cutOff.signal)
     }
   }, async (request, reply) => {
     const wanted = accepts(request.raw).type([JSON_TYPE, IMAGE_TYPE])
     if (wanted === false) throw fusionError('FUSION_NOT_ACCEPTABLE')
     const wantsImage = wanted === IMAGE_TYPE
     const admitted = request.admitted!
-    const read = await readFusionInput(request, config.MAX_UPLOAD_BYTES, app.imagePipeline.uploadBuffers)
+    const read = await readFusionInput(request, config.MAX_UPLOAD_BYTES, app.imagePipeline.uploadBuffers, admitted.uploadCutOff)
     // The photo is one JPEG now (or refused): its buffer and its place go to the next upload. Both are safe to release twice.
     const photoReleased = (): void => {
       read.release()
@@ -125,7 +138,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
         // (The schema types only 200; a stored answer may be a final error.)
         return async (reply) => await reply.code(status as 200).type(contentType).header('idempotent-replayed', 'true').send(body)
       }
-      if (waited) admitted.release = app.imagePipeline.admit().release
+      if (waited) admitted.release = app.imagePipeline.admit(request.client.id).release
       return undefined
     } catch (error) {
       if (admitted.clientGone.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
