@@ -99,7 +99,7 @@ function parameterOf (mediaType: string, name: string): string | undefined {
 
 /**
  * Reads a fusion's body, a form or JSON: the fields, checked, and the upload's bytes. `cutOff` aborts when the upload
- * is cut off (too slow, or past the deadline: src/upload-watch.ts); a form's reading then fails with its reason. (A
+ * is cut off (too slow, or past the deadline: src/intake/upload-watch.ts); a form's reading then fails with its reason. (A
  * JSON body is read by Fastify, from a stream that fails alike.)
  */
 export async function readFusionInput (

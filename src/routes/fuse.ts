@@ -7,7 +7,7 @@ import { payloadFingerprint } from '../idempotency/idempotency.js'
 import { sniffFormat } from '../images/sniff.js'
 import { checkMultipartBoundary, readFusionInput } from '../intake/fusion-input.js'
 import { fuseRouteSchema } from '../schemas.js'
-import { cutOffBody, watchUpload } from '../upload-watch.js'
+import { cutOffBody, watchUpload } from '../intake/upload-watch.js'
 
 const JSON_TYPE = 'application/json'
 const IMAGE_TYPE = 'image/jpeg'

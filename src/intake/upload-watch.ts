@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
-import { fusionError, type FusionError } from './errors.js'
+import { fusionError, type FusionError } from '../errors.js'
 
 /**
  * Slow uploads. A request admitted to the image pipeline holds a place while its body arrives, so a client trickling
