@@ -16,6 +16,7 @@ import multipartPlugin, { multipartSettings } from './plugins/multipart.js'
 import openapiPlugin from './plugins/openapi.js'
 import rateLimitPlugin, { rateLimitSettings } from './plugins/rate-limit.js'
 import redisPlugin, { redisSettings } from './plugins/redis.js'
+import shutdownPlugin from './plugins/shutdown.js'
 import underPressurePlugin, { underPressureSettings } from './plugins/under-pressure.js'
 import upstreamBudgetPlugin, { upstreamBudgetSettings } from './plugins/upstream-budget.js'
 import upstreamPlugin, { upstreamSettings } from './plugins/upstream.js'
@@ -115,6 +116,7 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
 
   await app.register(openapiPlugin)
   await app.register(metricsPlugin, { config: sliceOf(config, metricsSettings) })
+  await app.register(shutdownPlugin)
   await app.register(underPressurePlugin, { config: sliceOf(config, underPressureSettings) })
   await app.register(redisPlugin, { config: sliceOf(config, redisSettings) })
   await app.register(clientIdentityPlugin, { config: sliceOf(config, clientIdentitySettings) })

@@ -168,6 +168,13 @@ export const ERROR_CATALOGUE = {
     message: 'The service is saturated: retry after the delay in Retry-After.',
     cause: 'Event-loop delay, RSS or heap past `PRESSURE_MAX_*`; refused before anything is read. Carries `Retry-After`.'
   },
+  FUSION_SHUTTING_DOWN: {
+    status: 503,
+    transient: true,
+    message: 'This server is shutting down: retry after the delay in Retry-After.',
+    cause: 'The replica was told twice to stop (a second `SIGTERM` or `SIGINT`): a request that had not reached the upstream yet is ' +
+      'refused, before any upstream call, so a retry is never billed twice. Carries `Retry-After`; the retry reaches another replica.'
+  },
   FUSION_NOT_FOUND: {
     status: 404,
     message: 'No such route.',

@@ -5,6 +5,7 @@
  */
 import { setFlagsFromString } from 'node:v8'
 import closeWithGrace from 'close-with-grace'
+import { pino } from 'pino'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config, type LoadedConfig } from './config/load.js'
 
@@ -22,7 +23,9 @@ try {
   loaded = loadConfig(process.env, { dotenv: true })
 } catch (error) {
   if (error instanceof ConfigError) {
-    process.stderr.write(`face-fusion-bff: ${error.message}\n`)
+    // Before there is an app to log with, still one JSON line, as every line the process writes (docs/operations.md#logs).
+    pino(pino.destination({ fd: 2, sync: true }))
+      .fatal({ problems: error.problems }, `Invalid configuration: ${error.problems.join('; ')}`)
     process.exit(1)
   }
   throw error
@@ -42,16 +45,45 @@ if (loaded.upstream.credentials === undefined) {
 
 const app = await buildApp(config)
 
-// SIGTERM: stop accepting connections (a new request on a kept-alive one gets 503 while closing), let in-flight
-// fusions finish within the grace period, then close the upstream pool and Redis (onClose hooks), then the emulator
-// when it stands in, and exit 0. Past the grace period the process exits 1.
-closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
+// SIGTERM or SIGINT: stop accepting connections (a new request on a kept-alive one gets 503 while closing), let
+// in-flight requests finish within the grace period, then close the upstream pool and Redis (onClose hooks), then the
+// emulator when it stands in, and exit 0. A second SIGTERM or SIGINT hurries (src/plugins/shutdown.ts): what has not
+// reached the upstream is refused at once with 503 FUSION_SHUTTING_DOWN, while upstream calls already sent run to their
+// end and their answers are delivered (they may be billed); then exit 0, as nothing was dropped. Past the grace period
+// the process exits 1. close-with-grace keeps the grace timer and closes on an uncaught error; the two stop signals are
+// handled here, because its own answer to a second signal is to exit at once, dropping the answers already paid for.
+let closing = false
+let stopSignal: NodeJS.Signals | undefined
+const graceful = closeWithGrace({
+  delay: config.SHUTDOWN_GRACE_MS,
+  skip: ['SIGTERM', 'SIGINT'],
+  // Whatever close-with-grace itself reports is a JSON line too.
+  logger: app.log,
+  onTimeout: (delay) => { app.log.error({ graceMs: delay }, 'grace period over: exiting with requests still in flight') },
+  onSecondSignal: (signal) => { app.log.fatal({ signal }, `${signal} while closing: exiting now`) },
+  onSecondError: (err) => { app.log.fatal({ err }, 'another uncaught error while closing: exiting now') }
+}, async ({ signal, err }) => {
+  closing = true
   if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
-  else app.log.info({ signal, graceMs: config.SHUTDOWN_GRACE_MS }, 'closing: finishing in-flight requests')
+  else app.log.info({ signal: signal ?? stopSignal, graceMs: config.SHUTDOWN_GRACE_MS }, 'closing: finishing in-flight requests')
   await app.close()
   await closeStandIn()
-  app.log.info('closed')
+  app.log.info({ hurried: app.shutdown.hurried }, 'closed')
 })
+
+function onStopSignal (signal: NodeJS.Signals): void {
+  if (!closing) {
+    closing = true
+    stopSignal = signal
+    void graceful.close()
+    return
+  }
+  const inFlight = app.shutdown.hurry()
+  app.log.warn({ signal, inFlight },
+    'asked again to stop: refusing what has not reached the upstream; answers already on their way are delivered')
+}
+process.on('SIGTERM', onStopSignal)
+process.on('SIGINT', onStopSignal)
 
 await app.listen({ port: config.PORT, host: config.HOST })
 
