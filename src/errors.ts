@@ -319,7 +319,8 @@ export const ERROR_CATALOGUE = {
     log: 'warn',
     transient: true,
     message: 'The fusion service sent an answer the gateway cannot read.',
-    cause: 'Not JSON, no `ret` or `Response`, no result image, an HTML error page, or an answer over `UPSTREAM_MAX_RESPONSE_BYTES`.'
+    cause: 'Not JSON, no `ret` or `Response`, no result image, an HTML error page, an answer that is not HTTP at all, or one over ' +
+      '`UPSTREAM_MAX_RESPONSE_BYTES`.'
   },
   FUSION_UPSTREAM_UNAVAILABLE: {
     status: 503,

@@ -217,6 +217,8 @@ function classify (error: unknown, clientSignal: AbortSignal | undefined, deadli
   if (error instanceof ResponseTooLargeError) {
     return fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error('response over UPSTREAM_MAX_RESPONSE_BYTES') })
   }
+  // Not HTTP at all (undici's parser gave up): the upstream's fault, not an internal error of ours. Sent, so not retried.
+  if (error instanceof Error && error.name === 'HTTPParserError') return fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: error })
   if (clientSignal?.aborted === true) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
   // undici and Node name failures by `code`; a connect failure surfaces wrapped in some Node versions.
   const code = codeOf(error) ?? codeOf((error as { cause?: unknown } | null)?.cause)

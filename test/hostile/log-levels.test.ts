@@ -98,6 +98,7 @@ t.test('an unwell upstream: warn, with our code, its code and the cause, without
     if (model === 'transient') answerJson(response, { ret: '-1003', msg: 'busy' })
     else if (model === 'html') response.writeHead(502, { 'content-type': 'text/html' }).end('<html>bad gateway</html>')
     else if (model === 'credentials') answerJson(response, { ret: '-20001', msg: 'bad signature' })
+    else if (model === 'garbage') response.socket?.end('SSH-2.0-OpenSSH_9.6\r\n\r\n')
     // 'silent': never answers, so the call times out.
   })
   const logs = captureLogs()
@@ -115,6 +116,8 @@ t.test('an unwell upstream: warn, with our code, its code and the cause, without
   const cases = [
     { model: 'transient', status: 502, code: 'FUSION_UPSTREAM_FAILED', upstreamCode: '-1003', level: LEVEL.warn },
     { model: 'html', status: 502, code: 'FUSION_UPSTREAM_BAD_RESPONSE', level: LEVEL.warn, cause: /HTTP 502/ },
+    // Not HTTP at all: the upstream's fault too, not an internal error.
+    { model: 'garbage', status: 502, code: 'FUSION_UPSTREAM_BAD_RESPONSE', level: LEVEL.warn, cause: /HTTP\/1\.1 protocol/ },
     { model: 'silent', status: 504, code: 'FUSION_UPSTREAM_TIMEOUT', level: LEVEL.warn },
     // Our credentials are ours to fix: an error, but still no stack.
     { model: 'credentials', status: 502, code: 'FUSION_UPSTREAM_AUTH_FAILED', upstreamCode: '-20001', level: LEVEL.error }
@@ -122,8 +125,9 @@ t.test('an unwell upstream: warn, with our code, its code and the cause, without
   for (const expected of cases) {
     const reply = await fuseForm(url, photo, { model_id: expected.model })
     t.match({ status: reply.status, ...reply.json() }, { status: expected.status, code: expected.code }, expected.model)
-    await until(() => byCode(logs.lines(), expected.code).length > 0)
-    const [line] = byCode(logs.lines(), expected.code)
+    const ofThisRequest = (): Line | undefined => answers(logs.lines()).find((line) => line.reqId === reply.json().requestId)
+    await until(() => ofThisRequest() !== undefined)
+    const line = ofThisRequest()
     t.match(line, {
       level: expected.level,
       msg: 'request failed',
