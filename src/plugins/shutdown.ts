@@ -2,12 +2,12 @@ import fp from 'fastify-plugin'
 import { fusionError } from '../errors.js'
 
 /**
- * Stopping in a hurry. The first SIGTERM closes the app gracefully (src/server.ts): every request already received
- * is finished. A second one asks for haste: `hurry()` aborts each request's `stopping` signal, so whatever has not
- * reached the upstream yet (an upload still arriving, a photo waiting for an image job, a wait for the upstream
- * budget, a retry, a wait on another request's Idempotency-Key) is answered at once with 503 FUSION_SHUTTING_DOWN.
- * An upstream call already sent does not watch this signal: it runs to its end and its answer is delivered, as it
- * may already be billed.
+ * Stopping, and stopping in a hurry. The first SIGTERM closes the app gracefully (src/server.ts): every request
+ * already received is finished, and its answer closes its connection. A second one asks for haste: `hurry()` aborts
+ * each request's `stopping` signal, so whatever has not reached the upstream yet (a photo waiting for an image job, a
+ * wait for the upstream budget, a retry, a wait on another request's Idempotency-Key) is answered at once with 503
+ * FUSION_SHUTTING_DOWN, and an upload still arriving as soon as its body is in. An upstream call already sent does not
+ * watch this signal: it runs to its end and its answer is delivered, as it may already be billed.
  */
 export interface Shutdown {
   /** Aborts every request's `stopping` signal (and those of requests still to come); returns how many were in flight. */
