@@ -18,32 +18,38 @@ if (!process.execArgv.some((argument) => argument.replaceAll('_', '-').startsWit
   setFlagsFromString('--heap-growing-percent=300')
 }
 
-let loaded: LoadedConfig
-try {
-  loaded = loadConfig(process.env, { dotenv: true })
-} catch (error) {
-  if (error instanceof ConfigError) {
-    // Before there is an app to log with, still one JSON line, as every line the process writes (docs/operations.md#logs).
-    pino(pino.destination({ fd: 2, sync: true }))
-      .fatal({ problems: error.problems }, `Invalid configuration: ${error.problems.join('; ')}`)
-    process.exit(1)
-  }
-  throw error
-}
+// Every line the process writes is JSON (docs/operations.md#logs): until the app's logger exists, this one speaks.
+const bootLog = pino(pino.destination({ fd: 2, sync: true }))
+let log: Pick<typeof bootLog, 'warn'> = bootLog
+// Node's own warnings (a listener leak, a deprecation) would be plain text on stderr: they go through the log instead.
+process.removeAllListeners('warning')
+process.on('warning', (warning) => { log.warn({ err: warning }, `node: ${warning.name}`) })
 
-// No credentials: the emulator answers, on a loopback listener of its own, so that closing the service's listener
-// cannot cut off the calls of fusions still in flight. It is loaded only then, and closed after the app.
 let config: Config
 let closeStandIn = async (): Promise<void> => {}
-if (loaded.upstream.credentials === undefined) {
-  const { completeWithStandIn } = await import('../emulator/stand-in.js')
-  // Its fault-injection ids (emulator/shared/forced.ts) would let any visitor fail fusions at will: off unless asked.
-  ;({ config, close: closeStandIn } = await completeWithStandIn(loaded, { faults: process.env.EMULATOR_FAULTS === 'true' }))
-} else {
-  config = loaded as Config
+let app: Awaited<ReturnType<typeof buildApp>>
+try {
+  const loaded: LoadedConfig = loadConfig(process.env, { dotenv: true })
+  // No credentials: the emulator answers, on a loopback listener of its own, so that closing the service's listener
+  // cannot cut off the calls of fusions still in flight. It is loaded only then, and closed after the app.
+  if (loaded.upstream.credentials === undefined) {
+    const { completeWithStandIn } = await import('../emulator/stand-in.js')
+    // Its fault-injection ids (emulator/shared/forced.ts) would let any visitor fail fusions at will: off unless asked.
+    ;({ config, close: closeStandIn } = await completeWithStandIn(loaded, { faults: process.env.EMULATOR_FAULTS === 'true' }))
+  } else {
+    config = loaded as Config
+  }
+  app = await buildApp(config)
+} catch (error) {
+  if (error instanceof ConfigError) {
+    bootLog.fatal({ problems: error.problems }, `Invalid configuration: ${error.problems.join('; ')}`)
+  } else {
+    bootLog.fatal({ err: error }, 'could not start')
+  }
+  await closeStandIn().catch(() => {})
+  process.exit(1)
 }
-
-const app = await buildApp(config)
+log = app.log
 
 // SIGTERM or SIGINT: stop accepting connections (a new request on a kept-alive one gets 503 while closing), let
 // in-flight requests finish within the grace period, then close the upstream pool and Redis (onClose hooks), then the
