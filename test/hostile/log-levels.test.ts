@@ -110,7 +110,8 @@ t.test('an unwell upstream: warn, with our code, its code and the cause, without
     TENCENT_SECRET_ID: 'operator-secret-id',
     TENCENT_SECRET_KEY: 'operator-secret-key',
     UPSTREAM_RETRIES: '0',
-    UPSTREAM_TIMEOUT_MS: '500'
+    UPSTREAM_TIMEOUT_MS: '500',
+    PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
   }, { logStream: logs.stream })
   const photo = fixture('face.jpg')
   const cases = [
@@ -142,7 +143,7 @@ t.test('an unwell upstream: warn, with our code, its code and the cause, without
 
 t.test('our own fault: error, with the stack', async (t) => {
   const logs = captureLogs()
-  const loaded = loadConfig({ LOG_LEVEL: 'info' })
+  const loaded = loadConfig({ LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0' })
   const { config, close } = await completeWithStandIn(loaded, { faults: true })
   const app = await buildApp(config, { logStream: logs.stream })
   app.get('/broken', async () => { throw new TypeError('a bug of ours') })

@@ -8,6 +8,9 @@ import { answerJson, fixture, fuseForm, multipart, redisPrefix, runProcess, shar
  * an answer already on its way back from the upstream (a fusion that may be billed) is still delivered, everything
  * else is answered at once rather than dropped, and every line the process writes is JSON.
  */
+// Two real processes, each compiled by tsx as it starts: on a saturated machine that alone can take most of a minute.
+t.setTimeout(150_000)
+
 t.test('a second SIGTERM: answers from the upstream delivered, the rest refused at once, all logs JSON', async (t) => {
   // The upstream holds its answers until the test lets them go.
   let release = (): void => {}
@@ -34,7 +37,8 @@ t.test('a second SIGTERM: answers from the upstream delivered, the rest refused 
     UPSTREAM_BUDGET_WAIT_MS: '30000',
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
   })
-  await server.waitFor(/Server listening/)
+  // Starting (tsx compiles the sources) is slow on a saturated machine.
+  await server.waitFor(/Server listening/, 90_000)
   const url = `http://127.0.0.1:${port}`
   const photo = fixture('face.jpg')
   const count = (pattern: RegExp): number => server.output().split('\n').filter((line) => pattern.test(line)).length
@@ -115,7 +119,8 @@ t.test('SIGINT, then SIGTERM: the fusion at the upstream completes, its answer c
     SHUTDOWN_GRACE_MS: '20000',
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
   })
-  await server.waitFor(/Server listening/)
+  // Starting (tsx compiles the sources) is slow on a saturated machine.
+  await server.waitFor(/Server listening/, 90_000)
   // A raw client that keeps its connection open for as long as the server does, as a load balancer's pool would.
   const { body, contentType } = multipart([
     { name: 'project_id', value: '100307' },
