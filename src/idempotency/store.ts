@@ -275,8 +275,9 @@ export function withFallback (shared: SharedStore, local: LocalStore, events: Fa
     if (writing !== undefined) return await writing
     if (!unsynced) return
     writing = (async () => {
-      const written: Array<Extract<HeldEntry, { kind: 'claim' }>> = []
-      let replies = 0
+      // By token and by key: a later round writes the same entries again (a no-op in Redis), they count once.
+      const claims = new Map<string, Extract<HeldEntry, { kind: 'claim' }>>()
+      const replies = new Set<string>()
       try {
         // Again while memory changed during a round: an owner may have completed meanwhile.
         while (unsynced) {
@@ -284,15 +285,15 @@ export function withFallback (shared: SharedStore, local: LocalStore, events: Fa
           const entries = local.held()
           await shared.restore(entries)
           for (const entry of entries) {
-            if (entry.kind === 'claim') written.push(entry)
-            else replies++
+            if (entry.kind === 'claim') claims.set(entry.token, entry)
+            else replies.add(entry.key)
           }
         }
         // A claim that ended while it was written back must not linger there until it expires.
-        for (const claim of written) {
+        for (const claim of claims.values()) {
           if (!local.holds(claim.key, claim.token)) await shared.release(claim.key, claim.token, claim.fingerprint)
         }
-        if (replies + written.length > 0) events.onWrittenBack?.({ replies, claims: written.length })
+        if (replies.size + claims.size > 0) events.onWrittenBack?.({ replies: replies.size, claims: claims.size })
       } catch (error) {
         unsynced = true
         onFallback(error)
