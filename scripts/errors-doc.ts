@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { ERROR_CATALOGUE, type ErrorCode } from '../src/errors.js'
+import { ERROR_CATALOGUE, logLevelOf, type ErrorCode } from '../src/errors.js'
 import { LEGACY_RET_CODES } from '../src/upstream/legacy/ret-codes.js'
 import { V3_ERROR_CODES } from '../src/upstream/v3/error-codes.js'
 
@@ -38,6 +38,15 @@ export function renderErrorsDoc (): string {
   }
   lines.push('')
   lines.push('`FUSION_CLIENT_CLOSED_REQUEST` (499) is never seen by a client: it is how a request whose client went away is logged.', '')
+  const logged = (level: string): string => Object.keys(ERROR_CATALOGUE)
+    .filter((code) => logLevelOf(code as ErrorCode) === level).map((code) => `\`${code}\``).join(', ')
+  lines.push('Each answer is logged once (`"msg": "request refused"` or `"request failed"`, with `code`, `statusCode` and')
+  lines.push('`upstreamCode`), at the level of whose fault it is:', '')
+  lines.push(`- \`error\`, for what one of us must fix (our code, our credentials, our account): ${logged('error')}. Only`)
+  lines.push('  `FUSION_INTERNAL_ERROR` carries a stack.')
+  lines.push(`- \`warn\`, for an upstream failing or refusing our calls, with the cause (a socket error's code, an HTTP status): ${logged('warn')}.`)
+  lines.push('- `info`, every other code: the client\'s own doing, or a protection (shedding, limits, the upstream budget, the')
+  lines.push('  breaker, a shutdown) doing its job.', '')
   lines.push('## Legacy upstream `ret` codes', '')
   lines.push('How each documented `ret` of `POST /fuseapi/face` is answered. "Retry" says whether the same request may')
   lines.push('succeed later; "billed" whether the upstream counts the failed call against the quota. Any other `ret` is')

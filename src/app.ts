@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sliceOf, type Config, type LoadedConfig } from './config/load.js'
-import { fusionError, isFusionError, type ErrorCode, type FusionError } from './errors.js'
+import { fusionError, isFusionError, logLevelOf, type ErrorCode, type FusionError } from './errors.js'
 import { excerpt } from './excerpt.js'
 import { fieldRefusal } from './fusion/fields.js'
 import { createLingeringClose } from './lingering-close.js'
@@ -17,6 +17,7 @@ import multipartPlugin, { multipartSettings } from './plugins/multipart.js'
 import openapiPlugin from './plugins/openapi.js'
 import rateLimitPlugin, { rateLimitSettings } from './plugins/rate-limit.js'
 import redisPlugin, { redisSettings } from './plugins/redis.js'
+import shutdownPlugin from './plugins/shutdown.js'
 import underPressurePlugin, { underPressureSettings } from './plugins/under-pressure.js'
 import upstreamBudgetPlugin, { upstreamBudgetSettings } from './plugins/upstream-budget.js'
 import upstreamPlugin, { upstreamSettings } from './plugins/upstream.js'
@@ -89,14 +90,7 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
     const socket = request.raw.socket as { destroyed?: boolean } | null
     const mapped = toFusionError(error, socket === null || socket.destroyed === true)
     request.errorCode = mapped.code
-    if (mapped.statusCode >= 500) {
-      request.log.error({ err: error, statusCode: mapped.statusCode, code: mapped.code }, 'request failed')
-    } else {
-      // Our messages quote clients by excerpts only; a library's may quote a whole header (Unsupported Media Type: …).
-      const reason = isFusionError(error) ? error.message : excerpt(error.message, 200)
-      request.log.info({ statusCode: mapped.statusCode, code: mapped.code, upstreamCode: mapped.upstreamCode, reason },
-        mapped.statusCode === 499 ? 'client closed the request' : 'request refused')
-    }
+    logAnswer(request.log, error, mapped)
     if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds))
     // An upload refused before it was read to the end: close the connection
     // rather than leave unread bytes in front of the next request on it.
@@ -123,6 +117,7 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
 
   await app.register(openapiPlugin)
   await app.register(metricsPlugin, { config: sliceOf(config, metricsSettings) })
+  await app.register(shutdownPlugin)
   await app.register(underPressurePlugin, { config: sliceOf(config, underPressureSettings) })
   await app.register(redisPlugin, { config: sliceOf(config, redisSettings) })
   await app.register(clientIdentityPlugin, { config: sliceOf(config, clientIdentitySettings) })
@@ -138,6 +133,34 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
   await app.register(templatesRoute, { config: sliceOf(config, templatesRouteSettings) })
   await app.register(demoPagePlugin, { config: sliceOf(config, demoPageSettings) })
   return app
+}
+
+/**
+ * One line per error answer, at the level the catalogue gives its code: a refusal that protects the service, or the
+ * client's own mistake, at info; an unwell upstream at warn, with its code; our own faults at error. Only an internal
+ * error carries the stack: for every other answer the code says what happened, and a stack under load is only noise.
+ */
+function logAnswer (log: FastifyBaseLogger, error: FastifyError, mapped: FusionError): void {
+  if (mapped.code === 'FUSION_INTERNAL_ERROR') {
+    log.error({ err: error, statusCode: mapped.statusCode, code: mapped.code }, 'request failed')
+    return
+  }
+  const level = logLevelOf(mapped.code)
+  const cause = mapped.cause instanceof Error ? mapped.cause : undefined
+  log[level]({
+    statusCode: mapped.statusCode,
+    code: mapped.code,
+    upstreamCode: mapped.upstreamCode,
+    // Our messages quote clients by excerpts only; a library's may quote a whole header (Unsupported Media Type: …).
+    reason: isFusionError(error) ? error.message : excerpt(error.message, 200),
+    // What lies under an upstream failure (a socket error's code, "HTTP 502, an HTML page"): ours, never the client's bytes.
+    ...(level !== 'info' && cause !== undefined ? { cause: { message: cause.message.slice(0, 200), code: codeOf(cause) } } : {})
+  }, mapped.statusCode === 499 ? 'client closed the request' : level === 'info' ? 'request refused' : 'request failed')
+}
+
+function codeOf (error: Error): string | undefined {
+  const code = (error as { code?: unknown }).code
+  return typeof code === 'string' ? code : undefined
 }
 
 function toFusionError (error: FastifyError, clientGone: boolean): FusionError {

@@ -6,6 +6,11 @@ import createError from '@fastify/error'
  * `transient` marks answers that depend on the moment (load, limits, the
  * upstream's health, a client that left): a retry may change them, so they are
  * never stored as a key's final answer.
+ * `log` is the level its answer is logged at (src/app.ts): `error` when one of
+ * us must act (our code, our credentials, our account), `warn` when the
+ * upstream is unwell; absent, `info`: the client's doing, or a protection
+ * (shedding, limits, the budget, the breaker) doing its job. Only
+ * FUSION_INTERNAL_ERROR is logged with a stack.
  * `docs/errors.md` is checked against this table by a test.
  */
 export const ERROR_CATALOGUE = {
@@ -186,6 +191,13 @@ export const ERROR_CATALOGUE = {
     message: 'The service is saturated: retry after the delay in Retry-After.',
     cause: 'Event-loop delay, RSS or heap past `PRESSURE_MAX_*`; refused before anything is read. Carries `Retry-After`.'
   },
+  FUSION_SHUTTING_DOWN: {
+    status: 503,
+    transient: true,
+    message: 'This server is shutting down: retry after the delay in Retry-After.',
+    cause: 'The replica was told twice to stop (a second `SIGTERM` or `SIGINT`): a request that had not reached the upstream yet is ' +
+      'refused, before any upstream call, so a retry is never billed twice. Carries `Retry-After`; the retry reaches another replica.'
+  },
   FUSION_NOT_FOUND: {
     status: 404,
     message: 'No such route.',
@@ -280,6 +292,7 @@ export const ERROR_CATALOGUE = {
   },
   FUSION_RATE_LIMITED: {
     status: 429,
+    log: 'warn',
     transient: true,
     message: 'Too many fusion requests right now: retry after the delay in Retry-After.',
     cause: 'Upstream frequency control (legacy `ret` -2011…-2015, -20004; API 3.0 `RequestLimitExceeded*`, ' +
@@ -287,6 +300,7 @@ export const ERROR_CATALOGUE = {
   },
   FUSION_UPSTREAM_AUTH_FAILED: {
     status: 502,
+    log: 'error',
     transient: true,
     message: 'The fusion service rejected the gateway\'s credentials.',
     cause: 'Upstream refused our credentials or signature (legacy `ret` -1, -7, -20001…-20003; API 3.0 `AuthFailure.*`): an operator ' +
@@ -294,6 +308,7 @@ export const ERROR_CATALOGUE = {
   },
   FUSION_UPSTREAM_ACCOUNT_SUSPENDED: {
     status: 503,
+    log: 'error',
     transient: true,
     message: 'The fusion service account is suspended.',
     cause: 'Upstream account state (legacy `ret` -9; API 3.0 `ResourceUnavailable.*`, `FailedOperation.BalanceInsufficient`, ' +
@@ -301,6 +316,7 @@ export const ERROR_CATALOGUE = {
   },
   FUSION_UPSTREAM_FAILED: {
     status: 502,
+    log: 'warn',
     transient: true,
     message: 'The fusion service failed; a retry may succeed.',
     cause: 'Transient upstream faults (legacy `ret` -5, -1002…-1007, -20005; API 3.0 `InternalError`, `FailedOperation.InnerError`, ' +
@@ -308,6 +324,7 @@ export const ERROR_CATALOGUE = {
   },
   FUSION_UPSTREAM_REJECTED_REQUEST: {
     status: 502,
+    log: 'error',
     transient: true,
     message: 'The fusion service rejected the gateway\'s request.',
     cause: 'A request the gateway built wrong, or a setting the upstream refuses (legacy `ret` -1009, -2100, -20006…-20012; API 3.0 ' +
@@ -315,15 +332,18 @@ export const ERROR_CATALOGUE = {
   },
   FUSION_UPSTREAM_UNKNOWN_CODE: {
     status: 502,
+    log: 'warn',
     transient: true,
     message: 'The fusion service answered with an unknown code.',
     cause: 'An upstream `ret` or `Error.Code` that is not in the tables.'
   },
   FUSION_UPSTREAM_BAD_RESPONSE: {
     status: 502,
+    log: 'warn',
     transient: true,
     message: 'The fusion service sent an answer the gateway cannot read.',
-    cause: 'Not JSON, no `ret` or `Response`, no result image, an HTML error page, or an answer over `UPSTREAM_MAX_RESPONSE_BYTES`.'
+    cause: 'Not JSON, no `ret` or `Response`, no result image, an HTML error page, an answer that is not HTTP at all, or one over ' +
+      '`UPSTREAM_MAX_RESPONSE_BYTES`.'
   },
   FUSION_UPSTREAM_UNAVAILABLE: {
     status: 503,
@@ -334,25 +354,36 @@ export const ERROR_CATALOGUE = {
   },
   FUSION_UPSTREAM_UNREACHABLE: {
     status: 502,
+    log: 'warn',
     transient: true,
     message: 'The fusion service cannot be reached.',
     cause: 'Connection refused, reset or DNS failure.'
   },
   FUSION_UPSTREAM_TIMEOUT: {
     status: 504,
+    log: 'warn',
     transient: true,
     message: 'The fusion service did not answer in time.',
     cause: 'No complete answer within `UPSTREAM_TIMEOUT_MS` (or no connection within `UPSTREAM_CONNECT_TIMEOUT_MS`).'
   },
   FUSION_INTERNAL_ERROR: {
     status: 500,
+    log: 'error',
     transient: true,
     message: 'Internal error.',
     cause: 'A fault in the gateway itself; details are logged, never returned.'
   }
-} as const satisfies Record<string, { status: number, transient?: true, message: string, cause: string }>
+} as const satisfies Record<string, { status: number, transient?: true, log?: 'warn' | 'error', message: string, cause: string }>
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE
+
+export type LogLevel = 'info' | 'warn' | 'error'
+
+/** The level an answer with this code is logged at (see `log` above). */
+export function logLevelOf (code: ErrorCode): LogLevel {
+  const entry = ERROR_CATALOGUE[code]
+  return 'log' in entry ? entry.log : 'info'
+}
 
 export interface FusionErrorDetails {
   /** A more specific public message than the catalogue's. Only used for 4xx. */

@@ -5,6 +5,7 @@
  */
 import { setFlagsFromString } from 'node:v8'
 import closeWithGrace from 'close-with-grace'
+import { pino } from 'pino'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config, type LoadedConfig } from './config/load.js'
 
@@ -17,41 +18,78 @@ if (!process.execArgv.some((argument) => argument.replaceAll('_', '-').startsWit
   setFlagsFromString('--heap-growing-percent=300')
 }
 
-let loaded: LoadedConfig
-try {
-  loaded = loadConfig(process.env, { dotenv: true })
-} catch (error) {
-  if (error instanceof ConfigError) {
-    process.stderr.write(`face-fusion-bff: ${error.message}\n`)
-    process.exit(1)
-  }
-  throw error
-}
+// Every line the process writes is JSON (docs/operations.md#logs): until the app's logger exists, this one speaks.
+const bootLog = pino(pino.destination({ fd: 2, sync: true }))
+let log: Pick<typeof bootLog, 'warn'> = bootLog
+// Node's own warnings (a listener leak, a deprecation) would be plain text on stderr: they go through the log instead.
+process.removeAllListeners('warning')
+process.on('warning', (warning) => { log.warn({ err: warning }, `node: ${warning.name}`) })
 
-// No credentials: the emulator answers, on a loopback listener of its own, so that closing the service's listener
-// cannot cut off the calls of fusions still in flight. It is loaded only then, and closed after the app.
 let config: Config
 let closeStandIn = async (): Promise<void> => {}
-if (loaded.upstream.credentials === undefined) {
-  const { completeWithStandIn } = await import('../emulator/stand-in.js')
-  // Its fault-injection ids (emulator/shared/forced.ts) would let any visitor fail fusions at will: off unless asked.
-  ;({ config, close: closeStandIn } = await completeWithStandIn(loaded, { faults: process.env.EMULATOR_FAULTS === 'true' }))
-} else {
-  config = loaded as Config
+let app: Awaited<ReturnType<typeof buildApp>>
+try {
+  const loaded: LoadedConfig = loadConfig(process.env, { dotenv: true })
+  // No credentials: the emulator answers, on a loopback listener of its own, so that closing the service's listener
+  // cannot cut off the calls of fusions still in flight. It is loaded only then, and closed after the app.
+  if (loaded.upstream.credentials === undefined) {
+    const { completeWithStandIn } = await import('../emulator/stand-in.js')
+    // Its fault-injection ids (emulator/shared/forced.ts) would let any visitor fail fusions at will: off unless asked.
+    ;({ config, close: closeStandIn } = await completeWithStandIn(loaded, { faults: process.env.EMULATOR_FAULTS === 'true' }))
+  } else {
+    config = loaded as Config
+  }
+  app = await buildApp(config)
+} catch (error) {
+  if (error instanceof ConfigError) {
+    bootLog.fatal({ problems: error.problems }, `Invalid configuration: ${error.problems.join('; ')}`)
+  } else {
+    bootLog.fatal({ err: error }, 'could not start')
+  }
+  await closeStandIn().catch(() => {})
+  process.exit(1)
 }
+log = app.log
 
-const app = await buildApp(config)
-
-// SIGTERM: stop accepting connections (a new request on a kept-alive one gets 503 while closing), let in-flight
-// fusions finish within the grace period, then close the upstream pool and Redis (onClose hooks), then the emulator
-// when it stands in, and exit 0. Past the grace period the process exits 1.
-closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
+// SIGTERM or SIGINT: stop accepting connections (a new request on a kept-alive one gets 503 while closing), let
+// in-flight requests finish within the grace period, then close the upstream pool and Redis (onClose hooks), then the
+// emulator when it stands in, and exit 0. A second SIGTERM or SIGINT hurries (src/plugins/shutdown.ts): what has not
+// reached the upstream is refused at once with 503 FUSION_SHUTTING_DOWN, while upstream calls already sent run to their
+// end and their answers are delivered (they may be billed); then exit 0, as nothing was dropped. Past the grace period
+// the process exits 1. close-with-grace keeps the grace timer and closes on an uncaught error; the two stop signals are
+// handled here, because its own answer to a second signal is to exit at once, dropping the answers already paid for.
+let closing = false
+let stopSignal: NodeJS.Signals | undefined
+const graceful = closeWithGrace({
+  delay: config.SHUTDOWN_GRACE_MS,
+  skip: ['SIGTERM', 'SIGINT'],
+  // Whatever close-with-grace itself reports is a JSON line too.
+  logger: app.log,
+  onTimeout: (delay) => { app.log.error({ graceMs: delay }, 'grace period over: exiting with requests still in flight') },
+  onSecondSignal: (signal) => { app.log.fatal({ signal }, `${signal} while closing: exiting now`) },
+  onSecondError: (err) => { app.log.fatal({ err }, 'another uncaught error while closing: exiting now') }
+}, async ({ signal, err }) => {
+  closing = true
   if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
-  else app.log.info({ signal, graceMs: config.SHUTDOWN_GRACE_MS }, 'closing: finishing in-flight requests')
+  else app.log.info({ signal: signal ?? stopSignal, graceMs: config.SHUTDOWN_GRACE_MS }, 'closing: finishing in-flight requests')
   await app.close()
   await closeStandIn()
-  app.log.info('closed')
+  app.log.info({ hurried: app.shutdown.hurried }, 'closed')
 })
+
+function onStopSignal (signal: NodeJS.Signals): void {
+  if (!closing) {
+    closing = true
+    stopSignal = signal
+    void graceful.close()
+    return
+  }
+  const inFlight = app.shutdown.hurry()
+  app.log.warn({ signal, inFlight },
+    'asked again to stop: refusing what has not reached the upstream; answers already on their way are delivered')
+}
+process.on('SIGTERM', onStopSignal)
+process.on('SIGINT', onStopSignal)
 
 await app.listen({ port: config.PORT, host: config.HOST })
 

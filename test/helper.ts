@@ -233,8 +233,8 @@ export interface RunningProcess {
   /** Everything it wrote to stdout and stderr so far. */
   output: () => string
   kill: (signal: NodeJS.Signals) => void
-  /** Resolves once the output matches; fails after 20 s, or if the process exits first. */
-  waitFor: (pattern: RegExp) => Promise<void>
+  /** Resolves once the output matches; fails after `timeoutMs` (20 s), or if the process exits first. */
+  waitFor: (pattern: RegExp, timeoutMs?: number) => Promise<void>
 }
 
 /**
@@ -258,8 +258,8 @@ export function runProcess (t: Teardown, script: string, env: Record<string, str
     exited,
     output: () => output,
     kill: (signal) => child.kill(signal),
-    waitFor: async (pattern) => await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => finish(new Error(`timed out waiting for ${String(pattern)}; output:\n${output}`)), 20_000)
+    waitFor: async (pattern, timeoutMs = 20_000) => await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => finish(new Error(`timed out waiting for ${String(pattern)}; output:\n${output}`)), timeoutMs)
       const finish = (error?: Error): void => {
         clearTimeout(timer)
         listeners.delete(check)

@@ -11,6 +11,10 @@ t.test('a bad configuration stops the process with a message naming the variable
   t.match(stopped.output(), /PORT: must be <= 65535/)
   t.match(stopped.output(), /TENCENT_SECRET_KEY: must match pattern/)
   t.notOk(stopped.output().includes(secret), 'the secret is not echoed')
+  const lines = stopped.output().trim().split('\n')
+  t.equal(lines.length, 1)
+  t.match(JSON.parse(lines[0]!), { level: 60, problems: ['PORT: must be <= 65535', /^TENCENT_SECRET_KEY: must match pattern/] },
+    'one fatal JSON line, like every line the process writes')
 })
 
 t.test('without credentials it starts on the emulator, says so loudly, and stops cleanly on SIGTERM', async (t) => {

@@ -29,6 +29,11 @@ export interface FusionContext {
    * (an Idempotency-Key), which would otherwise pay for a second fusion.
    */
   finishUpstreamCall?: boolean
+  /**
+   * Aborted when the service must stop in a hurry: a fusion that has not reached the upstream is refused at once with
+   * this signal's reason; one whose upstream call is sent runs to its end, and its result is returned.
+   */
+  stop?: AbortSignal | null
   /** Runs once the photo's bytes are no longer read (normalised, or refused): its buffer and place may go. */
   photoReleased?: () => void
   log: FusionLogger
@@ -63,9 +68,16 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
 
   async function fuse (input: FusionInput, context: FusionContext): Promise<Fused> {
     let jpeg: Buffer
+    const stop = context.stop ?? undefined
     try {
       checkOptions(input.options)
-      const normalized = await images.normalize(input.photo, context.signal)
+      stop?.throwIfAborted()
+      const waits = stop === undefined ? context.signal : AbortSignal.any([context.signal, stop])
+      const normalized = await images.normalize(input.photo, waits).catch((error: unknown) => {
+        // The pipeline answers every abort of a waiting photo as the client's; say when it was the service's.
+        if (stop?.aborted === true && !context.signal.aborted) throw stop.reason
+        throw error
+      })
       context.log.info({
         image: {
           format: normalized.inputFormat,
@@ -82,6 +94,7 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
       context.photoReleased?.()
     }
     if (context.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
+    stop?.throwIfAborted()
 
     const result = await upstream.fuse({
       projectId: input.projectId,
@@ -91,6 +104,7 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
       options: input.options,
       image: jpeg,
       ...(context.finishUpstreamCall === true ? {} : { signal: context.signal }),
+      stop,
       deadline: context.deadline
     }, context.log)
     return result.resultType === 'url'

@@ -52,18 +52,26 @@ export const idempotencySettings = [
 export default fp<{ config: ConfigSlice<typeof idempotencySettings[number]> }>(async (app, { config }) => {
   const local = createMemoryStore(config.IDEMPOTENCY_MEMORY_BYTES)
   let reported = false
-  const store = app.redis === undefined
-    ? local
-    : withFallback(createRedisStore(app.redis, `${config.REDIS_KEY_PREFIX}idempotency:`), local, (error) => {
-      if (!reported) {
-        app.log.warn(
-          { redis: { error: error instanceof Error ? error.message : String(error) } },
-          'idempotency keys kept in this replica\'s memory: redis unreachable'
-        )
-      }
-      reported = true
-      setTimeout(() => { reported = false }, 60_000).unref()
-    })
+  const onFallback = (error: unknown): void => {
+    // One line a minute at most, however many requests fall back.
+    if (reported) return
+    reported = true
+    setTimeout(() => { reported = false }, 60_000).unref()
+    app.log.warn(
+      { redis: { error: error instanceof Error ? error.message : String(error) } },
+      'idempotency keys kept in this replica\'s memory: redis unreachable'
+    )
+  }
+  const onWrittenBack = (counts: { replies: number, claims: number }): void => {
+    app.log.info({ idempotency: { writtenBack: counts } }, 'idempotency keys kept in memory during the redis outage written back to redis')
+  }
+  const redis = app.redis
+  const fallback = redis === undefined
+    ? undefined
+    : withFallback(createRedisStore(redis, `${config.REDIS_KEY_PREFIX}idempotency:`), local, { onFallback, onWrittenBack })
+  // Redis is back: every replica gets to see what this one answered from memory meanwhile.
+  if (fallback !== undefined) redis?.on('ready', () => { void fallback.writeBack() })
+  const store = fallback ?? local
   const idempotency = createIdempotency({ store, ttlMs: config.IDEMPOTENCY_TTL_SECONDS * 1000 })
   const count = (outcome: string): void => { app.metrics.idempotency.inc({ outcome }) }
   app.decorate('idempotency', idempotency)

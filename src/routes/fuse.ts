@@ -104,6 +104,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
       deadline: admitted.deadline,
       signal: admitted.clientGone.signal,
       finishUpstreamCall: request.idempotency !== null,
+      stop: request.stopping,
       photoReleased,
       log: request.log
     })
@@ -120,10 +121,12 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
   ): Promise<((reply: FastifyReply) => Promise<unknown>) | undefined> {
     const fingerprint = payloadFingerprint({ ...input, answer: wantsImage ? 'image' : input.resultType, image: input.photo })
     let waited = false
+    const stopping = request.stopping
     try {
       const begun = await request.idempotency!.begin(fingerprint, {
         deadline: admitted.deadline,
-        signal: admitted.clientGone.signal,
+        // A wait for the request at work on the key ends when the service stops in a hurry too.
+        signal: stopping === null ? admitted.clientGone.signal : AbortSignal.any([admitted.clientGone.signal, stopping]),
         waiting: () => {
           request.log.info({ idempotency: { waiting: true } }, 'waiting for the request at work on this Idempotency-Key')
           if (waitingCopies >= app.imagePipeline.capacity) return
@@ -142,6 +145,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
       return undefined
     } catch (error) {
       if (admitted.clientGone.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
+      if (stopping?.aborted === true && error instanceof Error && error.name === 'AbortError') throw stopping.reason
       throw error
     } finally {
       if (waited) waitingCopies--

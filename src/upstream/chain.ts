@@ -22,6 +22,7 @@ import type { Retrying } from './retrying.js'
 export interface UpstreamCall {
   /** The activity the call is for: the budget counts per account and per limited activity. */
   projectId: string
+  /** Aborts the waits and any attempt not yet sent, with its reason; an attempt already sent is `send`'s to cut short. */
   signal?: AbortSignal | undefined
   /** Epoch ms by which the call must be answered. */
   deadline?: number | undefined
@@ -63,6 +64,8 @@ export function createCallPolicy (parts: ChainParts): CallPolicy {
         if (granted.waitedMs > 0) call.log?.debug?.({ budget: { waitedMs: granted.waitedMs } }, 'waited for the upstream budget')
       } catch (error) {
         if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') parts.onBudgetRefused?.()
+        // A wait cut short says why (its signal's reason), not only that it was aborted.
+        call.signal?.throwIfAborted()
         throw error
       }
       const lateMs = performance.now() - startsAt
@@ -85,6 +88,8 @@ export function createCallPolicy (parts: ChainParts): CallPolicy {
     // An open circuit fails at once, before a slot of the budget is spent.
     parts.breaker.check()
     await slot(call)
+    // The last moment a call can be given up without being sent (the client left, or the service stops in a hurry).
+    call.signal?.throwIfAborted()
     return await parts.breaker.run(async () => {
       try {
         return await send()

@@ -35,7 +35,7 @@ export interface ExchangeCall<T> {
   /** Built at send time, so a signature's timestamp is as fresh as it can be. */
   headers: () => Record<string, string>
   body: Buffer
-  request: Pick<FusionRequest, 'signal' | 'deadline'>
+  request: Pick<FusionRequest, 'signal' | 'stop' | 'deadline'>
   log?: UpstreamLogger | undefined
   /** Reads the answer; throws a FusionError (with `upstreamCode`) for an upstream failure. */
   interpret: (answer: UpstreamAnswer) => T
@@ -89,9 +89,10 @@ export function createExchange (options: ExchangeOptions): Exchange {
 
   async function call<T> (spec: ExchangeCall<T>): Promise<T> {
     const { request } = spec
-    return await policy(
-      { projectId: spec.projectId, signal: request.signal, deadline: request.deadline, log: spec.log }, async () => await send(spec)
-    )
+    // The chain's waits, and the moment before each attempt, also watch `stop`; the HTTP exchange itself does not.
+    const signals = [request.signal, request.stop].filter((signal) => signal !== undefined)
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0]
+    return await policy({ projectId: spec.projectId, signal, deadline: request.deadline, log: spec.log }, async () => await send(spec))
   }
 
   /** One attempt: signed at send time, so a retry carries a fresh signature. */
@@ -216,6 +217,8 @@ function classify (error: unknown, clientSignal: AbortSignal | undefined, deadli
   if (error instanceof ResponseTooLargeError) {
     return fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: new Error('response over UPSTREAM_MAX_RESPONSE_BYTES') })
   }
+  // Not HTTP at all (undici's parser gave up): the upstream's fault, not an internal error of ours. Sent, so not retried.
+  if (error instanceof Error && error.name === 'HTTPParserError') return fusionError('FUSION_UPSTREAM_BAD_RESPONSE', { cause: error })
   if (clientSignal?.aborted === true) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
   // undici and Node name failures by `code`; a connect failure surfaces wrapped in some Node versions.
   const code = codeOf(error) ?? codeOf((error as { cause?: unknown } | null)?.cause)

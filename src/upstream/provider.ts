@@ -49,6 +49,11 @@ export interface FusionRequest {
   options?: FusionOptions
   /** Aborts the upstream call (client gone, deadline passed). */
   signal?: AbortSignal
+  /**
+   * Aborts every wait before a call is sent (the budget, a retry) and any attempt not yet sent, with its reason; never
+   * a call already sent, whose answer is awaited (the service stopping in a hurry: src/plugins/shutdown.ts).
+   */
+  stop?: AbortSignal | undefined
   /** Epoch ms by which the whole request must be answered; bounds this call's own timeout. */
   deadline?: number
 }

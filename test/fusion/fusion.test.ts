@@ -4,7 +4,9 @@ import { createImagePipeline } from '../../src/images/pipeline.js'
 import { LEGACY_IMAGE_LIMITS, createLegacyClient } from '../../src/upstream/legacy/client.js'
 import { V3_IMAGE_LIMITS, createV3Client } from '../../src/upstream/v3/client.js'
 import { EMULATOR_ACCOUNT } from '../../emulator/shared/accounts.js'
-import { TEST_TRANSPORT, captureLogs, fixture, startEmulator } from '../helper.js'
+import { TEST_TRANSPORT, answerJson, captureLogs, fixture, startEmulator, stubUpstream, until } from '../helper.js'
+import { fusionError } from '../../src/errors.js'
+import type { ImagePipeline } from '../../src/images/pipeline.js'
 import pino from 'pino'
 
 const pipeline = (limits = LEGACY_IMAGE_LIMITS): ReturnType<typeof createImagePipeline> =>
@@ -51,6 +53,40 @@ t.test('a caller that gave up before the photo was read gets FUSION_CLIENT_CLOSE
   ), { code: 'FUSION_CLIENT_CLOSED_REQUEST' })
   t.equal(released, 1, 'its photo is released all the same')
   t.equal(received.length, 0)
+})
+
+t.test('stopping in a hurry: a photo still waiting is refused with FUSION_SHUTTING_DOWN; a call already sent is answered', async (t) => {
+  let release = (): void => {}
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  t.teardown(() => release())
+  const stub = await stubUpstream(t, (_call, response) => {
+    void gate.then(() => answerJson(response, { ret: '0', img_url: 'https://example.invalid/fused.jpg' }))
+  })
+  const upstream = legacyClient(t, stub.url)
+  const input = { projectId: '100307', modelId: 'qc_100307_152854_1', resultType: 'url' as const, options: {}, photo: fixture('face.jpg') }
+  const stop = new AbortController()
+  const context = { deadline: Date.now() + 10_000, signal: new AbortController().signal, stop: stop.signal, log: pino({ level: 'silent' }) }
+
+  const sent = createFusion({ images: pipeline(), upstream }).fuse(input, context)
+  await until(() => stub.calls.length === 1)
+  // A pipeline whose every job slot is taken: the photo waits, and is refused (as the real one does) when its signal aborts.
+  const full: ImagePipeline = {
+    ...pipeline(),
+    normalize: async (_photo, signal) => await new Promise((_resolve, reject) => {
+      signal?.addEventListener('abort', () => reject(fusionError('FUSION_CLIENT_CLOSED_REQUEST')), { once: true })
+    })
+  }
+  let released = 0
+  const waiting = createFusion({ images: full, upstream }).fuse(input, { ...context, photoReleased: () => { released++ } })
+
+  stop.abort(fusionError('FUSION_SHUTTING_DOWN', { retryAfterSeconds: 1 }))
+  await t.rejects(waiting, { code: 'FUSION_SHUTTING_DOWN', statusCode: 503 }, 'the waiting photo: refused, as the service\'s doing')
+  t.equal(released, 1, 'its photo released')
+  await t.rejects(createFusion({ images: pipeline(), upstream }).fuse(input, context), { code: 'FUSION_SHUTTING_DOWN' },
+    'a fusion begun after: refused before any work')
+  release()
+  t.match((await sent).result, { resultType: 'url', imageUrl: 'https://example.invalid/fused.jpg' }, 'the call already sent: its answer')
+  t.equal(stub.calls.length, 1, 'nothing else reached the upstream')
 })
 
 t.test('options the upstream cannot honour are refused by name, before any work', async (t) => {

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { freePort } from '../../scripts/free-port.js'
 import { createIdempotency, parseIdempotencyKey, payloadFingerprint } from '../../src/idempotency/idempotency.js'
-import { createMemoryStore, createRedisStore, decodeReply, encodeReply, withFallback, type IdempotencyStore } from '../../src/idempotency/store.js'
+import { createMemoryStore, createRedisStore, decodeReply, encodeReply, withFallback, type IdempotencyStore, type SharedStore } from '../../src/idempotency/store.js'
 import { redisPrefix, sharedRedisUrl } from '../helper.js'
 
 const FINGERPRINT = 'a'.repeat(64)
@@ -93,12 +93,95 @@ t.test('with Redis unreachable, the replica keeps keys in its own memory', async
   const down = new Redis(`redis://127.0.0.1:${await freePort()}`, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
   t.teardown(() => { down.disconnect() })
   const failures: unknown[] = []
-  const store = withFallback(createRedisStore(down, 'x:'), createMemoryStore(1024 * 1024), (error) => failures.push(error))
+  const store = withFallback(createRedisStore(down, 'x:'), createMemoryStore(1024 * 1024), { onFallback: (error) => failures.push(error) })
   const owner = await store.claim('k', FINGERPRINT, 5_000) as { kind: string, token: string }
   t.equal(owner.kind, 'owner')
   await store.complete('k', owner.token, { ...reply(), fingerprint: FINGERPRINT }, 60_000)
   t.equal((await store.claim('k', FINGERPRINT, 5_000)).kind, 'replay')
   t.ok(failures.length > 0, 'the fallback was reported')
+})
+
+/** A Redis store that fails every command while `down` is set, as an unreachable Redis does. */
+async function flakyRedisStore (t: Test, prefix: string): Promise<{ store: SharedStore, state: { down: boolean } }> {
+  const redis = new Redis(sharedRedisUrl())
+  t.teardown(() => { redis.disconnect() })
+  const real = createRedisStore(redis, prefix)
+  const state = { down: false }
+  const guarded = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+    if (state.down) throw new Error('Connection is closed.')
+    return await fn(...args)
+  }
+  const store: SharedStore = {
+    claim: guarded(real.claim),
+    complete: guarded(real.complete),
+    release: guarded(real.release),
+    discard: guarded(real.discard),
+    restore: guarded(real.restore)
+  }
+  return { store, state }
+}
+
+t.test('after an outage, what memory held is read first, and written back for the other replicas', async (t) => {
+  const prefix = redisPrefix()
+  const { store: shared, state } = await flakyRedisStore(t, prefix)
+  const written: unknown[] = []
+  const replica = withFallback(shared, createMemoryStore(1024 * 1024), { onFallback: () => {}, onWrittenBack: (counts) => written.push(counts) })
+  const other = (await flakyRedisStore(t, prefix)).store
+
+  state.down = true
+  const owner = await replica.claim('k', FINGERPRINT, 5_000) as { kind: string, token: string }
+  t.equal(owner.kind, 'owner', 'claimed in memory')
+  await replica.complete('k', owner.token, { ...reply(), fingerprint: FINGERPRINT }, 60_000)
+
+  state.down = false
+  t.equal((await replica.claim('k', FINGERPRINT, 5_000)).kind, 'replay', 'Redis is back: memory is still read first')
+  t.match(await replica.claim('k', OTHER, 5_000), { kind: 'replay', reply: { fingerprint: FINGERPRINT } },
+    'the key stays bound to its payload (the caller refuses another)')
+  await replica.writeBack()
+  t.same(written, [{ replies: 1, claims: 0 }])
+  const seen = await other.claim('k', FINGERPRINT, 5_000)
+  t.equal(seen.kind, 'replay', 'another replica sees the answer')
+  t.equal((seen as { reply: { body: Buffer } }).reply.body.toString(), 'fused')
+  await replica.writeBack()
+  t.equal(written.length, 1, 'nothing new: nothing written again')
+})
+
+t.test('a claim held in memory across the outage\'s end is written back, then completed or released in Redis', async (t) => {
+  const prefix = redisPrefix()
+  const { store: shared, state } = await flakyRedisStore(t, prefix)
+  const replica = withFallback(shared, createMemoryStore(1024 * 1024), { onFallback: () => {} })
+  const other = (await flakyRedisStore(t, prefix)).store
+
+  state.down = true
+  const done = await replica.claim('done', FINGERPRINT, 5_000) as { token: string }
+  const dropped = await replica.claim('dropped', FINGERPRINT, 5_000) as { token: string }
+  state.down = false
+  await replica.writeBack()
+  t.same(await other.claim('done', FINGERPRINT, 5_000), { kind: 'busy' }, 'another replica waits for the claim written back')
+  t.same(await other.claim('dropped', OTHER, 5_000), { kind: 'mismatch' })
+
+  await replica.complete('done', done.token, { ...reply(), fingerprint: FINGERPRINT }, 60_000)
+  t.equal((await other.claim('done', FINGERPRINT, 5_000)).kind, 'replay', 'completed in Redis too')
+  await replica.release('dropped', dropped.token, FINGERPRINT)
+  t.equal((await other.claim('dropped', FINGERPRINT, 5_000)).kind, 'owner', 'released in Redis too: the next request does the work')
+})
+
+t.test('a write-back that fails is tried again at the next chance', async (t) => {
+  const prefix = redisPrefix()
+  const { store: shared, state } = await flakyRedisStore(t, prefix)
+  const failures: unknown[] = []
+  const replica = withFallback(shared, createMemoryStore(1024 * 1024), { onFallback: (error) => failures.push(error) })
+  state.down = true
+  const owner = await replica.claim('k', FINGERPRINT, 5_000) as { token: string }
+  await replica.complete('k', owner.token, { ...reply(), fingerprint: FINGERPRINT }, 60_000)
+  const before = failures.length
+  await replica.writeBack()
+  t.ok(failures.length > before, 'the failed write-back is reported')
+  state.down = false
+  // Any request that reaches Redis again triggers it.
+  t.equal((await replica.claim('unrelated', FINGERPRINT, 5_000)).kind, 'owner')
+  await replica.writeBack()
+  t.equal((await (await flakyRedisStore(t, prefix)).store.claim('k', FINGERPRINT, 5_000)).kind, 'replay')
 })
 
 t.test('the service: replays, waits, refuses, and never replays past a result\'s lifetime', async (t) => {

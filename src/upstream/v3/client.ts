@@ -105,7 +105,7 @@ export function createV3Client (options: V3ClientOptions): FusionProvider {
     action: string,
     projectId: string,
     body: Buffer,
-    request: Pick<FusionRequest, 'signal' | 'deadline'>,
+    request: Pick<FusionRequest, 'signal' | 'stop' | 'deadline'>,
     log: UpstreamLogger | undefined,
     read: (response: Record<string, unknown>) => T
   ): Promise<T> {
