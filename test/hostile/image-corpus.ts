@@ -13,9 +13,11 @@ import { join } from 'node:path'
 import sharp from 'sharp'
 
 const CACHE_DIR = join(tmpdir(), 'face-fusion-bff-hostile-corpus')
+/** Raised whenever a builder changes what it makes, so no cached build of the old one is used. */
+const BUILDERS_VERSION = 2
 
 async function cached (key: string, build: () => Promise<Buffer>): Promise<Buffer> {
-  const name = createHash('sha256').update(`${sharp.versions.sharp}/${sharp.versions.vips}/${key}`).digest('hex').slice(0, 24)
+  const name = createHash('sha256').update(`${BUILDERS_VERSION}/${sharp.versions.sharp}/${sharp.versions.vips}/${key}`).digest('hex').slice(0, 24)
   const path = join(CACHE_DIR, name)
   try {
     return readFileSync(path)
@@ -43,6 +45,8 @@ export interface PlainImage {
   chromaSubsampling?: '4:2:0' | '4:4:4'
   /** AVIF: 8, 10 or 12 bits; PNG: 8 or 16. */
   bitdepth?: 8 | 10 | 12 | 16
+  /** An EXIF orientation: 5 to 8 turn the image a quarter, which libvips does on the whole decoded image. */
+  orientation?: number
 }
 
 /**
@@ -57,7 +61,8 @@ export async function plainImage (spec: PlainImage): Promise<Buffer> {
         <stop offset="0" stop-color="#8fb3d9" stop-opacity="${channels === 4 ? 0.4 : 1}"/><stop offset="1" stop-color="#2d4a6b"/>
       </linearGradient></defs><rect width="100%" height="100%" fill="url(#g)"/></svg>`)
     let image = sharp(gradient, { limitInputPixels: false })
-    image = channels === 1 ? image.greyscale() : channels === 3 ? image.removeAlpha() : image.ensureAlpha()
+    image = channels === 1 ? image.toColourspace('b-w') : channels === 3 ? image.removeAlpha() : image.ensureAlpha()
+    if (spec.orientation !== undefined) image = image.withMetadata({ orientation: spec.orientation })
     switch (spec.format) {
       case 'jpeg':
         return await image.jpeg({ quality: 85, progressive: spec.progressive ?? false, chromaSubsampling: spec.chromaSubsampling ?? '4:2:0' })
@@ -149,14 +154,14 @@ export const HOSTILE_IMAGES: readonly HostileImage[] = [
     about: 'a 1 KB AVIF of 7000×7000, under the pixel limit (about 1 GB to decode)',
     build: async () => await plainImage({ format: 'avif', width: 7000, height: 7000 }),
     status: 413,
-    code: 'FUSION_IMAGE_TOO_COSTLY'
+    code: 'FUSION_IMAGE_DECODE_TOO_LARGE'
   },
   {
     name: 'avif-7000-12bit-alpha.avif',
     about: 'a 12-bit AVIF with alpha of 7000×7000 (about 1.3 GB to decode)',
     build: async () => await plainImage({ format: 'avif', width: 7000, height: 7000, channels: 4, bitdepth: 12 }),
     status: 413,
-    code: 'FUSION_IMAGE_TOO_COSTLY'
+    code: 'FUSION_IMAGE_DECODE_TOO_LARGE'
   },
   {
     name: 'interlaced-7000.png',
