@@ -83,6 +83,10 @@ export const ConfigSchema = Type.Object({
   IMAGE_CONCURRENCY: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
   IMAGE_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 10_000, default: 16 }),
   IMAGE_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 300, default: 10 }),
+  // Estimated decode memory of all image jobs at once (src/images/decode-cost.ts); a photo over it alone is refused.
+  IMAGE_DECODE_MEMORY_BYTES: Type.Integer({ minimum: 67_108_864, maximum: 68_719_476_736, default: 1_073_741_824 }),
+  // Scans a JPEG may have, counted from its markers before decoding (encoders write 1 to 18).
+  IMAGE_MAX_JPEG_SCANS: Type.Integer({ minimum: 1, maximum: 1_000, default: 100 }),
 
   // /readyz answers 503 while Redis is unreachable (default: ready, degraded; the replica still serves safely).
   READYZ_REQUIRES_REDIS: Type.Boolean({ default: false }),

@@ -1,5 +1,5 @@
 import { fusionError } from '../errors.js'
-import type { ImagePipeline } from '../images/pipeline.js'
+import { OVERLOAD_RETRY_AFTER_SECONDS, type ImagePipeline } from '../images/pipeline.js'
 import { OPTION_FIELDS } from './fields.js'
 import type { FusionOption, FusionOptions, FusionProvider, FusionResult, ResultType, UpstreamLogger } from '../upstream/provider.js'
 
@@ -62,26 +62,38 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
   }
 
   async function fuse (input: FusionInput, context: FusionContext): Promise<Fused> {
-    let jpeg: Buffer
     try {
       checkOptions(input.options)
-      const normalized = await images.normalize(input.photo, context.signal)
-      context.log.info({
-        image: {
-          format: normalized.inputFormat,
-          bytesIn: normalized.bytesIn,
-          bytesOut: normalized.jpeg.length,
-          width: normalized.width,
-          height: normalized.height,
-          quality: normalized.quality
-        }
-      }, 'image normalised')
-      jpeg = normalized.jpeg
-    } finally {
-      // sharp has finished with the photo (or never started on it). Not on `signal`: sharp may still be reading it.
+    } catch (error) {
       context.photoReleased?.()
+      throw error
     }
+    // The pipeline releases the photo when sharp has finished with it (or never started on it), which after a timeout
+    // is later than its answer. Not on `signal`: sharp may still be reading it.
+    const normalized = await images.normalize(input.photo, {
+      signal: context.signal,
+      deadline: context.deadline,
+      released: context.photoReleased
+    })
+    context.log.info({
+      image: {
+        format: normalized.inputFormat,
+        bytesIn: normalized.bytesIn,
+        bytesOut: normalized.jpeg.length,
+        width: normalized.width,
+        height: normalized.height,
+        quality: normalized.quality
+      }
+    }, 'image normalised')
+    const jpeg = normalized.jpeg
     if (context.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
+    // The image work used the request's time up: the upstream was never called, so it is not its timeout.
+    if (Date.now() >= context.deadline) {
+      throw fusionError('FUSION_OVERLOADED', {
+        retryAfterSeconds: OVERLOAD_RETRY_AFTER_SECONDS,
+        cause: new Error('no time left after the image work')
+      })
+    }
 
     const result = await upstream.fuse({
       projectId: input.projectId,

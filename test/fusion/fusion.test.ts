@@ -8,7 +8,12 @@ import { TEST_TRANSPORT, captureLogs, fixture, startEmulator } from '../helper.j
 import pino from 'pino'
 
 const pipeline = (limits = LEGACY_IMAGE_LIMITS): ReturnType<typeof createImagePipeline> =>
-  createImagePipeline({ policy: { ...limits, maxInputPixels: 50_000_000, timeoutSeconds: 10 }, concurrency: 1, queueLimit: 1 })
+  createImagePipeline({
+    policy: { ...limits, maxInputPixels: 50_000_000, maxJpegScans: 100, timeoutSeconds: 10 },
+    concurrency: 1,
+    queueLimit: 1,
+    decodeMemoryBytes: 1024 * 1024 * 1024
+  })
 
 /** The legacy client against an emulator, as the service builds it. */
 function legacyClient (t: Parameters<typeof startEmulator>[0], url: string): ReturnType<typeof createLegacyClient> {
@@ -70,4 +75,17 @@ t.test('options the upstream cannot honour are refused by name, before any work'
     { deadline: Date.now() + 10_000, signal: new AbortController().signal, photoReleased: () => { released++ }, log: pino({ level: 'silent' }) }
   ), { code: 'FUSION_UNSUPPORTED_OPTION', message: /`fuse_face_degree` is not available with the legacy API/ })
   t.equal(released, 1)
+})
+
+t.test('a fusion whose deadline has passed before its photo got a job is 503 FUSION_OVERLOADED, never the upstream\'s timeout', async (t) => {
+  const received: Buffer[] = []
+  const emulator = await startEmulator(t, { onPhoto: (photo) => received.push(photo) })
+  const fusion = createFusion({ images: pipeline(), upstream: legacyClient(t, emulator.legacyUrl) })
+  let released = 0
+  await t.rejects(fusion.fuse(
+    { projectId: '100307', modelId: 'qc_100307_152854_1', resultType: 'url', options: {}, photo: fixture('face.jpg') },
+    { deadline: Date.now() - 1, signal: new AbortController().signal, photoReleased: () => { released++ }, log: pino({ level: 'silent' }) }
+  ), { code: 'FUSION_OVERLOADED', statusCode: 503, retryAfterSeconds: 1 })
+  t.equal(released, 1)
+  t.equal(received.length, 0, 'the upstream was never called')
 })

@@ -1,10 +1,10 @@
 import t from 'tap'
-import sharp from 'sharp'
+import sharp, { type Sharp } from 'sharp'
 import { readJpegStructure } from '../../src/images/jpeg-scans.js'
 import { fixture } from '../helper.js'
 import { scanBombJpeg } from '../hostile/image-corpus.js'
 
-const photo = async (): Promise<sharp.Sharp> => sharp(fixture('face.jpg'))
+const photo = async (): Promise<Sharp> => sharp(fixture('face.jpg'))
 
 t.test('what encoders write: one scan for baseline, about a dozen for progressive', async (t) => {
   t.same(readJpegStructure(fixture('face.jpg')), { scans: 1, progressive: false })
