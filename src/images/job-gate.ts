@@ -8,7 +8,7 @@ import { fusionError } from '../errors.js'
  * ones behind it, so a large photo is delayed, never starved, and the queue's
  * order is the answer order. Every wait ends by the request's deadline.
  *
- * Not p-limit: that counts jobs only, and a waiting job cannot leave its queue
+ * Not p-limit (used before): it counts jobs only, and a waiting job cannot leave its queue
  * when its deadline comes or its client goes.
  */
 export interface JobGate {
