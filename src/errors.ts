@@ -136,11 +136,22 @@ export const ERROR_CATALOGUE = {
     message: 'The photo has too many pixels.',
     cause: 'Width × height exceeds `IMAGE_MAX_INPUT_PIXELS` (checked from the header, before decoding).'
   },
+  FUSION_IMAGE_DECODE_TOO_LARGE: {
+    status: 413,
+    message: 'The photo needs too much memory to decode: send one with fewer pixels, or a JPEG.',
+    cause: 'The memory its format\'s decoder needs at its size (estimated from the header, before decoding: about 20 bytes a pixel ' +
+      'for AVIF, 3 for a progressive JPEG) is more than the whole `IMAGE_DECODE_MEMORY_BYTES`.'
+  },
+  FUSION_IMAGE_TOO_MANY_SCANS: {
+    status: 422,
+    message: 'The photo is a progressive JPEG with too many scans: save it again as an ordinary JPEG.',
+    cause: 'A JPEG with more than `IMAGE_MAX_JPEG_SCANS` scans, counted from its markers before decoding (encoders write 1 to 18).'
+  },
   FUSION_IMAGE_TIMEOUT: {
     status: 422,
     transient: true,
     message: 'The photo took too long to process: send a smaller or simpler image.',
-    cause: 'Decoding and resizing took longer than `IMAGE_TIMEOUT_SECONDS`.'
+    cause: 'Decoding and resizing took longer than `IMAGE_TIMEOUT_SECONDS` (answered then, even if the decoder stops later).'
   },
   FUSION_IMAGE_TOO_SMALL: {
     status: 422,
@@ -183,7 +194,9 @@ export const ERROR_CATALOGUE = {
     status: 503,
     transient: true,
     message: 'The service is busy: retry after the delay in Retry-After.',
-    cause: 'More photos in flight than `IMAGE_CONCURRENCY` + `IMAGE_QUEUE_LIMIT`; refused before the body is read. Carries `Retry-After`.'
+    cause: 'More photos in flight than `IMAGE_CONCURRENCY` + `IMAGE_QUEUE_LIMIT` (refused before the body is read), or a photo still ' +
+      'waiting for an image job or decode memory (`IMAGE_DECODE_MEMORY_BYTES`), or still being processed, at the request\'s deadline ' +
+      '(`REQUEST_DEADLINE_MS`). Carries `Retry-After`.'
   },
   FUSION_SATURATED: {
     status: 503,

@@ -83,7 +83,14 @@ export function createMetrics () {
     }),
     imageDuration: new Histogram({
       name: 'fusion_image_duration_seconds',
-      help: 'Image pipeline time per photo (decode, resize, encode), by outcome.',
+      help: 'Image pipeline time per photo (decode, resize, encode; for a photo refused before its job, until refused), by outcome.',
+      labelNames: ['outcome'],
+      buckets: seconds,
+      registers: [registry]
+    }),
+    imageWait: new Histogram({
+      name: 'fusion_image_wait_seconds',
+      help: 'Time a photo waited for an image job slot and its decode memory, by outcome.',
       labelNames: ['outcome'],
       buckets: seconds,
       registers: [registry]
@@ -96,6 +103,17 @@ export function createMetrics () {
     imageBytesOut: new Counter({
       name: 'fusion_image_bytes_out_total',
       help: 'Bytes of JPEG the image pipeline produced for the upstream.',
+      registers: [registry]
+    }),
+    imageJobs: new Gauge({
+      name: 'fusion_image_jobs',
+      help: 'Image jobs running (until libvips has finished, even after a timeout answer) and photos waiting for one.',
+      labelNames: ['state'],
+      registers: [registry]
+    }),
+    imageDecodeMemory: new Gauge({
+      name: 'fusion_image_decode_memory_bytes',
+      help: 'Estimated decode memory held by the running image jobs (at most IMAGE_DECODE_MEMORY_BYTES).',
       registers: [registry]
     })
   }

@@ -229,6 +229,8 @@ export function answerJson (response: ServerResponse, body: unknown, status = 20
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 export interface RunningProcess {
+  /** The process id, to read its /proc entries. */
+  pid: number
   exited: Promise<number | null>
   /** Everything it wrote to stdout and stderr so far. */
   output: () => string
@@ -255,6 +257,7 @@ export function runProcess (t: Teardown, script: string, env: Record<string, str
   child.stderr.on('data', collect)
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code); listeners.forEach((listener) => listener()) }))
   return {
+    pid: child.pid!,
     exited,
     output: () => output,
     kill: (signal) => child.kill(signal),

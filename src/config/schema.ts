@@ -88,6 +88,10 @@ export const ConfigSchema = Type.Object({
   // Slow senders: after the grace, an upload must have averaged this rate or it is cut off with 408 (0: no minimum).
   UPLOAD_MIN_BYTES_PER_SECOND: Type.Integer({ minimum: 0, maximum: 1_073_741_824, default: 8_192 }),
   UPLOAD_RATE_GRACE_MS: Type.Integer({ minimum: 1_000, maximum: 300_000, default: 5_000 }),
+  // Estimated decode memory of all image jobs at once (src/images/decode-cost.ts); a photo over it alone is refused.
+  IMAGE_DECODE_MEMORY_BYTES: Type.Integer({ minimum: 67_108_864, maximum: 68_719_476_736, default: 1_073_741_824 }),
+  // Scans a JPEG may have, counted from its markers before decoding (encoders write 1 to 18).
+  IMAGE_MAX_JPEG_SCANS: Type.Integer({ minimum: 1, maximum: 1_000, default: 100 }),
 
   // /readyz answers 503 while Redis is unreachable (default: ready, degraded; the replica still serves safely).
   READYZ_REQUIRES_REDIS: Type.Boolean({ default: false }),

@@ -1,5 +1,5 @@
 import { fusionError } from '../errors.js'
-import type { ImagePipeline } from '../images/pipeline.js'
+import { OVERLOAD_RETRY_AFTER_SECONDS, type ImagePipeline } from '../images/pipeline.js'
 import { OPTION_FIELDS } from './fields.js'
 import type { FusionOption, FusionOptions, FusionProvider, FusionResult, ResultType, UpstreamLogger } from '../upstream/provider.js'
 
@@ -67,34 +67,45 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
   }
 
   async function fuse (input: FusionInput, context: FusionContext): Promise<Fused> {
-    let jpeg: Buffer
     const stop = context.stop ?? undefined
     try {
       checkOptions(input.options)
       stop?.throwIfAborted()
-      const waits = stop === undefined ? context.signal : AbortSignal.any([context.signal, stop])
-      const normalized = await images.normalize(input.photo, waits).catch((error: unknown) => {
-        // The pipeline answers every abort of a waiting photo as the client's; say when it was the service's.
-        if (stop?.aborted === true && !context.signal.aborted) throw stop.reason
-        throw error
-      })
-      context.log.info({
-        image: {
-          format: normalized.inputFormat,
-          bytesIn: normalized.bytesIn,
-          bytesOut: normalized.jpeg.length,
-          width: normalized.width,
-          height: normalized.height,
-          quality: normalized.quality
-        }
-      }, 'image normalised')
-      jpeg = normalized.jpeg
-    } finally {
-      // sharp has finished with the photo (or never started on it). Not on `signal`: sharp may still be reading it.
+    } catch (error) {
       context.photoReleased?.()
+      throw error
     }
+    // The pipeline releases the photo when sharp has finished with it (or never started on it), which after a timeout
+    // is later than its answer. Not on `signal`: sharp may still be reading it.
+    const normalized = await images.normalize(input.photo, {
+      signal: stop === undefined ? context.signal : AbortSignal.any([context.signal, stop]),
+      deadline: context.deadline,
+      released: context.photoReleased
+    }).catch((error: unknown) => {
+      // The pipeline answers every abort of a waiting photo as the client's; say when it was the service's.
+      if (stop?.aborted === true && !context.signal.aborted) throw stop.reason
+      throw error
+    })
+    context.log.info({
+      image: {
+        format: normalized.inputFormat,
+        bytesIn: normalized.bytesIn,
+        bytesOut: normalized.jpeg.length,
+        width: normalized.width,
+        height: normalized.height,
+        quality: normalized.quality
+      }
+    }, 'image normalised')
+    const jpeg = normalized.jpeg
     if (context.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
     stop?.throwIfAborted()
+    // The image work used the request's time up: the upstream was never called, so it is not its timeout.
+    if (Date.now() >= context.deadline) {
+      throw fusionError('FUSION_OVERLOADED', {
+        retryAfterSeconds: OVERLOAD_RETRY_AFTER_SECONDS,
+        cause: new Error('no time left after the image work')
+      })
+    }
 
     const result = await upstream.fuse({
       projectId: input.projectId,

@@ -1,13 +1,16 @@
 import sharp, { type Metadata } from 'sharp'
 import { fusionError, isFusionError } from '../errors.js'
+import { estimateDecodeCost } from './decode-cost.js'
+import { readJpegStructure } from './jpeg-scans.js'
 import { sniffFormat, type SniffedFormat } from './sniff.js'
 
 /**
  * The image policy: untrusted bytes in, an upstream-ready JPEG out.
  *
  * The format is decided from the bytes, never from the declared type or file
- * name, and the header is checked (format, frames, pixel count) before any
- * pixel is decoded. The photo is then decoded once: rotate (EXIF), shrink
+ * name, and the header is checked (format, frames, pixel count, a JPEG's
+ * scans) before any pixel is decoded; what decoding will cost in memory is
+ * estimated from it too (decode-cost.ts). The photo is then decoded once: rotate (EXIF), shrink
  * (inside the JPEG decoder where possible), flatten alpha onto white and
  * convert to 8-bit sRGB in one sharp pipeline straight to JPEG; when that is
  * over the byte budget only the encode is repeated, searching for the best
@@ -22,8 +25,17 @@ export interface ImagePolicy {
   maxInputPixels: number
   /** Fewest pixels on the short side of the output: below it no face is found, and the upstream refuses it. */
   minShortSide: number
+  /** Most scans (start-of-scan markers) a JPEG may have, counted before decoding: each costs a pass over every block. */
+  maxJpegScans: number
   /** libvips gives up on one image after this long. */
   timeoutSeconds: number
+}
+
+/** A photo whose header passed the policy, not decoded yet. */
+export interface InspectedImage {
+  metadata: Metadata
+  /** Estimated peak memory of decoding and normalising it, in bytes. */
+  decodeCost: number
 }
 
 export interface NormalizedImage {
@@ -61,10 +73,29 @@ export function assertAcceptedFormat (head: Buffer): SniffedFormat {
   return format
 }
 
+/** Inspection, then the decode: what the image pipeline does with a job slot and memory budget in between. */
 export async function normalizeImage (input: Buffer, policy: ImagePolicy): Promise<NormalizedImage> {
+  return await decodeImage(input, await inspectImage(input, policy), policy)
+}
+
+/** Everything decided before a pixel is decoded: the refusals a header allows, and the decode's memory cost. */
+export async function inspectImage (input: Buffer, policy: ImagePolicy): Promise<InspectedImage> {
   if (input.length === 0) throw fusionError('FUSION_EMPTY_IMAGE')
-  assertAcceptedFormat(input)
+  const format = assertAcceptedFormat(input)
+  if (format === 'jpeg') {
+    // One past the limit is enough to refuse; the walk stops there.
+    const { scans } = readJpegStructure(input, policy.maxJpegScans + 1)
+    if (scans > policy.maxJpegScans) {
+      throw fusionError('FUSION_IMAGE_TOO_MANY_SCANS', {
+        message: `The photo is a JPEG with more than ${policy.maxJpegScans} scans: save it again as an ordinary JPEG.`
+      })
+    }
+  }
   const metadata = await readHeader(input, policy)
+  return { metadata, decodeCost: estimateDecodeCost(metadata, policy.maxSide) }
+}
+
+export async function decodeImage (input: Buffer, { metadata }: InspectedImage, policy: ImagePolicy): Promise<NormalizedImage> {
   const first = await decodeAndEncode(input, metadata, policy)
   const fitted = first.jpeg.length <= policy.maxBytes ? first : await reencodeWithinBudget(first.jpeg, policy)
   return {

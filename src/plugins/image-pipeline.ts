@@ -19,7 +19,8 @@ export function imageLimitsFor (upstream: ResolvedUpstream): ImageLimits {
 
 /** The settings this plugin reads. */
 export const imagePipelineSettings = [
-  'upstream', 'IMAGE_MAX_INPUT_PIXELS', 'IMAGE_TIMEOUT_SECONDS', 'IMAGE_CONCURRENCY', 'IMAGE_QUEUE_LIMIT', 'IMAGE_PLACES_PER_CLIENT'
+  'upstream', 'IMAGE_MAX_INPUT_PIXELS', 'IMAGE_TIMEOUT_SECONDS', 'IMAGE_CONCURRENCY', 'IMAGE_QUEUE_LIMIT',
+  'IMAGE_PLACES_PER_CLIENT', 'IMAGE_DECODE_MEMORY_BYTES', 'IMAGE_MAX_JPEG_SCANS'
 ] as const
 
 /** The one image pipeline of the app: its job slots and queue are shared by every request. */
@@ -28,15 +29,23 @@ export default fp<{ config: ConfigSlice<typeof imagePipelineSettings[number]> }>
     policy: {
       ...imageLimitsFor(config.upstream),
       maxInputPixels: config.IMAGE_MAX_INPUT_PIXELS,
+      maxJpegScans: config.IMAGE_MAX_JPEG_SCANS,
       timeoutSeconds: config.IMAGE_TIMEOUT_SECONDS
     },
     concurrency: config.IMAGE_CONCURRENCY,
     queueLimit: config.IMAGE_QUEUE_LIMIT,
     perClient: config.IMAGE_PLACES_PER_CLIENT,
-    onJob: ({ durationMs, outcome, bytesIn, bytesOut }) => {
+    decodeMemoryBytes: config.IMAGE_DECODE_MEMORY_BYTES,
+    onJob: ({ durationMs, waitMs, outcome, bytesIn, bytesOut }) => {
       app.metrics.imageDuration.observe({ outcome }, durationMs / 1000)
+      if (waitMs !== undefined) app.metrics.imageWait.observe({ outcome }, waitMs / 1000)
       app.metrics.imageBytesIn.inc(bytesIn)
       app.metrics.imageBytesOut.inc(bytesOut)
+    },
+    onLoad: ({ running, waiting, decodeMemoryBytes }) => {
+      app.metrics.imageJobs.set({ state: 'running' }, running)
+      app.metrics.imageJobs.set({ state: 'waiting' }, waiting)
+      app.metrics.imageDecodeMemory.set(decodeMemoryBytes)
     }
   })
   app.decorate('imagePipeline', pipeline)

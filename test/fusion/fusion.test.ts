@@ -10,7 +10,12 @@ import type { ImagePipeline } from '../../src/images/pipeline.js'
 import pino from 'pino'
 
 const pipeline = (limits = LEGACY_IMAGE_LIMITS): ReturnType<typeof createImagePipeline> =>
-  createImagePipeline({ policy: { ...limits, maxInputPixels: 50_000_000, timeoutSeconds: 10 }, concurrency: 1, queueLimit: 1 })
+  createImagePipeline({
+    policy: { ...limits, maxInputPixels: 50_000_000, maxJpegScans: 100, timeoutSeconds: 10 },
+    concurrency: 1,
+    queueLimit: 1,
+    decodeMemoryBytes: 1024 * 1024 * 1024
+  })
 
 /** The legacy client against an emulator, as the service builds it. */
 function legacyClient (t: Parameters<typeof startEmulator>[0], url: string): ReturnType<typeof createLegacyClient> {
@@ -72,8 +77,11 @@ t.test('stopping in a hurry: a photo still waiting is refused with FUSION_SHUTTI
   // A pipeline whose every job slot is taken: the photo waits, and is refused (as the real one does) when its signal aborts.
   const full: ImagePipeline = {
     ...pipeline(),
-    normalize: async (_photo, signal) => await new Promise((_resolve, reject) => {
-      signal?.addEventListener('abort', () => reject(fusionError('FUSION_CLIENT_CLOSED_REQUEST')), { once: true })
+    normalize: async (_photo, options) => await new Promise((_resolve, reject) => {
+      options?.signal?.addEventListener('abort', () => {
+        options.released?.()
+        reject(fusionError('FUSION_CLIENT_CLOSED_REQUEST'))
+      }, { once: true })
     })
   }
   let released = 0
@@ -106,4 +114,17 @@ t.test('options the upstream cannot honour are refused by name, before any work'
     { deadline: Date.now() + 10_000, signal: new AbortController().signal, photoReleased: () => { released++ }, log: pino({ level: 'silent' }) }
   ), { code: 'FUSION_UNSUPPORTED_OPTION', message: /`fuse_face_degree` is not available with the legacy API/ })
   t.equal(released, 1)
+})
+
+t.test('a fusion whose deadline has passed before its photo got a job is 503 FUSION_OVERLOADED, never the upstream\'s timeout', async (t) => {
+  const received: Buffer[] = []
+  const emulator = await startEmulator(t, { onPhoto: (photo) => received.push(photo) })
+  const fusion = createFusion({ images: pipeline(), upstream: legacyClient(t, emulator.legacyUrl) })
+  let released = 0
+  await t.rejects(fusion.fuse(
+    { projectId: '100307', modelId: 'qc_100307_152854_1', resultType: 'url', options: {}, photo: fixture('face.jpg') },
+    { deadline: Date.now() - 1, signal: new AbortController().signal, photoReleased: () => { released++ }, log: pino({ level: 'silent' }) }
+  ), { code: 'FUSION_OVERLOADED', statusCode: 503, retryAfterSeconds: 1 })
+  t.equal(released, 1)
+  t.equal(received.length, 0, 'the upstream was never called')
 })

@@ -1,6 +1,8 @@
 import t from 'tap'
 import { availableParallelism } from 'node:os'
 import { createImagePipeline, imageConcurrency, placesPerClient } from '../../src/images/pipeline.js'
+import { fixture } from '../helper.js'
+import { plainImage, scanBombJpeg } from '../hostile/image-corpus.js'
 
 t.test('image jobs: one more than the CPUs, leaving libuv a thread, unless configured', async (t) => {
   const saved = process.env.UV_THREADPOOL_SIZE
@@ -18,8 +20,7 @@ t.test('image jobs: one more than the CPUs, leaving libuv a thread, unless confi
 })
 
 t.test('the pipeline runs that many jobs, and admits that many plus the queue', async (t) => {
-  const policy = { maxSide: 1080, maxBytes: 500_000, maxInputPixels: 50_000_000, minShortSide: 64, timeoutSeconds: 10 }
-  const pipeline = createImagePipeline({ policy, concurrency: 0, queueLimit: 4 })
+  const pipeline = createImagePipeline({ policy, concurrency: 0, queueLimit: 4, decodeMemoryBytes: 1024 * 1024 * 1024 })
   t.teardown(() => pipeline.uploadBuffers.close())
   t.equal(pipeline.concurrency, imageConcurrency(0))
   t.equal(pipeline.capacity, imageConcurrency(0) + 4)
@@ -30,8 +31,8 @@ t.test('the pipeline runs that many jobs, and admits that many plus the queue', 
 })
 
 t.test('one client holds at most its share of the places; the others are still admitted', async (t) => {
-  const policy = { maxSide: 1080, maxBytes: 500_000, maxInputPixels: 50_000_000, minShortSide: 64, timeoutSeconds: 10 }
-  const pipeline = createImagePipeline({ policy, concurrency: 1, queueLimit: 7 })
+  const policy = { maxSide: 1080, maxBytes: 500_000, maxInputPixels: 50_000_000, minShortSide: 64, timeoutSeconds: 10, maxJpegScans: 100 }
+  const pipeline = createImagePipeline({ policy, concurrency: 1, queueLimit: 7, decodeMemoryBytes: 1024 * 1024 * 1024 })
   t.teardown(() => pipeline.uploadBuffers.close())
   t.equal(pipeline.perClient, 2, 'by default a quarter of the eight places')
   const held = [pipeline.admit('ip:203.0.113.7'), pipeline.admit('ip:203.0.113.7')]
@@ -47,4 +48,117 @@ t.test('one client holds at most its share of the places; the others are still a
   t.equal(placesPerClient(0, 19), 4, 'a quarter of the places two cores have by default')
   t.equal(placesPerClient(0, 1), 1, 'at least one')
   t.equal(placesPerClient(7, 19), 7, 'a configured share is used as given')
+})
+
+// The slow photo below is decoded to its end several times (its job stays taken until then): more than tap's 60 s
+// on a busy machine.
+t.setTimeout(180_000)
+
+const MiB = 1024 * 1024
+const policy = { maxSide: 1080, maxBytes: 500_000, maxInputPixels: 50_000_000, minShortSide: 64, maxJpegScans: 100, timeoutSeconds: 10 }
+/**
+ * A photo libvips cannot stop: every scan is decoded before the first line, where libvips checks its timeout. About
+ * 2.5 s of one idle core (0.1 ms per scan per megapixel).
+ */
+const slowPhoto = async (): Promise<Buffer> => await scanBombJpeg({ scans: 1_500 })
+const SLOW_POLICY = { ...policy, maxJpegScans: 100_000, timeoutSeconds: 300 }
+
+/** Polls for as long as the slow photo may take on a busy machine. */
+async function eventually (condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 60_000
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in 60 s')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/** Resolves when `released` has been called, however long libvips takes. */
+async function whenReleased (state: { released: number }): Promise<void> {
+  await eventually(() => state.released > 0)
+}
+
+t.test('refusals from the header take no job: a scan bomb, a photo whose decode would not fit the whole budget', async (t) => {
+  const pipeline = createImagePipeline({ policy, concurrency: 1, queueLimit: 4, decodeMemoryBytes: 64 * MiB })
+  t.teardown(() => pipeline.uploadBuffers.close())
+  const state = { released: 0 }
+  await t.rejects(pipeline.normalize(await scanBombJpeg({ scans: 101 }), { released: () => { state.released++ } }),
+    { code: 'FUSION_IMAGE_TOO_MANY_SCANS', statusCode: 422, message: /more than 100 scans/ })
+  await t.rejects(pipeline.normalize(await plainImage({ format: 'avif', width: 2000, height: 2000 }), { released: () => { state.released++ } }),
+    { code: 'FUSION_IMAGE_DECODE_TOO_LARGE', statusCode: 413, message: /about \d+ MiB to decode; at most 64 MiB/ })
+  t.equal(state.released, 2, 'each photo released once, at once')
+  t.same(pipeline.load, { running: 0, waiting: 0, decodeMemoryBytes: 0 })
+  t.equal((await pipeline.normalize(fixture('face.jpg'))).inputFormat, 'jpeg', 'an ordinary photo fits')
+})
+
+t.test('IMAGE_TIMEOUT_SECONDS answers the client even when libvips cannot stop; the job stays counted until it does', async (t) => {
+  const pipeline = createImagePipeline({ policy: { ...SLOW_POLICY, timeoutSeconds: 1 }, concurrency: 1, queueLimit: 4, decodeMemoryBytes: 1024 * MiB })
+  t.teardown(() => pipeline.uploadBuffers.close())
+  const slow = { released: 0 }
+  const started = Date.now()
+  await t.rejects(pipeline.normalize(await slowPhoto(), { released: () => { slow.released++ } }), { code: 'FUSION_IMAGE_TIMEOUT', statusCode: 422 })
+  t.ok(Date.now() - started < 2_500, `answered after ${Date.now() - started} ms`)
+  t.equal(slow.released, 0, 'libvips is still reading the photo: its buffer is not given back')
+  t.match(pipeline.load, { running: 1, decodeMemoryBytes: Number }, 'and its job and memory are still counted')
+  // The next photo waits for the job libvips still holds.
+  const next = { released: 0 }
+  const normalized = await pipeline.normalize(fixture('face.jpg'), { released: () => { next.released++ } })
+  t.equal(slow.released, 1, 'the next photo started only once libvips had finished the slow one')
+  t.equal(normalized.inputFormat, 'jpeg')
+  t.equal(next.released, 1)
+  t.same(pipeline.load, { running: 0, waiting: 0, decodeMemoryBytes: 0 })
+})
+
+t.test('no image wait outlasts the deadline: waiting for a job, for memory, or being worked on, it is 503 FUSION_OVERLOADED', async (t) => {
+  const face = fixture('face.jpg')
+  // One job slot: the second photo waits for it.
+  const oneJob = createImagePipeline({ policy: SLOW_POLICY, concurrency: 1, queueLimit: 4, decodeMemoryBytes: 1024 * MiB })
+  t.teardown(() => oneJob.uploadBuffers.close())
+  const slow = { released: 0 }
+  const holding = oneJob.normalize(await slowPhoto(), { released: () => { slow.released++ } })
+  // (Photos are inspected before they queue: the slow one is first once it holds the job.)
+  await eventually(() => oneJob.load.running === 1)
+  const waitStarted = Date.now()
+  const waiting = oneJob.normalize(face, { deadline: waitStarted + 500 })
+  await t.rejects(waiting, { code: 'FUSION_OVERLOADED', statusCode: 503, retryAfterSeconds: 1 })
+  t.ok(Date.now() - waitStarted < 1_500, `the waiting photo answered at its deadline (${Date.now() - waitStarted} ms)`)
+  await whenReleased(slow)
+  await holding
+
+  // The photo being worked on, at its own deadline (one second, well before libvips is done).
+  const worked = { released: 0 }
+  const workStarted = Date.now()
+  await t.rejects(oneJob.normalize(await slowPhoto(), { deadline: workStarted + 1_000, released: () => { worked.released++ } }),
+    { code: 'FUSION_OVERLOADED', statusCode: 503 })
+  t.ok(Date.now() - workStarted < 2_000, `answered at its deadline (${Date.now() - workStarted} ms)`)
+  t.equal(worked.released, 0, 'while libvips still reads it')
+  await whenReleased(worked)
+
+  // Slots to spare, but not memory: the slow photo's estimated decode holds most of the budget.
+  const oneBudget = createImagePipeline({ policy: SLOW_POLICY, concurrency: 2, queueLimit: 4, decodeMemoryBytes: 100 * MiB })
+  t.teardown(() => oneBudget.uploadBuffers.close())
+  const slowAgain = { released: 0 }
+  const holdingMemory = oneBudget.normalize(await slowPhoto(), { released: () => { slowAgain.released++ } })
+  await eventually(() => oneBudget.load.running === 1)
+  const memoryWait = oneBudget.normalize(face, { deadline: Date.now() + 1_000 })
+  await eventually(() => oneBudget.load.waiting === 1)
+  t.pass('the ordinary photo waits for memory, not for a slot')
+  await t.rejects(memoryWait, { code: 'FUSION_OVERLOADED' })
+  await holdingMemory
+  t.equal(slowAgain.released, 1)
+})
+
+t.test('a client that leaves while its photo waits is answered at once, and the photo is released unread', async (t) => {
+  const pipeline = createImagePipeline({ policy: SLOW_POLICY, concurrency: 1, queueLimit: 4, decodeMemoryBytes: 1024 * MiB })
+  t.teardown(() => pipeline.uploadBuffers.close())
+  const slow = { released: 0 }
+  const holding = pipeline.normalize(await slowPhoto(), { released: () => { slow.released++ } })
+  await eventually(() => pipeline.load.running === 1)
+  const gone = new AbortController()
+  const state = { released: 0 }
+  const waiting = pipeline.normalize(fixture('face.jpg'), { signal: gone.signal, released: () => { state.released++ } })
+  await eventually(() => pipeline.load.waiting === 1)
+  gone.abort()
+  await t.rejects(waiting, { code: 'FUSION_CLIENT_CLOSED_REQUEST' })
+  t.equal(state.released, 1)
+  await holding
 })
