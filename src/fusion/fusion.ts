@@ -42,9 +42,20 @@ export interface Fused {
   expiresAt?: number
 }
 
+/** A fusion whose photo is normalised: what a queued job keeps until the upstream is called. */
+export interface PreparedFusion extends Omit<FusionInput, 'photo'> {
+  /** The normalised photo, as the upstream receives it. */
+  jpeg: Buffer
+}
+
 export interface Fusion {
   /** Refuses an option the configured upstream cannot honour (400), before any work. */
   checkOptions: (options: FusionOptions) => void
+  /** Checks the options and normalises the photo: every refusal the client can fix, before anything is queued. */
+  prepare: (input: FusionInput, context: FusionContext) => Promise<PreparedFusion>
+  /** Calls the upstream with a prepared fusion, through its chain. */
+  send: (prepared: PreparedFusion, context: FusionContext) => Promise<Fused>
+  /** prepare, then send. */
   fuse: (input: FusionInput, context: FusionContext) => Promise<Fused>
 }
 
@@ -61,7 +72,7 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
     }
   }
 
-  async function fuse (input: FusionInput, context: FusionContext): Promise<Fused> {
+  async function prepare (input: FusionInput, context: FusionContext): Promise<PreparedFusion> {
     let jpeg: Buffer
     try {
       checkOptions(input.options)
@@ -82,14 +93,17 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
       context.photoReleased?.()
     }
     if (context.signal.aborted) throw fusionError('FUSION_CLIENT_CLOSED_REQUEST')
+    return { projectId: input.projectId, modelId: input.modelId, resultType: input.resultType, options: input.options, jpeg }
+  }
 
+  async function send (prepared: PreparedFusion, context: FusionContext): Promise<Fused> {
     const result = await upstream.fuse({
-      projectId: input.projectId,
-      modelId: input.modelId,
+      projectId: prepared.projectId,
+      modelId: prepared.modelId,
       // Image bytes are only ever taken from a base64 answer: the gateway never fetches URLs.
-      resultType: input.resultType,
-      options: input.options,
-      image: jpeg,
+      resultType: prepared.resultType,
+      options: prepared.options,
+      image: prepared.jpeg,
       ...(context.finishUpstreamCall === true ? {} : { signal: context.signal }),
       deadline: context.deadline
     }, context.log)
@@ -98,5 +112,9 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
       : { result }
   }
 
-  return { checkOptions, fuse }
+  async function fuse (input: FusionInput, context: FusionContext): Promise<Fused> {
+    return await send(await prepare(input, context), context)
+  }
+
+  return { checkOptions, prepare, send, fuse }
 }
