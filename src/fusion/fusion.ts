@@ -29,6 +29,8 @@ export interface FusionContext {
    * (an Idempotency-Key), which would otherwise pay for a second fusion.
    */
   finishUpstreamCall?: boolean
+  /** Runs before each upstream attempt goes out (see FusionRequest.beforeSend). */
+  beforeSend?: () => Promise<void>
   /** Runs once the photo's bytes are no longer read (normalised, or refused): its buffer and place may go. */
   photoReleased?: () => void
   log: FusionLogger
@@ -105,6 +107,7 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
       options: prepared.options,
       image: prepared.jpeg,
       ...(context.finishUpstreamCall === true ? {} : { signal: context.signal }),
+      ...(context.beforeSend !== undefined ? { beforeSend: context.beforeSend } : {}),
       deadline: context.deadline
     }, context.log)
     return result.resultType === 'url'

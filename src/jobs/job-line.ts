@@ -110,14 +110,16 @@ export function opaqueId (value: string): string {
  * the head of the line after the pause (`requeueAfterMs`) instead of failing.
  */
 export async function sendJob (
-  fusion: Fusion, prepared: PreparedFusion, requestId: string, log: LineLogger, callDeadlineMs: number
+  fusion: Fusion, prepared: PreparedFusion, requestId: string, log: LineLogger, callDeadlineMs: number,
+  beforeSend?: () => Promise<void>
 ): Promise<JobOutcome | { requeueAfterMs: number }> {
   try {
     const fused = await fusion.send(prepared, {
       deadline: Date.now() + callDeadlineMs,
       signal: new AbortController().signal,
       finishUpstreamCall: true,
-      log
+      log,
+      ...(beforeSend !== undefined ? { beforeSend } : {})
     })
     return { ok: true, result: fused.result, ...(fused.expiresAt !== undefined ? { expiresAt: fused.expiresAt } : {}) }
   } catch (error) {

@@ -89,13 +89,14 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     await redis.zadd(key.starts, Date.now(), `${jobId}:${job.attemptsStarted}`)
     if (job.attemptsStarted <= 1) options.onStarted?.((Date.now() - job.timestamp) / 1000, eta)
     const jpeg = await redis.getBuffer(key.photo(jobId))
-    // Set before the call and never cleared by a crash: a job found with it may have been sent, and is not sent again.
-    const first = await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs, 'NX')
-    if (jpeg === null || first === null) {
+    // A job found with the "sent" marker was taken up after a crash once its call may have gone out: not sent again.
+    if (jpeg === null || await redis.exists(key.sent(jobId)) === 1) {
       options.onInterrupted?.()
       return await ended(job, interrupted(requestId), clientId)
     }
-    const outcome = await sendJob(options.fusion, { ...fusion, jpeg }, requestId, log, limits.callDeadlineMs)
+    // Set just before each attempt goes out (after its budget slot): a crash before it leaves the job safe to send.
+    const markSent = async (): Promise<void> => { await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs) }
+    const outcome = await sendJob(options.fusion, { ...fusion, jpeg }, requestId, log, limits.callDeadlineMs, markSent)
     if ('requeueAfterMs' in outcome) {
       // Not billed: the job goes back to the head of the line, and no worker takes one before the pause ends.
       await redis.del(key.sent(jobId))

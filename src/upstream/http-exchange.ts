@@ -35,7 +35,7 @@ export interface ExchangeCall<T> {
   /** Built at send time, so a signature's timestamp is as fresh as it can be. */
   headers: () => Record<string, string>
   body: Buffer
-  request: Pick<FusionRequest, 'signal' | 'deadline'>
+  request: Pick<FusionRequest, 'signal' | 'deadline' | 'beforeSend'>
   log?: UpstreamLogger | undefined
   /** Reads the answer; throws a FusionError (with `upstreamCode`) for an upstream failure. */
   interpret: (answer: UpstreamAnswer) => T
@@ -90,7 +90,8 @@ export function createExchange (options: ExchangeOptions): Exchange {
   async function call<T> (spec: ExchangeCall<T>): Promise<T> {
     const { request } = spec
     return await policy(
-      { projectId: spec.projectId, signal: request.signal, deadline: request.deadline, log: spec.log }, async () => await send(spec)
+      { projectId: spec.projectId, signal: request.signal, deadline: request.deadline, log: spec.log, beforeSend: request.beforeSend },
+      async () => await send(spec)
     )
   }
 
