@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { request } from 'undici'
-import { answerJson, fixture, fuseForm, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, type StubCall } from '../helper.js'
+import { answerJson, captureLogs, fixture, fuseForm, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, type StubCall } from '../helper.js'
 
 const photo = fixture('orientation-1.jpg')
 const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
@@ -202,6 +202,37 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.ok(events.every((event, index) => index === 0 || JSON.stringify(event) !== JSON.stringify(events[index - 1])), 'an event per change')
   })
 }
+
+t.test('redis line: frequency control pauses the line and puts the job back at its head; it never fails it', async (t) => {
+  const order: string[] = []
+  const upstream = await stubUpstream(t, (call, response) => {
+    order.push(JSON.parse(call.body.toString()).model_id)
+    if (call.number === 1) answerJson(response, { ret: '-20004', msg: 'too frequent' })
+    else answerJson(response, legacyOk)
+  })
+  const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...LINES.redis(), QUEUE_WORKERS: '1', UPSTREAM_BACKOFF_MS: '500' })
+  const first = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_1' }, { prefer: 'respond-async' })).headers.location as string
+  for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  const second = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_2' }, { prefer: 'respond-async' })).headers.location as string
+  t.equal((await finished(url, first)).status, 'succeeded', 'the refused job was sent again, not failed')
+  t.equal((await finished(url, second)).status, 'succeeded')
+  t.same(order, ['qc_100307_152854_1', 'qc_100307_152854_1', 'qc_100307_152854_2'], 'first in, first out: the refused job went first again')
+})
+
+t.test('no job id, photo or result in a log line', async (t) => {
+  const logs = captureLogs()
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyBase64) })
+  const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), LOG_LEVEL: 'info' }, { logStream: logs.stream })
+  const accepted = await fuseForm(url, photo, { rsp_img_type: 'base64' }, { prefer: 'respond-async' })
+  const { jobId } = accepted.json()
+  await finished(url, `/fuse/jobs/${jobId}`)
+  await request(`${url}/fuse/jobs/${jobId}/events`).then(async (reply) => await reply.body.dump())
+  await request(`${url}/fuse/jobs/${jobId}`, { method: 'DELETE' }).then(async (reply) => await reply.body.dump())
+  t.ok(logs.lines().some((line) => line.req !== undefined), 'the requests were logged')
+  t.notOk(logs.text().includes(jobId), 'the job id is in no line')
+  t.notOk(logs.text().includes(legacyBase64.img_base64.slice(0, 40)), 'nor the result')
+  t.match(logs.text(), /\/fuse\/jobs\/\[job\]/)
+})
 
 t.test('redis line: the same Idempotency-Key gives the same job from another replica', async (t) => {
   const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
