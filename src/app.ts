@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES } from 'node:http'
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sliceOf, type Config, type LoadedConfig } from './config/load.js'
-import { fusionError, isFusionError, logLevelOf, type ErrorCode, type FusionError } from './errors.js'
+import { errorAnswer, fusionError, isFusionError, logLevelOf, type ErrorCode, type FusionError } from './errors.js'
 import { excerpt } from './excerpt.js'
 import { fieldRefusal } from './fusion/fields.js'
 import { createLingeringClose } from './lingering-close.js'
@@ -11,6 +10,7 @@ import clientIdentityPlugin, { clientIdentitySettings } from './plugins/client-i
 import demoPagePlugin, { demoPageSettings } from './plugins/demo-page.js'
 import fusionPlugin from './plugins/fusion.js'
 import idempotencyPlugin, { idempotencySettings } from './plugins/idempotency.js'
+import jobLinePlugin, { jobLineSettings } from './plugins/job-line.js'
 import imagePipelinePlugin, { imagePipelineSettings } from './plugins/image-pipeline.js'
 import metricsPlugin, { metricsSettings } from './plugins/metrics.js'
 import multipartPlugin, { multipartSettings } from './plugins/multipart.js'
@@ -22,6 +22,7 @@ import underPressurePlugin, { underPressureSettings } from './plugins/under-pres
 import upstreamBudgetPlugin, { upstreamBudgetSettings } from './plugins/upstream-budget.js'
 import upstreamPlugin, { upstreamSettings } from './plugins/upstream.js'
 import fuseRoute, { fuseRouteSettings } from './routes/fuse.js'
+import fuseJobsRoute from './routes/fuse-jobs.js'
 import healthRoute, { healthRouteSettings } from './routes/health.js'
 import templatesRoute, { templatesRouteSettings } from './routes/templates.js'
 import { isComplete } from './upstream/settings.js'
@@ -99,15 +100,7 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
       // Closed without resetting, so a client still sending reads the answer (src/lingering-close.ts).
       if (request.raw.socket !== null) lingeringClose.linger(request.raw.socket)
     }
-    return await reply.code(mapped.statusCode).send({
-      statusCode: mapped.statusCode,
-      code: mapped.code,
-      error: STATUS_CODES[mapped.statusCode] ?? 'Client Closed Request',
-      message: mapped.message,
-      ...(mapped.upstreamCode !== undefined ? { upstreamCode: mapped.upstreamCode } : {}),
-      ...(mapped.format !== undefined ? { format: mapped.format } : {}),
-      requestId: request.id
-    })
+    return await reply.code(mapped.statusCode).send(errorAnswer(mapped, request.id))
   })
 
   // Through the error handler above, so a 404 has the same shape as every other error.
@@ -129,7 +122,9 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
   await app.register(fusionPlugin)
   await app.register(idempotencyPlugin, { config: sliceOf(config, idempotencySettings) })
   await app.register(healthRoute, { config: sliceOf(config, healthRouteSettings) })
+  await app.register(jobLinePlugin, { config: sliceOf(config, jobLineSettings) })
   await app.register(fuseRoute, { config: sliceOf(config, fuseRouteSettings) })
+  await app.register(fuseJobsRoute)
   await app.register(templatesRoute, { config: sliceOf(config, templatesRouteSettings) })
   await app.register(demoPagePlugin, { config: sliceOf(config, demoPageSettings) })
   return app

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
 
 /**
@@ -242,6 +243,46 @@ export const ERROR_CATALOGUE = {
     cause: 'The client disconnected before the answer was ready (logged; the client never sees it).'
   },
 
+  // Asynchronous jobs (Prefer: respond-async, /fuse/jobs)
+  FUSION_QUEUE_FULL: {
+    status: 503,
+    transient: true,
+    message: 'The wait line is full: retry after the delay in Retry-After.',
+    cause: 'The line already holds `QUEUE_MAX_JOBS` jobs, or a new job\'s estimated wait is over `QUEUE_MAX_WAIT_SECONDS`. ' +
+      'Carries `Retry-After`.'
+  },
+  FUSION_TOO_MANY_JOBS: {
+    status: 429,
+    transient: true,
+    message: 'This client already has as many jobs in the line as it may: wait for one to finish.',
+    cause: 'The client (API key, else address) has `QUEUE_MAX_JOBS_PER_CLIENT` jobs queued or running. Carries `Retry-After`.'
+  },
+  FUSION_QUEUE_UNAVAILABLE: {
+    status: 503,
+    transient: true,
+    message: 'The wait line is unavailable right now: retry later, or send the request without Prefer: respond-async.',
+    cause: 'The queue\'s Redis (`QUEUE_REDIS_URL`) cannot be reached.'
+  },
+  FUSION_JOB_NOT_FOUND: {
+    status: 404,
+    message: 'No such job.',
+    cause: 'An unknown job id, a job whose result has expired (`QUEUE_RESULT_TTL_SECONDS`) or was deleted, or a job created with ' +
+      'another API key.'
+  },
+  FUSION_JOB_RUNNING: {
+    status: 409,
+    transient: true,
+    message: 'The job is running and can no longer be canceled: wait for its result.',
+    cause: '`DELETE /fuse/jobs/{jobId}` while the job\'s upstream call may be under way.'
+  },
+  FUSION_JOB_INTERRUPTED: {
+    status: 503,
+    transient: true,
+    message: 'The job was interrupted after its fusion may have been sent, so it was not sent again: submit the photo again.',
+    cause: 'The replica running the job stopped (crash or kill) after the upstream call may have been sent. It is never re-sent ' +
+      'silently, since it may have been billed; `fusion_jobs_interrupted_total` counts these.'
+  },
+
   // Upstream answers (see docs/errors.md for the ret → code table)
   // The tables in docs/errors.md list which legacy `ret` and API 3.0 `Error.Code` gives each.
   FUSION_NO_FACE: {
@@ -442,6 +483,29 @@ export function fusionError (code: ErrorCode, details: FusionErrorDetails = {}):
 export function isFusionError (error: unknown): error is FusionError {
   return error instanceof Error && typeof (error as { code?: unknown }).code === 'string' &&
     Object.hasOwn(ERROR_CATALOGUE, (error as unknown as { code: string }).code)
+}
+
+/** The body of an error answer, the same for a request and for a job. */
+export interface ErrorAnswer {
+  statusCode: number
+  code: ErrorCode
+  error: string
+  message: string
+  upstreamCode?: string
+  format?: string
+  requestId: string
+}
+
+export function errorAnswer (error: FusionError, requestId: string): ErrorAnswer {
+  return {
+    statusCode: error.statusCode,
+    code: error.code,
+    error: STATUS_CODES[error.statusCode] ?? 'Client Closed Request',
+    message: error.message,
+    ...(error.upstreamCode !== undefined ? { upstreamCode: error.upstreamCode } : {}),
+    ...(error.format !== undefined ? { format: error.format } : {}),
+    requestId
+  }
 }
 
 /** Whether the same request, sent again, gets the same answer (a success is final too). */

@@ -75,6 +75,34 @@ export function createMetrics () {
       help: 'Pauses ordered after the upstream\'s frequency control.',
       registers: [registry]
     }),
+    jobs: new Counter({
+      name: 'fusion_jobs_total',
+      help: 'Asynchronous jobs ended, by outcome: succeeded, canceled, or the error code.',
+      labelNames: ['outcome'] as const,
+      registers: [registry]
+    }),
+    jobWait: new Histogram({
+      name: 'fusion_job_seconds',
+      help: 'Time from a job\'s submission to its end.',
+      buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry]
+    }),
+    jobEtaError: new Histogram({
+      name: 'fusion_job_eta_error_seconds',
+      help: 'A job\'s real wait for its turn minus the ETA it was given at submission.',
+      buckets: [-60, -30, -10, -5, -2, -1, 0, 1, 2, 5, 10, 30, 60],
+      registers: [registry]
+    }),
+    jobsInterrupted: new Counter({
+      name: 'fusion_jobs_interrupted_total',
+      help: 'Jobs failed with FUSION_JOB_INTERRUPTED: their replica stopped after the upstream call may have been sent.',
+      registers: [registry]
+    }),
+    jobLineLength: new Gauge({
+      name: 'fusion_job_line_length',
+      help: 'Jobs waiting in the line (every replica\'s, with Redis).',
+      registers: [registry]
+    }),
     idempotency: new Counter({
       name: 'fusion_idempotency_total',
       help: 'Requests with an Idempotency-Key, by outcome: replayed, stored, not_stored, reused, in_progress.',

@@ -69,6 +69,25 @@ export const TemplateList = Type.Object({
 })
 
 /** POST /fuse as the API document shows it. */
+export const JobAccepted = Type.Object({
+  jobId: Type.String({ description: '128 random bits; the job is followed at `/fuse/jobs/{jobId}`.' }),
+  status: Type.Literal('queued'),
+  position: Type.Integer({ description: 'Place in the line; 1 is next.' }),
+  etaSeconds: Type.Integer({ description: 'Estimated seconds until the job is sent, from the drain rate achieved.' }),
+  requestId: Type.String()
+}, { title: 'JobAccepted' })
+
+export const JobState = Type.Object({
+  jobId: Type.String(),
+  status: Type.Union(['queued', 'running', 'succeeded', 'failed', 'canceled'].map((status) => Type.Literal(status))),
+  position: Type.Optional(Type.Integer()),
+  etaSeconds: Type.Optional(Type.Integer()),
+  createdAt: Type.String({ format: 'date-time' }),
+  finishedAt: Type.Optional(Type.String({ format: 'date-time' })),
+  result: Type.Optional(FuseAnswer),
+  error: Type.Optional(Type.Ref(ErrorResponse))
+}, { title: 'JobState' })
+
 export const fuseRouteSchema = {
   tags: ['fusion'],
   summary: 'Fuse a photo into a template',
@@ -82,6 +101,12 @@ export const fuseRouteSchema = {
         maxLength: 255,
         description: 'Makes the request safe to retry: a later request with the same key and the same payload gets the stored answer ' +
           '(marked `Idempotent-Replayed: true`) without a second fusion. A UUID per photo and template is right.'
+      },
+      prefer: {
+        type: 'string',
+        description: '`respond-async`: the photo is checked at once, then the fusion waits in a fair line: 202 with the job to ' +
+          'follow (`Location`). `wait=N` (seconds, capped by QUEUE_PREFER_WAIT_MAX_SECONDS): a job done within N seconds is ' +
+          'answered as this request would have been, else the 202.'
       }
     }
   },
@@ -94,6 +119,41 @@ export const fuseRouteSchema = {
         'image/jpeg': { schema: { type: 'string', format: 'binary' } }
       }
     },
+    202: {
+      description: 'Queued (Prefer: respond-async): follow the job at `Location`, `GET /fuse/jobs/{jobId}`.',
+      content: { 'application/json': { schema: JobAccepted } }
+    },
     ...Object.fromEntries(fuseErrorStatuses.map((status) => [status, { $ref: 'ErrorResponse#' }]))
+  }
+}
+
+const JobParams = Type.Object({ jobId: Type.String({ description: 'The job\'s id, from the 202\'s `jobId` or `Location`.' }) })
+const jobErrors = Object.fromEntries([404, 503].map((status) => [status, { $ref: 'ErrorResponse#' }]))
+
+/** The jobs routes as the API document shows them. */
+export const jobRouteSchemas = {
+  get: {
+    tags: ['fusion'],
+    summary: 'A queued fusion\'s state, position, ETA and result',
+    description: 'With `Accept: image/jpeg`, a finished base64 job answers with the picture itself. While pending: `Retry-After`.',
+    params: JobParams,
+    response: {
+      200: { content: { 'application/json': { schema: JobState }, 'image/jpeg': { schema: { type: 'string', format: 'binary' } } } },
+      ...jobErrors
+    }
+  },
+  delete: {
+    tags: ['fusion'],
+    summary: 'Cancel a queued fusion, or delete a finished one with its result',
+    params: JobParams,
+    response: { 200: JobState, 409: { $ref: 'ErrorResponse#' }, ...jobErrors }
+  },
+  events: {
+    tags: ['fusion'],
+    summary: 'A queued fusion as a stream of events (text/event-stream)',
+    description: 'An event (the `GET` body) whenever the position or state changes, then a final one, then the end. A comment at ' +
+      'least every 15 s. Reconnecting with `Last-Event-ID` gives the current state at once.',
+    params: JobParams,
+    response: { 200: { content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...jobErrors }
   }
 }

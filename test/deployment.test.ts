@@ -25,6 +25,18 @@ t.test('docker-compose.yml runs the service with Redis', async (t) => {
   t.ok(compose.services['face-fusion-bff']?.depends_on?.redis, 'the service waits for Redis')
 })
 
+t.test('docker-compose.yml gives the job line a Redis that never evicts', async (t) => {
+  const compose = parse(read('docker-compose.yml')) as {
+    services: Record<string, { environment?: Record<string, unknown>, command?: string[], depends_on?: Record<string, unknown> }>
+  }
+  t.equal(compose.services['face-fusion-bff']?.environment?.QUEUE_REDIS_URL, 'redis://queue-redis:6379')
+  t.ok(compose.services['face-fusion-bff']?.depends_on?.['queue-redis'], 'the service waits for it')
+  const command = compose.services['queue-redis']?.command ?? []
+  t.equal(command[command.indexOf('--maxmemory-policy') + 1], 'noeviction', 'BullMQ loses no key to eviction')
+  const shared = compose.services.redis?.command ?? []
+  t.equal(shared[shared.indexOf('--maxmemory-policy') + 1], 'volatile-lru', 'while counters and stored answers may be evicted')
+})
+
 t.test('.env.example and docs/configuration.md list every variable', async (t) => {
   const example = read('.env.example')
   const reference = read('docs/configuration.md')

@@ -113,6 +113,20 @@ export const ConfigSchema = Type.Object({
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   // Separates deployments (staging, production) that share one Redis.
   REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9:_.-]{1,64}$', default: 'face-fusion-bff:' }),
+
+  // The wait line of asynchronous jobs (Prefer: respond-async). Its Redis must not evict keys (noeviction), unlike the
+  // one for counters and stored answers: unset, REDIS_URL; neither set, a line in this process's memory.
+  QUEUE_REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  QUEUE_MAX_JOBS: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
+  QUEUE_MAX_WAIT_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 600 }),
+  QUEUE_MAX_JOBS_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 100_000, default: 5 }),
+  QUEUE_RESULT_TTL_SECONDS: Type.Integer({ minimum: 10, maximum: 86_400, default: 3_600 }),
+  // A replica that dies holding a job gives it up after this; another replica then takes it.
+  QUEUE_LOCK_SECONDS: Type.Integer({ minimum: 1, maximum: 600, default: 30 }),
+  // Jobs each replica sends upstream at once (they wait for the shared budget, not the CPU).
+  QUEUE_WORKERS: Type.Integer({ minimum: 1, maximum: 256, default: 16 }),
+  // The longest Prefer: wait=N honoured, in seconds.
+  QUEUE_PREFER_WAIT_MAX_SECONDS: Type.Integer({ minimum: 0, maximum: 300, default: 60 }),
   // Addresses or CIDRs of the proxies in front (comma-separated); empty trusts none.
   TRUST_PROXY: Type.Optional(Type.String({ pattern: '^[0-9A-Za-z.:/, ]+$' })),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 60 }),

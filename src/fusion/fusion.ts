@@ -34,6 +34,8 @@ export interface FusionContext {
    * this signal's reason; one whose upstream call is sent runs to its end, and its result is returned.
    */
   stop?: AbortSignal | null
+  /** Runs before each upstream attempt goes out (see FusionRequest.beforeSend). */
+  beforeSend?: () => Promise<void>
   /** Runs once the photo's bytes are no longer read (normalised, or refused): its buffer and place may go. */
   photoReleased?: () => void
   log: FusionLogger
@@ -47,9 +49,20 @@ export interface Fused {
   expiresAt?: number
 }
 
+/** A fusion whose photo is normalised: what a queued job keeps until the upstream is called. */
+export interface PreparedFusion extends Omit<FusionInput, 'photo'> {
+  /** The normalised photo, as the upstream receives it. */
+  jpeg: Buffer
+}
+
 export interface Fusion {
   /** Refuses an option the configured upstream cannot honour (400), before any work. */
   checkOptions: (options: FusionOptions) => void
+  /** Checks the options and normalises the photo: every refusal the client can fix, before anything is queued. */
+  prepare: (input: FusionInput, context: FusionContext) => Promise<PreparedFusion>
+  /** Calls the upstream with a prepared fusion, through its chain. */
+  send: (prepared: PreparedFusion, context: FusionContext) => Promise<Fused>
+  /** prepare, then send. */
   fuse: (input: FusionInput, context: FusionContext) => Promise<Fused>
 }
 
@@ -66,7 +79,7 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
     }
   }
 
-  async function fuse (input: FusionInput, context: FusionContext): Promise<Fused> {
+  async function prepare (input: FusionInput, context: FusionContext): Promise<PreparedFusion> {
     const stop = context.stop ?? undefined
     try {
       checkOptions(input.options)
@@ -106,16 +119,20 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
         cause: new Error('no time left after the image work')
       })
     }
+    return { projectId: input.projectId, modelId: input.modelId, resultType: input.resultType, options: input.options, jpeg }
+  }
 
+  async function send (prepared: PreparedFusion, context: FusionContext): Promise<Fused> {
     const result = await upstream.fuse({
-      projectId: input.projectId,
-      modelId: input.modelId,
+      projectId: prepared.projectId,
+      modelId: prepared.modelId,
       // Image bytes are only ever taken from a base64 answer: the gateway never fetches URLs.
-      resultType: input.resultType,
-      options: input.options,
-      image: jpeg,
+      resultType: prepared.resultType,
+      options: prepared.options,
+      image: prepared.jpeg,
       ...(context.finishUpstreamCall === true ? {} : { signal: context.signal }),
-      stop,
+      stop: context.stop ?? undefined,
+      ...(context.beforeSend !== undefined ? { beforeSend: context.beforeSend } : {}),
       deadline: context.deadline
     }, context.log)
     return result.resultType === 'url'
@@ -123,5 +140,9 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
       : { result }
   }
 
-  return { checkOptions, fuse }
+  async function fuse (input: FusionInput, context: FusionContext): Promise<Fused> {
+    return await send(await prepare(input, context), context)
+  }
+
+  return { checkOptions, prepare, send, fuse }
 }

@@ -2,12 +2,14 @@ import accepts from 'accepts'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { ConfigSlice } from '../config/load.js'
 import { fusionError } from '../errors.js'
-import type { Fused, FusionInput } from '../fusion/fusion.js'
+import type { FusionInput, PreparedFusion } from '../fusion/fusion.js'
 import { payloadFingerprint } from '../idempotency/idempotency.js'
-import { sniffFormat } from '../images/sniff.js'
 import { checkMultipartBoundary, readFusionInput } from '../intake/fusion-input.js'
-import { fuseRouteSchema } from '../schemas.js'
 import { cutOffBody, watchUpload } from '../intake/upload-watch.js'
+import { firstPollSeconds, opaqueId, waitForJob } from '../jobs/job-line.js'
+import { parsePrefer, type Preferences } from '../prefer.js'
+import { fuseRouteSchema } from '../schemas.js'
+import { jobOwner, sendOutcome, sendPicture, successBody } from './answers.js'
 
 const JSON_TYPE = 'application/json'
 const IMAGE_TYPE = 'image/jpeg'
@@ -31,7 +33,9 @@ declare module 'fastify' {
 }
 
 /** The settings this plugin reads. */
-export const fuseRouteSettings = ['MAX_UPLOAD_BYTES', 'REQUEST_DEADLINE_MS', 'UPLOAD_MIN_BYTES_PER_SECOND', 'UPLOAD_RATE_GRACE_MS'] as const
+export const fuseRouteSettings = [
+  'MAX_UPLOAD_BYTES', 'REQUEST_DEADLINE_MS', 'UPLOAD_MIN_BYTES_PER_SECOND', 'UPLOAD_RATE_GRACE_MS', 'QUEUE_PREFER_WAIT_MAX_SECONDS'
+] as const
 
 /**
  * POST /fuse: one photo and a template in, a fused picture out, as JSON
@@ -90,26 +94,64 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
       admitted.release()
     }
     const input: FusionInput = { ...read.input, resultType: wantsImage ? 'base64' : read.input.resultType }
+    const prefer = parsePrefer(request.headers.prefer, config.QUEUE_PREFER_WAIT_MAX_SECONDS)
+    const queued = prefer.respondAsync || prefer.wait !== undefined
     try {
       app.fusion.checkOptions(input.options)
       if (request.idempotency !== null) {
-        const replay = await beginIdempotent(request, input, wantsImage, admitted, photoReleased)
+        const replay = await beginIdempotent(request, input, wantsImage, queued, admitted, photoReleased)
         if (replay !== undefined) return replay(reply)
       }
     } catch (error) {
       photoReleased()
       throw error
     }
-    const fused = await app.fusion.fuse(input, {
+    const context = {
       deadline: admitted.deadline,
       signal: admitted.clientGone.signal,
       finishUpstreamCall: request.idempotency !== null,
       stop: request.stopping,
       photoReleased,
       log: request.log
-    })
-    return await answer(request, reply, fused, wantsImage)
+    }
+    if (queued) return await enqueue(request, reply, await app.fusion.prepare(input, context), wantsImage, prefer)
+    const fused = await app.fusion.fuse(input, context)
+    if (request.idempotency !== null && fused.expiresAt !== undefined) request.idempotency.expiresAt = fused.expiresAt
+    if (wantsImage && fused.result.resultType === 'base64') return await sendPicture(reply, fused.result.imageBase64)
+    return successBody(request.id, fused)
   })
+
+  /**
+   * Queues a checked and normalised photo (Prefer: respond-async): 202 with where to follow the job. With
+   * `wait=N`, a job done within N seconds is answered as the request itself would have been.
+   */
+  async function enqueue (
+    request: FastifyRequest, reply: FastifyReply, prepared: PreparedFusion, wantsImage: boolean, prefer: Preferences
+  ): Promise<unknown> {
+    const owner = jobOwner(request)
+    const submitted = await app.jobLine.submit({
+      prepared,
+      answer: wantsImage ? 'image' : 'json',
+      requestId: request.id,
+      owner,
+      clientId: opaqueId(request.client.id)
+    })
+    if (prefer.wait !== undefined && prefer.wait > 0) {
+      const done = await waitForJob(app.jobLine, submitted.jobId, owner, prefer.wait * 1000, request.admitted!.clientGone.signal)
+      if (done?.outcome !== undefined) {
+        reply.header('preference-applied', `wait=${prefer.wait}`)
+        if (!done.outcome.ok) request.errorCode = done.outcome.error.code
+        else if (request.idempotency !== null) request.idempotency.expiresAt = done.outcome.expiresAt
+        return await sendOutcome(reply, done.outcome, request.id, wantsImage)
+      }
+    }
+    const position = submitted.position
+    return await reply.code(202)
+      .header('location', `/fuse/jobs/${submitted.jobId}`)
+      .header('preference-applied', 'respond-async')
+      .header('retry-after', String(firstPollSeconds(submitted.etaSeconds)))
+      .send({ jobId: submitted.jobId, status: 'queued', position, etaSeconds: submitted.etaSeconds, requestId: request.id })
+  }
 
   /**
    * Claims the key, waits for the request already at work on it, or finds its stored reply. While it waits, this
@@ -117,9 +159,12 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
    * are bounded by the pipeline's capacity); it takes a place again only if the work becomes its own.
    */
   async function beginIdempotent (
-    request: FastifyRequest, input: FusionInput, wantsImage: boolean, admitted: Admitted, photoReleased: () => void
+    request: FastifyRequest, input: FusionInput, wantsImage: boolean, queued: boolean, admitted: Admitted,
+    photoReleased: () => void
   ): Promise<((reply: FastifyReply) => Promise<unknown>) | undefined> {
-    const fingerprint = payloadFingerprint({ ...input, answer: wantsImage ? 'image' : input.resultType, image: input.photo })
+    // A queued and a direct fusion are different requests under one key.
+    const answer = `${wantsImage ? 'image' : input.resultType}${queued ? ':queued' : ''}`
+    const fingerprint = payloadFingerprint({ ...input, answer, image: input.photo })
     let waited = false
     const stopping = request.stopping
     try {
@@ -152,18 +197,6 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     }
   }
   let waitingCopies = 0
-}
-
-/** The fused picture as the client asked for it; a URL answer says until when the upstream keeps the picture. */
-async function answer (request: FastifyRequest, reply: FastifyReply, { result, expiresAt }: Fused, wantsImage: boolean): Promise<unknown> {
-  if (wantsImage && result.resultType === 'base64') {
-    const bytes = Buffer.from(result.imageBase64, 'base64')
-    // The upstream returns the material's own format (JPEG or PNG).
-    return await reply.type(sniffFormat(bytes) === 'png' ? 'image/png' : IMAGE_TYPE).send(bytes)
-  }
-  if (result.resultType === 'base64') return { requestId: request.id, imageBase64: result.imageBase64 }
-  if (request.idempotency !== null && expiresAt !== undefined) request.idempotency.expiresAt = expiresAt
-  return { requestId: request.id, imageUrl: result.imageUrl, expiresAt: new Date(expiresAt ?? Date.now()).toISOString() }
 }
 
 export default fuseRoute

@@ -46,7 +46,9 @@ const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSe
       degraded: redisStatus === 'unreachable',
       redis: redisStatus,
       budget: budget === 'shared' ? 'shared' : budget === 'fallback' ? 'per-replica fallback' : 'local',
-      clientLimits: app.redis === undefined ? 'local' : redisStatus === 'ready' ? 'shared' : 'fail open'
+      clientLimits: app.redis === undefined ? 'local' : redisStatus === 'ready' ? 'shared' : 'fail open',
+      // Without its Redis the line refuses new jobs (503): synchronous fusions still work.
+      jobLine: app.jobLine.mode() === 'down' ? 'unreachable' : app.jobLine.mode()
     }
   })
 }

@@ -27,6 +27,8 @@ export interface UpstreamCall {
   /** Epoch ms by which the call must be answered. */
   deadline?: number | undefined
   log?: UpstreamLogger | undefined
+  /** Runs before each attempt is sent, after its slot: the point from which it may reach the upstream. */
+  beforeSend?: (() => Promise<void>) | undefined
 }
 
 /** Runs `send` (one HTTP exchange, signed afresh each time) under the chain. */
@@ -92,6 +94,7 @@ export function createCallPolicy (parts: ChainParts): CallPolicy {
     call.signal?.throwIfAborted()
     return await parts.breaker.run(async () => {
       try {
+        await call.beforeSend?.()
         return await send()
       } catch (error) {
         await backOffOn(error)

@@ -35,7 +35,7 @@ export interface ExchangeCall<T> {
   /** Built at send time, so a signature's timestamp is as fresh as it can be. */
   headers: () => Record<string, string>
   body: Buffer
-  request: Pick<FusionRequest, 'signal' | 'stop' | 'deadline'>
+  request: Pick<FusionRequest, 'signal' | 'stop' | 'deadline' | 'beforeSend'>
   log?: UpstreamLogger | undefined
   /** Reads the answer; throws a FusionError (with `upstreamCode`) for an upstream failure. */
   interpret: (answer: UpstreamAnswer) => T
@@ -92,7 +92,10 @@ export function createExchange (options: ExchangeOptions): Exchange {
     // The chain's waits, and the moment before each attempt, also watch `stop`; the HTTP exchange itself does not.
     const signals = [request.signal, request.stop].filter((signal) => signal !== undefined)
     const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0]
-    return await policy({ projectId: spec.projectId, signal, deadline: request.deadline, log: spec.log }, async () => await send(spec))
+    return await policy(
+      { projectId: spec.projectId, signal, deadline: request.deadline, log: spec.log, beforeSend: request.beforeSend },
+      async () => await send(spec)
+    )
   }
 
   /** One attempt: signed at send time, so a retry carries a fresh signature. */

@@ -56,6 +56,8 @@ export interface FusionRequest {
   stop?: AbortSignal | undefined
   /** Epoch ms by which the whole request must be answered; bounds this call's own timeout. */
   deadline?: number
+  /** Runs before each attempt goes out, once its budget slot is taken: from then on the call may reach the upstream. */
+  beforeSend?: () => Promise<void>
 }
 
 export type FusionResult =

@@ -1,0 +1,185 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { errorAnswer, fusionError, isFusionError, type ErrorAnswer } from '../errors.js'
+import type { Fusion, FusionLogger, PreparedFusion } from '../fusion/fusion.js'
+import type { FusionResult } from '../upstream/provider.js'
+
+/**
+ * The wait line of asynchronous fusions (`Prefer: respond-async`): a photo
+ * checked and normalised at once becomes a job, sent upstream in its turn at
+ * the pace of the shared budget. Two implementations share this contract:
+ * BullMQ on Redis (every replica, nothing lost to a crash: redis-line.ts) and
+ * a line in this process's memory (one replica, lost on restart: memory-line.ts).
+ */
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled'
+
+/** How the client asked for the picture: JSON (a URL or base64, as `rsp_img_type` says) or the image's bytes. */
+export type Answer = 'json' | 'image'
+
+export interface JobRequest {
+  prepared: PreparedFusion
+  answer: Answer
+  /** The id of the request that created the job: the result's `requestId`, and the logs' link. */
+  requestId: string
+  /** Who may see the job: a hash of the known API key that created it; undefined for anyone holding its id. */
+  owner: string | undefined
+  /** Whose share of the line the job takes (QUEUE_MAX_JOBS_PER_CLIENT). */
+  clientId: string
+}
+
+/** A finished job: what the synchronous request would have answered. */
+export type JobOutcome =
+  | { ok: true, result: FusionResult, expiresAt?: number }
+  | { ok: false, error: ErrorAnswer }
+
+export interface JobView {
+  jobId: string
+  status: JobStatus
+  /** While queued: 1 is next. */
+  position?: number
+  etaSeconds?: number
+  createdAt: number
+  finishedAt?: number
+  answer: Answer
+  requestId: string
+  outcome?: JobOutcome
+}
+
+export interface Submitted {
+  jobId: string
+  position: number
+  etaSeconds: number
+}
+
+export interface JobLine {
+  /** Queues the job, or refuses: 503 FUSION_QUEUE_FULL, 429 FUSION_TOO_MANY_JOBS, 503 FUSION_QUEUE_UNAVAILABLE. */
+  submit: (request: JobRequest) => Promise<Submitted>
+  /** undefined: unknown, expired, deleted, or another API key's. */
+  view: (jobId: string, owner: string | undefined) => Promise<JobView | undefined>
+  /** A queued job is canceled, a finished one deleted (its last view is returned); a running one: 409 FUSION_JOB_RUNNING. */
+  cancel: (jobId: string, owner: string | undefined) => Promise<JobView | undefined>
+  /** Jobs waiting (every replica's, with Redis). */
+  length: () => Promise<number>
+  /** `shared`: the queue's Redis is reachable; `down`: it is not; `local`: the line is in this process. */
+  mode: () => 'shared' | 'local' | 'down'
+  /** Stops taking jobs, and waits for the ones running here. */
+  close: () => Promise<void>
+}
+
+/** The limits of the line (QUEUE_*), and the budget it drains at. */
+export interface LineLimits {
+  maxJobs: number
+  maxWaitSeconds: number
+  maxJobsPerClient: number
+  resultTtlSeconds: number
+  workers: number
+  /** UPSTREAM_QPS: the drain rate until one is measured. */
+  budgetQps: number
+  /** How long one job's upstream call may take, budget wait included. */
+  callDeadlineMs: number
+}
+
+/** The line's logger: a job that fails on our side is logged at error. */
+export type LineLogger = FusionLogger & { error: (obj: object, msg: string) => void }
+
+export interface LineParts {
+  fusion: Fusion
+  limits: LineLimits
+  log: LineLogger
+  onOutcome?: (outcome: string, waitedMs: number) => void
+  onInterrupted?: () => void
+  /** A job's turn came: how long it waited, against the ETA it was given. */
+  onStarted?: (waitedSeconds: number, etaSeconds: number) => void
+}
+
+/** 128 random bits: a job id cannot be guessed. */
+export function newJobId (): string {
+  return randomBytes(16).toString('base64url')
+}
+
+export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/
+
+/** What stands for a client or an API key in the line's keys and records: never the key itself. */
+export function opaqueId (value: string): string {
+  return createHash('sha256').update(value).digest('base64url').slice(0, 22)
+}
+
+/**
+ * Sends one job's fusion. A call the upstream's frequency control refused, or
+ * one the budget could not place in time, was not billed: the job goes back to
+ * the head of the line after the pause (`requeueAfterMs`) instead of failing.
+ */
+export async function sendJob (
+  fusion: Fusion, prepared: PreparedFusion, requestId: string, log: LineLogger, callDeadlineMs: number,
+  beforeSend?: () => Promise<void>
+): Promise<JobOutcome | { requeueAfterMs: number }> {
+  try {
+    const fused = await fusion.send(prepared, {
+      deadline: Date.now() + callDeadlineMs,
+      signal: new AbortController().signal,
+      finishUpstreamCall: true,
+      log,
+      ...(beforeSend !== undefined ? { beforeSend } : {})
+    })
+    return { ok: true, result: fused.result, ...(fused.expiresAt !== undefined ? { expiresAt: fused.expiresAt } : {}) }
+  } catch (error) {
+    if (isFusionError(error) && (error.code === 'FUSION_RATE_LIMITED' || error.code === 'FUSION_UPSTREAM_BUSY')) {
+      return { requeueAfterMs: Math.max(1, error.retryAfterSeconds ?? 1) * 1000 }
+    }
+    const failure = isFusionError(error) ? error : fusionError('FUSION_INTERNAL_ERROR', { cause: error })
+    if (!isFusionError(error)) log.error({ err: error }, 'job failed')
+    return { ok: false, error: errorAnswer(failure, requestId) }
+  }
+}
+
+/** The outcome a job gets when it cannot be sent again safely. */
+export function interrupted (requestId: string): JobOutcome {
+  return { ok: false, error: errorAnswer(fusionError('FUSION_JOB_INTERRUPTED'), requestId) }
+}
+
+/** Seconds until a job at `position` is sent, at `rate` jobs a second. */
+export function etaSeconds (position: number, rate: number): number {
+  return Math.max(0, Math.ceil(position / Math.max(rate, 0.01)))
+}
+
+/**
+ * The drain rate the line actually achieves, from when jobs started over the
+ * last seconds; the configured budget until enough have started to tell.
+ */
+export function drainRate (startsInWindow: number, windowSeconds: number, budgetQps: number): number {
+  return startsInWindow >= 5 ? Math.min(startsInWindow / windowSeconds, budgetQps) : budgetQps
+}
+
+/** Refuses a job the line cannot take in time. */
+export function admit (options: { waiting: number, clientJobs: number, rate: number, limits: LineLimits }): number {
+  const { waiting, clientJobs, rate, limits } = options
+  if (clientJobs >= limits.maxJobsPerClient) throw fusionError('FUSION_TOO_MANY_JOBS', { retryAfterSeconds: etaSeconds(1, rate) + 1 })
+  const position = waiting + 1
+  const eta = etaSeconds(position, rate)
+  if (waiting >= limits.maxJobs || eta > limits.maxWaitSeconds) {
+    const excess = Math.max(1, waiting + 1 - Math.min(limits.maxJobs, Math.floor(limits.maxWaitSeconds * rate)))
+    throw fusionError('FUSION_QUEUE_FULL', { retryAfterSeconds: etaSeconds(excess, rate) })
+  }
+  return position
+}
+
+/** How often a request waiting on its job (Prefer: wait) looks at it. */
+const WAIT_POLL_MS = 250
+
+/** The job once finished, or as it stands when `ms` have passed or `signal` aborted; undefined if it is gone. */
+export async function waitForJob (
+  line: JobLine, jobId: string, owner: string | undefined, ms: number, signal: AbortSignal
+): Promise<JobView | undefined> {
+  const until = Date.now() + ms
+  for (;;) {
+    const view = await line.view(jobId, owner)
+    const left = until - Date.now()
+    if (view === undefined || view.finishedAt !== undefined || left <= 0 || signal.aborted) return view
+    await sleep(Math.min(WAIT_POLL_MS, left), undefined, { signal }).catch(() => {})
+  }
+}
+
+/** When to look at a job again: about when its turn comes, but at least every 15 seconds. */
+export function firstPollSeconds (eta: number | undefined): number {
+  return Math.min(15, Math.max(1, eta ?? 1))
+}

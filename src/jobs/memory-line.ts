@@ -1,0 +1,141 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fusionError } from '../errors.js'
+import type { PreparedFusion } from '../fusion/fusion.js'
+import {
+  admit, drainRate, etaSeconds, newJobId, sendJob,
+  type JobLine, type JobRequest, type JobView, type LineParts
+} from './job-line.js'
+
+interface Entry {
+  view: JobView
+  owner: string | undefined
+  clientId: string
+  /** Dropped as soon as the job ends. */
+  prepared: PreparedFusion | undefined
+  etaSeconds: number
+  started: boolean
+}
+
+/** How far back the drain rate is measured. */
+const RATE_WINDOW_SECONDS = 10
+
+/**
+ * The wait line in this process's memory, for a single replica without Redis:
+ * the same contract as the Redis line, but a restart loses every job, queued or
+ * finished, and replicas do not share it.
+ */
+export function createMemoryLine (parts: LineParts): JobLine {
+  const { limits } = parts
+  const jobs = new Map<string, Entry>()
+  const waiting: string[] = []
+  const starts: number[] = []
+  let running = 0
+  let pausedUntil = 0
+  let closing = false
+  const idle: Array<() => void> = []
+
+  const rate = (): number => {
+    const since = Date.now() - RATE_WINDOW_SECONDS * 1000
+    while (starts.length > 0 && starts[0]! < since) starts.shift()
+    return drainRate(starts.length, RATE_WINDOW_SECONDS, limits.budgetQps)
+  }
+  const clientJobs = (clientId: string): number =>
+    [...jobs.values()].filter((entry) => entry.clientId === clientId && entry.view.finishedAt === undefined).length
+
+  function finish (entry: Entry, view: Partial<JobView>): void {
+    Object.assign(entry.view, view, { finishedAt: Date.now() })
+    entry.prepared = undefined
+    delete entry.view.position
+    delete entry.view.etaSeconds
+    setTimeout(() => { jobs.delete(entry.view.jobId) }, limits.resultTtlSeconds * 1000).unref()
+  }
+
+  function pump (): void {
+    while (!closing && running < limits.workers && waiting.length > 0 && Date.now() >= pausedUntil) {
+      const entry = jobs.get(waiting.shift()!)!
+      void run(entry)
+    }
+    if (running === 0) idle.splice(0).forEach((resolve) => { resolve() })
+  }
+
+  async function run (entry: Entry): Promise<void> {
+    running++
+    entry.view.status = 'running'
+    starts.push(Date.now())
+    if (!entry.started) parts.onStarted?.((Date.now() - entry.view.createdAt) / 1000, entry.etaSeconds)
+    entry.started = true
+    try {
+      const outcome = await sendJob(parts.fusion, entry.prepared!, entry.view.requestId, parts.log, limits.callDeadlineMs)
+      if ('requeueAfterMs' in outcome) {
+        // Back to the head of the line; nobody is sent before the pause ends.
+        entry.view.status = 'queued'
+        waiting.unshift(entry.view.jobId)
+        pausedUntil = Math.max(pausedUntil, Date.now() + outcome.requeueAfterMs)
+        void sleep(outcome.requeueAfterMs).then(pump)
+        return
+      }
+      finish(entry, { status: outcome.ok ? 'succeeded' : 'failed', outcome })
+      parts.onOutcome?.(outcome.ok ? 'succeeded' : outcome.error.code, Date.now() - entry.view.createdAt)
+    } finally {
+      running--
+      pump()
+    }
+  }
+
+  function visible (jobId: string, owner: string | undefined): Entry | undefined {
+    const entry = jobs.get(jobId)
+    return entry === undefined || (entry.owner !== undefined && entry.owner !== owner) ? undefined : entry
+  }
+
+  function snapshot (entry: Entry): JobView {
+    const view = { ...entry.view }
+    if (view.status === 'queued') {
+      view.position = waiting.indexOf(view.jobId) + 1
+      view.etaSeconds = etaSeconds(view.position, rate())
+    }
+    return view
+  }
+
+  return {
+    async submit (request: JobRequest) {
+      if (closing) throw fusionError('FUSION_QUEUE_UNAVAILABLE')
+      const position = admit({ waiting: waiting.length, clientJobs: clientJobs(request.clientId), rate: rate(), limits })
+      const jobId = newJobId()
+      const etaAtSubmit = etaSeconds(position, rate())
+      jobs.set(jobId, {
+        etaSeconds: etaAtSubmit,
+        started: false,
+        view: { jobId, status: 'queued', createdAt: Date.now(), answer: request.answer, requestId: request.requestId },
+        owner: request.owner,
+        clientId: request.clientId,
+        prepared: request.prepared
+      })
+      waiting.push(jobId)
+      pump()
+      return { jobId, position, etaSeconds: etaAtSubmit }
+    },
+    async view (jobId, owner) {
+      const entry = visible(jobId, owner)
+      return entry === undefined ? undefined : snapshot(entry)
+    },
+    async cancel (jobId, owner) {
+      const entry = visible(jobId, owner)
+      if (entry === undefined) return undefined
+      if (entry.view.status === 'running') throw fusionError('FUSION_JOB_RUNNING')
+      if (entry.view.status === 'queued') {
+        waiting.splice(waiting.indexOf(jobId), 1)
+        finish(entry, { status: 'canceled' })
+        parts.onOutcome?.('canceled', Date.now() - entry.view.createdAt)
+        return snapshot(entry)
+      }
+      jobs.delete(jobId)
+      return snapshot(entry)
+    },
+    length: async () => waiting.length,
+    mode: () => 'local',
+    async close () {
+      closing = true
+      if (running > 0) await new Promise<void>((resolve) => { idle.push(resolve) })
+    }
+  }
+}

@@ -1,0 +1,235 @@
+import { Queue, Worker, type Job } from 'bullmq'
+import type { Redis } from 'ioredis'
+import { errorAnswer, fusionError, isFusionError } from '../errors.js'
+import type { PreparedFusion } from '../fusion/fusion.js'
+import {
+  admit, drainRate, etaSeconds, interrupted, newJobId, sendJob,
+  type Answer, type JobLine, type JobOutcome, type JobRequest, type JobView, type LineParts
+} from './job-line.js'
+
+/** What a BullMQ job carries: everything but the photo, which is stored as bytes beside it. */
+interface JobData extends Omit<PreparedFusion, 'jpeg'> {
+  answer: Answer
+  requestId: string
+  owner?: string
+  clientId: string
+  /** The ETA given at submission. */
+  etaSeconds: number
+}
+
+export interface RedisLineOptions extends LineParts {
+  /** For the queue and its keys: fails fast, so a request never waits on a Redis that is down. */
+  redis: Redis
+  /** For the worker's blocking reads (BullMQ wants `maxRetriesPerRequest: null` there). */
+  workerRedis: Redis
+  keyPrefix: string
+  /** How long a running job's lock lasts: a replica that dies holding a job gives it up after this. */
+  stalledMs: number
+}
+
+const QUEUE_NAME = 'fusion'
+/** How far back the drain rate is measured. */
+const RATE_WINDOW_SECONDS = 10
+
+/**
+ * The wait line on Redis with BullMQ, shared by every replica: first in, first
+ * out; a job whose replica dies is taken up by another once its lock expires.
+ *
+ * Around BullMQ, in the line's own keys: the photo as bytes (BullMQ's job JSON
+ * would inflate it), a "sent" marker set before the upstream call (a job found
+ * with it after a crash may have been billed, so it fails with
+ * FUSION_JOB_INTERRUPTED rather than being sent again), each client's jobs, the
+ * jobs started lately (the drain rate), and the canceled jobs' last views.
+ */
+export function createRedisLine (options: RedisLineOptions): JobLine {
+  const { redis, limits, keyPrefix } = options
+  const prefix = `${keyPrefix}jobs:`
+  const key = {
+    photo: (jobId: string) => `${prefix}photo:${jobId}`,
+    sent: (jobId: string) => `${prefix}sent:${jobId}`,
+    client: (clientId: string) => `${prefix}client:${clientId}`,
+    canceled: (jobId: string) => `${prefix}canceled:${jobId}`,
+    starts: `${prefix}starts`
+  }
+  // A photo outlives the longest wait the line admits, with room for a crashed replica's job to be taken up.
+  const photoTtlMs = (limits.maxWaitSeconds * 2 + 60) * 1000 + options.stalledMs * 2
+  const resultTtlMs = limits.resultTtlSeconds * 1000
+
+  const queue = new Queue<JobData, JobOutcome>(QUEUE_NAME, {
+    connection: redis,
+    prefix: `${keyPrefix}bull`,
+    skipWaitingForReady: true,
+    defaultJobOptions: {
+      attempts: 1,
+      removeOnComplete: { age: limits.resultTtlSeconds },
+      removeOnFail: { age: limits.resultTtlSeconds }
+    }
+  })
+  const waitKey = queue.keys.wait!
+
+  async function rate (): Promise<number> {
+    const now = Date.now()
+    const [, [, count]] = await redis.multi()
+      .zremrangebyscore(key.starts, '-inf', now - RATE_WINDOW_SECONDS * 1000)
+      .zcard(key.starts)
+      .exec() as [[unknown, unknown], [unknown, number]]
+    return drainRate(count, RATE_WINDOW_SECONDS, limits.budgetQps)
+  }
+
+  async function position (jobId: string): Promise<number | undefined> {
+    const [index, length] = await Promise.all([redis.lpos(waitKey, jobId), redis.llen(waitKey)])
+    // Jobs enter on the left and leave on the right: the rightmost is next.
+    return index === null ? undefined : length - index
+  }
+
+  async function processJob (job: Job<JobData, JobOutcome>): Promise<JobOutcome> {
+    const jobId = job.id!
+    const { answer: _answer, requestId, owner: _owner, clientId, etaSeconds: eta, ...fusion } = job.data
+    const log = options.log
+    await redis.zadd(key.starts, Date.now(), `${jobId}:${job.attemptsStarted}`)
+    if (job.attemptsStarted <= 1) options.onStarted?.((Date.now() - job.timestamp) / 1000, eta)
+    const jpeg = await redis.getBuffer(key.photo(jobId))
+    // A job found with the "sent" marker was taken up after a crash once its call may have gone out: not sent again.
+    if (jpeg === null || await redis.exists(key.sent(jobId)) === 1) {
+      options.onInterrupted?.()
+      return await ended(job, interrupted(requestId), clientId)
+    }
+    // Set just before each attempt goes out (after its budget slot): a crash before it leaves the job safe to send.
+    const markSent = async (): Promise<void> => { await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs) }
+    const outcome = await sendJob(options.fusion, { ...fusion, jpeg }, requestId, log, limits.callDeadlineMs, markSent)
+    if ('requeueAfterMs' in outcome) {
+      // Not billed: the job goes back to the head of the line, and no worker takes one before the pause ends.
+      await redis.del(key.sent(jobId))
+      await queue.rateLimit(outcome.requeueAfterMs)
+      throw Worker.RateLimitError()
+    }
+    return await ended(job, outcome, clientId)
+  }
+
+  async function ended (job: Job<JobData, JobOutcome>, outcome: JobOutcome, clientId: string): Promise<JobOutcome> {
+    await redis.multi().del(key.photo(job.id!), key.sent(job.id!)).zrem(key.client(clientId), job.id!).exec()
+    options.onOutcome?.(outcome.ok ? 'succeeded' : outcome.error.code, Date.now() - job.timestamp)
+    return outcome
+  }
+
+  const worker = new Worker<JobData, JobOutcome>(QUEUE_NAME, processJob, {
+    connection: options.workerRedis,
+    prefix: `${keyPrefix}bull`,
+    concurrency: limits.workers,
+    lockDuration: options.stalledMs,
+    stalledInterval: Math.max(1_000, Math.floor(options.stalledMs / 2)),
+    // A stalled job goes back to the line once; the "sent" marker decides whether it is sent again.
+    maxStalledCount: 1
+  })
+  worker.on('error', (error) => { options.log.warn({ queue: { error: error.message } }, 'job worker: redis error') })
+
+  async function view (job: Job<JobData, JobOutcome>): Promise<JobView> {
+    const base = { jobId: job.id!, createdAt: job.timestamp, answer: job.data.answer, requestId: job.data.requestId }
+    const state = await job.getState()
+    if (state === 'completed') {
+      const outcome = job.returnvalue
+      return { ...base, status: outcome.ok ? 'succeeded' : 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
+    }
+    if (state === 'failed') {
+      // The processor answers every fusion error itself: a failed BullMQ job is our own fault.
+      const outcome = { ok: false as const, error: errorAnswer(fusionError('FUSION_INTERNAL_ERROR'), job.data.requestId) }
+      return { ...base, status: 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
+    }
+    if (state === 'active') return { ...base, status: 'running' }
+    const place = await position(job.id!)
+    return place === undefined
+      ? { ...base, status: 'queued' }
+      : { ...base, status: 'queued', position: place, etaSeconds: etaSeconds(place, await rate()) }
+  }
+
+  async function find (jobId: string, owner: string | undefined): Promise<Job<JobData, JobOutcome> | undefined> {
+    const job = await queue.getJob(jobId)
+    if (job === undefined || (job.data.owner !== undefined && job.data.owner !== owner)) return undefined
+    return job
+  }
+
+  async function canceledView (jobId: string, owner: string | undefined): Promise<JobView | undefined> {
+    const stored = await redis.get(key.canceled(jobId))
+    if (stored === null) return undefined
+    const { owner: canceledBy, view: canceled } = JSON.parse(stored) as { owner?: string, view: JobView }
+    return canceledBy !== undefined && canceledBy !== owner ? undefined : canceled
+  }
+
+  /** Every Redis failure on the way in is one answer: the line is unavailable. */
+  async function reachable<T> (work: () => Promise<T>): Promise<T> {
+    try {
+      return await work()
+    } catch (error) {
+      if (isFusionError(error)) throw error
+      throw fusionError('FUSION_QUEUE_UNAVAILABLE', { cause: error })
+    }
+  }
+
+  return {
+    submit: async (request: JobRequest) => await reachable(async () => {
+      const now = Date.now()
+      const clientKey = key.client(request.clientId)
+      const [, [, clientJobs]] = await redis.multi()
+        .zremrangebyscore(clientKey, '-inf', now)
+        .zcard(clientKey)
+        .exec() as [[unknown, unknown], [unknown, number]]
+      const lineRate = await rate()
+      const position = admit({ waiting: await redis.llen(waitKey), clientJobs, rate: lineRate, limits })
+      const jobId = newJobId()
+      const eta = etaSeconds(position, lineRate)
+      const { jpeg, ...fusion } = request.prepared
+      await redis.multi()
+        .set(key.photo(jobId), jpeg, 'PX', photoTtlMs)
+        .zadd(clientKey, now + photoTtlMs, jobId)
+        .pexpire(clientKey, photoTtlMs)
+        .exec()
+      const data: JobData = {
+        ...fusion,
+        answer: request.answer,
+        requestId: request.requestId,
+        clientId: request.clientId,
+        etaSeconds: eta,
+        ...(request.owner !== undefined ? { owner: request.owner } : {})
+      }
+      await queue.add(QUEUE_NAME, data, { jobId })
+      return { jobId, position, etaSeconds: eta }
+    }),
+    view: async (jobId, owner) => await reachable(async () => {
+      const job = await find(jobId, owner)
+      return job === undefined ? await canceledView(jobId, owner) : await view(job)
+    }),
+    cancel: async (jobId, owner) => await reachable(async () => {
+      const job = await find(jobId, owner)
+      if (job === undefined) {
+        const canceled = await canceledView(jobId, owner)
+        if (canceled !== undefined) await redis.del(key.canceled(jobId))
+        return canceled
+      }
+      const current = await view(job)
+      if (current.status === 'running') throw fusionError('FUSION_JOB_RUNNING')
+      try {
+        // BullMQ refuses to remove a job a worker has locked: it started meanwhile.
+        await job.remove()
+      } catch {
+        throw fusionError('FUSION_JOB_RUNNING')
+      }
+      if (current.status !== 'queued') return current
+      const canceled: JobView = { ...current, status: 'canceled', finishedAt: Date.now() }
+      delete canceled.position
+      delete canceled.etaSeconds
+      await redis.multi()
+        .del(key.photo(jobId))
+        .zrem(key.client(job.data.clientId), jobId)
+        .set(key.canceled(jobId), JSON.stringify({ owner: job.data.owner, view: canceled }), 'PX', resultTtlMs)
+        .exec()
+      options.onOutcome?.('canceled', Date.now() - job.timestamp)
+      return canceled
+    }),
+    length: async () => await redis.llen(waitKey),
+    mode: () => redis.status === 'ready' ? 'shared' : 'down',
+    async close () {
+      await worker.close()
+      await queue.close()
+    }
+  }
+}

@@ -1,0 +1,30 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Fused } from '../fusion/fusion.js'
+import { sniffFormat } from '../images/sniff.js'
+import type { JobOutcome } from '../jobs/job-line.js'
+
+/** A fusion's success body, the same for a request and for a job: `{ requestId, imageUrl, expiresAt }` or `{ requestId, imageBase64 }`. */
+export function successBody (requestId: string, { result, expiresAt }: Fused): object {
+  if (result.resultType === 'base64') return { requestId, imageBase64: result.imageBase64 }
+  return { requestId, imageUrl: result.imageUrl, expiresAt: new Date(expiresAt ?? Date.now()).toISOString() }
+}
+
+/** The fused picture as bytes, for `Accept: image/jpeg` (the upstream returns the material's own format, JPEG or PNG). */
+export async function sendPicture (reply: FastifyReply, imageBase64: string): Promise<FastifyReply> {
+  const bytes = Buffer.from(imageBase64, 'base64')
+  return await reply.type(sniffFormat(bytes) === 'png' ? 'image/png' : 'image/jpeg').send(bytes)
+}
+
+/** A finished job answered exactly as the synchronous request would have been. */
+export async function sendOutcome (
+  reply: FastifyReply, outcome: JobOutcome, requestId: string, wantsImage: boolean
+): Promise<FastifyReply> {
+  if (!outcome.ok) return await reply.code(outcome.error.statusCode).type('application/json').send(outcome.error)
+  if (wantsImage && outcome.result.resultType === 'base64') return await sendPicture(reply, outcome.result.imageBase64)
+  return await reply.code(200).type('application/json').send(successBody(requestId, outcome))
+}
+
+/** Who may see the jobs a request creates: the known API key (as its digest), or anyone holding the job's id. */
+export function jobOwner (request: FastifyRequest): string | undefined {
+  return request.client.apiKey === undefined ? undefined : request.client.id
+}

@@ -1,0 +1,122 @@
+import type { ServerResponse } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
+import accepts from 'accepts'
+import type { FastifyPluginAsync, FastifyReply } from 'fastify'
+import { fusionError } from '../errors.js'
+import { firstPollSeconds, JOB_ID_PATTERN, type JobView } from '../jobs/job-line.js'
+import { jobRouteSchemas } from '../schemas.js'
+import { jobOwner, sendPicture, successBody } from './answers.js'
+
+interface JobParams { jobId: string }
+
+/** A comment line at least this often keeps proxies from closing a quiet stream. */
+const KEEP_ALIVE_MS = 15_000
+/** A queued job's position is looked at once a second; a running job's end a little more often. */
+const QUEUED_POLL_MS = 1_000
+const RUNNING_POLL_MS = 250
+
+/** A job as `GET /fuse/jobs/{jobId}` shows it: `result` and `error` are the synchronous request's bodies. */
+export function jobBody (view: JobView): object {
+  const outcome = view.outcome
+  return {
+    jobId: view.jobId,
+    status: view.status,
+    ...(view.position !== undefined ? { position: view.position, etaSeconds: view.etaSeconds } : {}),
+    createdAt: new Date(view.createdAt).toISOString(),
+    ...(view.finishedAt !== undefined ? { finishedAt: new Date(view.finishedAt).toISOString() } : {}),
+    ...(outcome?.ok === true ? { result: successBody(view.requestId, outcome) } : {}),
+    ...(outcome?.ok === false ? { error: outcome.error } : {})
+  }
+}
+
+/**
+ * The jobs of `Prefer: respond-async`: follow one (`GET`, or as a stream of
+ * events), or cancel it (`DELETE`). A job created with a known API key is seen
+ * only with that key; an unknown or expired id, or another key's, is 404.
+ */
+const fuseJobsRoute: FastifyPluginAsync = async (app) => {
+  const streams = new Set<ServerResponse>()
+  // Streams would hold the server open: they end when it closes (a client reconnects elsewhere with Last-Event-ID).
+  app.addHook('preClose', async () => { for (const stream of streams) stream.end() })
+
+  async function find (jobId: string, owner: string | undefined): Promise<JobView> {
+    const view = JOB_ID_PATTERN.test(jobId) ? await app.jobLine.view(jobId, owner) : undefined
+    if (view === undefined) throw fusionError('FUSION_JOB_NOT_FOUND')
+    return view
+  }
+
+  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.get }, async (request, reply) => {
+    const view = await find(request.params.jobId, jobOwner(request))
+    if (view.finishedAt === undefined) reply.header('retry-after', String(firstPollSeconds(view.etaSeconds)))
+    const outcome = view.outcome
+    const wantsImage = accepts(request.raw).type(['application/json', 'image/jpeg']) === 'image/jpeg'
+    if (wantsImage && outcome?.ok === true && outcome.result.resultType === 'base64') {
+      return await sendPicture(reply, outcome.result.imageBase64)
+    }
+    return jobBody(view)
+  })
+
+  app.delete<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.delete }, async (request) => {
+    const jobId = request.params.jobId
+    const view = JOB_ID_PATTERN.test(jobId) ? await app.jobLine.cancel(jobId, jobOwner(request)) : undefined
+    if (view === undefined) throw fusionError('FUSION_JOB_NOT_FOUND')
+    return jobBody(view)
+  })
+
+  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId/events', { schema: jobRouteSchemas.events }, async (request, reply) => {
+    const owner = jobOwner(request)
+    let view = await find(request.params.jobId, owner)
+    const stream = open(reply)
+    const closed = new AbortController()
+    stream.once('close', () => { closed.abort() })
+    let eventId = Number(request.headers['last-event-id']) || 0
+    let lastSent = ''
+    let lastWrite = Date.now()
+    const send = (body: object): void => {
+      eventId++
+      stream.write(`id: ${eventId}\ndata: ${JSON.stringify(body)}\n\n`)
+      lastWrite = Date.now()
+    }
+    try {
+      // The current state at once, for a new stream and a reconnecting one alike.
+      for (;;) {
+        const body = jobBody(view)
+        const shown = JSON.stringify({ status: view.status, position: view.position })
+        if (shown !== lastSent) {
+          send(body)
+          lastSent = shown
+        }
+        if (view.finishedAt !== undefined) break
+        if (Date.now() - lastWrite >= KEEP_ALIVE_MS) {
+          stream.write(': keep-alive\n\n')
+          lastWrite = Date.now()
+        }
+        await sleep(view.status === 'running' ? RUNNING_POLL_MS : QUEUED_POLL_MS, undefined, { signal: closed.signal })
+        const next = await app.jobLine.view(view.jobId, owner)
+        if (next === undefined) break
+        view = next
+      }
+    } catch (error) {
+      if (!closed.signal.aborted) request.log.warn({ err: error }, 'job event stream ended early')
+    } finally {
+      streams.delete(stream)
+      stream.end()
+    }
+  })
+
+  function open (reply: FastifyReply): ServerResponse {
+    reply.hijack()
+    const stream = reply.raw
+    stream.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      // Proxies such as nginx would otherwise buffer the stream.
+      'x-accel-buffering': 'no',
+      'x-request-id': reply.request.id
+    })
+    streams.add(stream)
+    return stream
+  }
+}
+
+export default fuseJobsRoute

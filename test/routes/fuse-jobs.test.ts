@@ -1,0 +1,252 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { request } from 'undici'
+import { answerJson, captureLogs, fixture, fuseForm, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, type StubCall } from '../helper.js'
+
+const photo = fixture('orientation-1.jpg')
+const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
+const legacyBase64 = { ret: '0', msg: 'ok', img_base64: fixture('face.jpg').toString('base64') }
+
+/** Every test runs on both lines: in memory (no Redis) and BullMQ on a real Redis. */
+const LINES = {
+  memory: (): Record<string, string> => ({}),
+  redis: (): Record<string, string> => ({ REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
+}
+
+/** An upstream whose answers wait until released, so jobs can be held queued or running. */
+async function heldUpstream (t: Test, body: unknown = legacyOk): Promise<{ url: string, calls: StubCall[], release: () => void }> {
+  const held: Array<() => void> = []
+  let open = false
+  const upstream = await stubUpstream(t, (_call, response) => {
+    const answer = (): void => { answerJson(response, body) }
+    if (open) answer()
+    else held.push(answer)
+  })
+  return { ...upstream, release: () => { open = true; held.splice(0).forEach((answer) => { answer() }) } }
+}
+
+async function getJob (url: string, location: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: Record<string, unknown>, body: any, bytes: Buffer }> {
+  const reply = await request(`${url}${location}`, { headers })
+  const bytes = Buffer.from(await reply.body.arrayBuffer())
+  const type = String(reply.headers['content-type'] ?? '')
+  return { status: reply.statusCode, headers: reply.headers, body: type.startsWith('application/json') ? JSON.parse(bytes.toString()) : undefined, bytes }
+}
+
+async function finished (url: string, location: string, headers: Record<string, string> = {}): Promise<any> {
+  for (let i = 0; i < 200; i++) {
+    const job = await getJob(url, location, headers)
+    if (job.body?.finishedAt !== undefined) return job.body
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error('the job did not finish in time')
+}
+
+for (const [line, lineEnv] of Object.entries(LINES)) {
+  t.test(`${line} line: respond-async queues the fusion and the job answers what the request would have`, async (t) => {
+    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv() })
+    const accepted = await fuseForm(url, photo, {}, { prefer: 'respond-async' })
+    t.equal(accepted.status, 202)
+    t.equal(accepted.headers['preference-applied'], 'respond-async')
+    t.match(accepted.headers.location, /^\/fuse\/jobs\/[A-Za-z0-9_-]{22}$/)
+    t.ok(Number(accepted.headers['retry-after']) >= 1, 'a first poll is suggested')
+    const body = accepted.json()
+    t.match(body, { jobId: /^[A-Za-z0-9_-]{22}$/, status: 'queued', position: Number, etaSeconds: Number, requestId: String })
+    t.equal(accepted.headers.location, `/fuse/jobs/${body.jobId}`)
+
+    const done = await finished(url, accepted.headers.location as string)
+    t.equal(done.status, 'succeeded')
+    t.same(Object.keys(done.result).sort(), ['expiresAt', 'imageUrl', 'requestId'], 'the synchronous success body')
+    t.equal(done.result.imageUrl, legacyOk.img_url)
+    t.equal(done.result.requestId, body.requestId)
+    t.ok(Date.parse(done.finishedAt) >= Date.parse(done.createdAt))
+    t.equal(upstream.calls.length, 1, 'one upstream call')
+  })
+
+  t.test(`${line} line: a refusal the client can fix is answered at once, not queued`, async (t) => {
+    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv() })
+    const refused = await fuseForm(url, fixture('not-an-image.jpg'), {}, { prefer: 'respond-async' })
+    t.equal(refused.status, 415)
+    t.equal(refused.json().code, 'FUSION_UNSUPPORTED_IMAGE_FORMAT')
+    t.equal(upstream.calls.length, 0)
+  })
+
+  t.test(`${line} line: Prefer wait=N answers like the synchronous request when the job is done in time`, async (t) => {
+    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyBase64) })
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv() })
+    const reply = await fuseForm(url, photo, { rsp_img_type: 'base64' }, { prefer: 'respond-async, wait=10' })
+    t.equal(reply.status, 200)
+    t.equal(reply.headers['preference-applied'], 'wait=10')
+    t.same(Object.keys(reply.json()).sort(), ['imageBase64', 'requestId'])
+
+    const picture = await fuseForm(url, photo, {}, { prefer: 'wait=10', accept: 'image/jpeg' })
+    t.equal(picture.status, 200)
+    t.equal(picture.headers['content-type'], 'image/jpeg')
+    t.same(picture.body, fixture('face.jpg'), 'the picture itself, as Accept: image/jpeg asks')
+  })
+
+  t.test(`${line} line: a failed job carries the synchronous error body; wait=N answers with its status`, async (t) => {
+    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, { ret: '1000', msg: 'no face' }) })
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv() })
+    const accepted = await fuseForm(url, photo, {}, { prefer: 'respond-async' })
+    const done = await finished(url, accepted.headers.location as string)
+    t.equal(done.status, 'failed')
+    t.match(done.error, { statusCode: 422, code: 'FUSION_NO_FACE', upstreamCode: '1000', requestId: accepted.json().requestId })
+    const waited = await fuseForm(url, photo, {}, { prefer: 'wait=10' })
+    t.equal(waited.status, 422)
+    t.equal(waited.json().code, 'FUSION_NO_FACE')
+  })
+
+  t.test(`${line} line: a queued job is canceled and never sent; a running one is not; a finished one is deleted`, async (t) => {
+    const upstream = await heldUpstream(t)
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1' })
+    const first = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
+    const second = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
+    for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    t.equal((await getJob(url, first)).body.status, 'running')
+    const queued = await getJob(url, second)
+    t.match(queued.body, { status: 'queued', position: 1 })
+
+    const running = await request(`${url}${first}`, { method: 'DELETE' })
+    t.equal(running.statusCode, 409)
+    t.equal((await running.body.json() as any).code, 'FUSION_JOB_RUNNING')
+
+    const canceled = await request(`${url}${second}`, { method: 'DELETE' })
+    t.equal(canceled.statusCode, 200)
+    t.equal((await canceled.body.json() as any).status, 'canceled')
+    upstream.release()
+    t.equal((await finished(url, first)).status, 'succeeded')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    t.equal(upstream.calls.length, 1, 'the canceled job never reached the upstream')
+
+    const deleted = await request(`${url}${first}`, { method: 'DELETE' })
+    t.equal(deleted.statusCode, 200)
+    t.equal((await deleted.body.json() as any).status, 'succeeded')
+    t.equal((await getJob(url, first)).status, 404, 'deleted with its result')
+  })
+
+  t.test(`${line} line: unknown ids and another API key's jobs are 404`, async (t) => {
+    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), CLIENT_API_KEYS: 'key-a,key-b' })
+    for (const id of ['AAAAAAAAAAAAAAAAAAAAAA', 'not-a-job', '..%2F..%2Fetc']) {
+      const missing = await getJob(url, `/fuse/jobs/${id}`)
+      t.equal(missing.status, 404)
+      t.equal(missing.body.code, 'FUSION_JOB_NOT_FOUND')
+    }
+    const location = (await fuseForm(url, photo, {}, { prefer: 'respond-async', 'x-api-key': 'key-a' })).headers.location as string
+    t.equal((await getJob(url, location, { 'x-api-key': 'key-b' })).status, 404, 'another key cannot see it')
+    t.equal((await getJob(url, location)).status, 404, 'nor a client without a key')
+    t.equal((await request(`${url}${location}`, { method: 'DELETE', headers: { 'x-api-key': 'key-b' } })).statusCode, 404)
+    t.equal((await finished(url, location, { 'x-api-key': 'key-a' })).status, 'succeeded', 'its own key can')
+  })
+
+  t.test(`${line} line: admission refuses what the line cannot take in time, per client too`, async (t) => {
+    const upstream = await heldUpstream(t)
+    const { url } = await startService(t, {
+      ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS: '2', QUEUE_MAX_JOBS_PER_CLIENT: '2'
+    })
+    const statuses = []
+    for (let i = 0; i < 3; i++) statuses.push((await fuseForm(url, photo, {}, { prefer: 'respond-async' })))
+    t.same(statuses.map((reply) => reply.status), [202, 202, 429])
+    t.equal(statuses[2]!.json().code, 'FUSION_TOO_MANY_JOBS')
+    t.ok(Number(statuses[2]!.headers['retry-after']) >= 1)
+    upstream.release()
+  })
+
+  t.test(`${line} line: a full line, or one whose wait would pass QUEUE_MAX_WAIT_SECONDS, is 503 FUSION_QUEUE_FULL`, async (t) => {
+    const upstream = await heldUpstream(t)
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS: '2' })
+    t.equal((await fuseForm(url, photo, {}, { prefer: 'respond-async' })).status, 202)
+    for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    const more = []
+    for (let i = 0; i < 3; i++) more.push(await fuseForm(url, photo, {}, { prefer: 'respond-async' }))
+    t.same(more.map((reply) => reply.status), [202, 202, 503], 'one running, two waiting, then full')
+    t.equal(more[2]!.json().code, 'FUSION_QUEUE_FULL')
+    t.ok(Number(more[2]!.headers['retry-after']) >= 1)
+    upstream.release()
+
+    const slow = await heldUpstream(t)
+    const quick = await startService(t, {
+      ...stubEnv('legacy', slow.url), ...lineEnv(), QUEUE_WORKERS: '1', UPSTREAM_QPS: '1', QUEUE_MAX_WAIT_SECONDS: '2'
+    })
+    const etas = []
+    for (let i = 0; i < 4; i++) etas.push(await fuseForm(quick.url, photo, {}, { prefer: 'respond-async' }))
+    t.equal(etas.at(-1)!.status, 503, 'at 1 job a second, a wait over 2 s is refused')
+    t.equal(etas.at(-1)!.json().code, 'FUSION_QUEUE_FULL')
+    t.ok(etas.filter((reply) => reply.status === 202).every((reply) => reply.json().etaSeconds <= 2), 'every job taken was promised at most 2 s')
+    slow.release()
+  })
+
+  t.test(`${line} line: the events stream follows the job to its end`, async (t) => {
+    const upstream = await heldUpstream(t)
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1' })
+    await fuseForm(url, photo, {}, { prefer: 'respond-async' })
+    const location = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
+    const stream = await request(`${url}${location}/events`)
+    t.match(stream.headers['content-type'], /^text\/event-stream/)
+    const events: any[] = []
+    let text = ''
+    setTimeout(() => { upstream.release() }, 500)
+    for await (const chunk of stream.body) {
+      text += chunk.toString()
+      const blocks = text.split('\n\n')
+      text = blocks.pop()!
+      for (const block of blocks) {
+        const data = block.split('\n').find((line) => line.startsWith('data: '))
+        if (data !== undefined) events.push(JSON.parse(data.slice(6)))
+      }
+    }
+    t.match(events[0], { status: 'queued', position: 1 }, 'the current state at once')
+    t.match(events.at(-1), { status: 'succeeded', result: { imageUrl: legacyOk.img_url } }, 'a final event with the GET body, then the end')
+    t.ok(events.every((event, index) => index === 0 || JSON.stringify(event) !== JSON.stringify(events[index - 1])), 'an event per change')
+  })
+}
+
+t.test('redis line: frequency control pauses the line and puts the job back at its head; it never fails it', async (t) => {
+  const order: string[] = []
+  const upstream = await stubUpstream(t, (call, response) => {
+    order.push(JSON.parse(call.body.toString()).model_id)
+    if (call.number === 1) answerJson(response, { ret: '-20004', msg: 'too frequent' })
+    else answerJson(response, legacyOk)
+  })
+  const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...LINES.redis(), QUEUE_WORKERS: '1', UPSTREAM_BACKOFF_MS: '500' })
+  const first = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_1' }, { prefer: 'respond-async' })).headers.location as string
+  for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  const second = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_2' }, { prefer: 'respond-async' })).headers.location as string
+  t.equal((await finished(url, first)).status, 'succeeded', 'the refused job was sent again, not failed')
+  t.equal((await finished(url, second)).status, 'succeeded')
+  t.same(order, ['qc_100307_152854_1', 'qc_100307_152854_1', 'qc_100307_152854_2'], 'first in, first out: the refused job went first again')
+})
+
+t.test('no job id, photo or result in a log line', async (t) => {
+  const logs = captureLogs()
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyBase64) })
+  const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), LOG_LEVEL: 'info' }, { logStream: logs.stream })
+  const accepted = await fuseForm(url, photo, { rsp_img_type: 'base64' }, { prefer: 'respond-async' })
+  const { jobId } = accepted.json()
+  await finished(url, `/fuse/jobs/${jobId}`)
+  await request(`${url}/fuse/jobs/${jobId}/events`).then(async (reply) => await reply.body.dump())
+  await request(`${url}/fuse/jobs/${jobId}`, { method: 'DELETE' }).then(async (reply) => await reply.body.dump())
+  t.ok(logs.lines().some((line) => line.req !== undefined), 'the requests were logged')
+  t.notOk(logs.text().includes(jobId), 'the job id is in no line')
+  t.notOk(logs.text().includes(legacyBase64.img_base64.slice(0, 40)), 'nor the result')
+  t.match(logs.text(), /\/fuse\/jobs\/\[job\]/)
+})
+
+t.test('redis line: the same Idempotency-Key gives the same job from another replica', async (t) => {
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
+  const env = { ...stubEnv('legacy', upstream.url), ...LINES.redis() }
+  const [one, two] = [await startService(t, env), await startService(t, env)]
+  const first = await fuseForm(one.url, photo, {}, { prefer: 'respond-async', 'idempotency-key': 'same-photo-1' })
+  const again = await fuseForm(two.url, photo, {}, { prefer: 'respond-async', 'idempotency-key': 'same-photo-1' })
+  t.equal(first.status, 202)
+  t.equal(again.status, 202)
+  t.equal(again.json().jobId, first.json().jobId)
+  t.equal(again.headers['idempotent-replayed'], 'true')
+  const other = await fuseForm(two.url, fixture('orientation-6.jpg'), {}, { prefer: 'respond-async', 'idempotency-key': 'same-photo-1' })
+  t.equal(other.status, 422)
+  t.equal(other.json().code, 'FUSION_IDEMPOTENCY_KEY_REUSED')
+  t.equal((await finished(two.url, first.headers.location as string)).status, 'succeeded', 'any replica shows the job')
+  t.equal(upstream.calls.length, 1)
+})
