@@ -9,7 +9,7 @@ import { sniffFormat, type SniffedFormat } from './sniff.js'
  *
  * The format is decided from the bytes, never from the declared type or file
  * name, and the header is checked (format, frames, pixel count, a JPEG's
- * scans) before any pixel is decoded; what decoding will cost in memory is
+ * scans) before any pixel is decoded; the memory decoding will take is
  * estimated from it too (decode-cost.ts). The photo is then decoded once: rotate (EXIF), shrink
  * (inside the JPEG decoder where possible), flatten alpha onto white and
  * convert to 8-bit sRGB in one sharp pipeline straight to JPEG; when that is
@@ -27,7 +27,7 @@ export interface ImagePolicy {
   minShortSide: number
   /** Most scans (start-of-scan markers) a JPEG may have, counted before decoding: each costs a pass over every block. */
   maxJpegScans: number
-  /** libvips gives up on one image after this long. */
+  /** libvips is asked to give up on one image after this long (the pipeline answers by then whether it does or not). */
   timeoutSeconds: number
 }
 

@@ -42,8 +42,11 @@ async function eventually (condition: () => boolean): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
+
 /** Ordinary clients sent beside each hostile photo. */
 const ORDINARY = 4
+/** Load shedding off: these cases measure the image pipeline's own bounds, and a busy machine's event loop lags. */
+const UNSHED = { PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0' }
 
 const ordinaryClients = (url: string): Array<Promise<Reply>> => Array.from({ length: ORDINARY }, async () => await fuseForm(url, fixture('face.jpg')))
 
@@ -52,7 +55,7 @@ function allServed (t: { same: (found: unknown, wanted: unknown, message: string
 }
 
 t.test('each hostile photo is answered with its own code well within the deadline, while ordinary clients are served', async (t) => {
-  const { url, app } = await startService(t)
+  const { url, app } = await startService(t, UNSHED)
   for (const entry of HOSTILE_IMAGES) {
     const photo = await entry.build()
     const started = Date.now()
@@ -69,7 +72,7 @@ t.test('each hostile photo is answered with its own code well within the deadlin
 })
 
 t.test('three scan bombs at once hold no image job: refused from their markers, and ordinary requests go on', async (t) => {
-  const { url, app } = await startService(t)
+  const { url, app } = await startService(t, UNSHED)
   const bomb = await scanBombJpeg()
   let mostRunning = 0
   const sampler = setInterval(() => { mostRunning = Math.max(mostRunning, app.imagePipeline.load.running) }, 5)
@@ -86,7 +89,7 @@ t.test('three scan bombs at once hold no image job: refused from their markers, 
 t.test('IMAGE_TIMEOUT_SECONDS answers a photo libvips cannot stop, and others are served meanwhile', async (t) => {
   // The scan limit raised so that a slow progressive JPEG reaches the decoder: every scan is decoded before the first
   // output line, where libvips would check its own timeout.
-  const { url, app } = await startService(t, { IMAGE_MAX_JPEG_SCANS: '1000', IMAGE_TIMEOUT_SECONDS: '1' })
+  const { url, app } = await startService(t, { ...UNSHED, IMAGE_MAX_JPEG_SCANS: '1000', IMAGE_TIMEOUT_SECONDS: '1' })
   const slow = await slowPhoto()
   const started = Date.now()
   const [refused, ...ordinary] = await Promise.all([
@@ -104,6 +107,7 @@ t.test('IMAGE_TIMEOUT_SECONDS answers a photo libvips cannot stop, and others ar
 
 t.test('a wait for an image job never outlasts the deadline: 503 FUSION_OVERLOADED with Retry-After, never a 504', async (t) => {
   const { url, app } = await startService(t, {
+    ...UNSHED,
     IMAGE_CONCURRENCY: '1', REQUEST_DEADLINE_MS: '1000', IMAGE_MAX_JPEG_SCANS: '1000', IMAGE_TIMEOUT_SECONDS: '30'
   })
   // The one job held by a slow photo given straight to the pipeline, so that no deadline of its own can end it first.
@@ -127,8 +131,7 @@ t.test('decode memory stays within IMAGE_DECODE_MEMORY_BYTES: the service proces
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
     RATE_LIMIT_MAX: '1000000',
-    // Shedding off: this measures the image pipeline's own bound.
-    PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
+    ...UNSHED,
     // The costly photos take their turns: on a busy machine that can take longer than the default 30 s.
     REQUEST_DEADLINE_MS: '120000',
     IMAGE_DECODE_MEMORY_BYTES: String(budget)

@@ -108,57 +108,35 @@ t.test('IMAGE_TIMEOUT_SECONDS answers the client even when libvips cannot stop; 
   t.same(pipeline.load, { running: 0, waiting: 0, decodeMemoryBytes: 0 })
 })
 
-t.test('no image wait outlasts the deadline: waiting for a job, for memory, or being worked on, it is 503 FUSION_OVERLOADED', async (t) => {
+t.test('no image wait outlasts the deadline: for memory, or being worked on, it is 503 FUSION_OVERLOADED; a client that leaves is let go', async (t) => {
   const face = fixture('face.jpg')
-  // One job slot: the second photo waits for it.
-  const oneJob = createImagePipeline({ policy: SLOW_POLICY, concurrency: 1, queueLimit: 4, decodeMemoryBytes: 1024 * MiB })
-  t.teardown(() => oneJob.uploadBuffers.close())
-  const slow = { released: 0 }
-  const holding = oneJob.normalize(await slowPhoto(), { released: () => { slow.released++ } })
-  // (Photos are inspected before they queue: the slow one is first once it holds the job.)
-  await eventually(() => oneJob.load.running === 1)
-  const waitStarted = Date.now()
-  const waiting = oneJob.normalize(face, { deadline: waitStarted + 500 })
-  await t.rejects(waiting, { code: 'FUSION_OVERLOADED', statusCode: 503, retryAfterSeconds: 1 })
-  t.ok(Date.now() - waitStarted < 1_500, `the waiting photo answered at its deadline (${Date.now() - waitStarted} ms)`)
-  await whenReleased(slow)
-  await holding
-
-  // The photo being worked on, at its own deadline (one second, well before libvips is done).
-  const worked = { released: 0 }
-  const workStarted = Date.now()
-  await t.rejects(oneJob.normalize(await slowPhoto(), { deadline: workStarted + 1_000, released: () => { worked.released++ } }),
-    { code: 'FUSION_OVERLOADED', statusCode: 503 })
-  t.ok(Date.now() - workStarted < 2_000, `answered at its deadline (${Date.now() - workStarted} ms)`)
-  t.equal(worked.released, 0, 'while libvips still reads it')
-  await whenReleased(worked)
-
   // Slots to spare, but not memory: the slow photo's estimated decode holds most of the budget.
-  const oneBudget = createImagePipeline({ policy: SLOW_POLICY, concurrency: 2, queueLimit: 4, decodeMemoryBytes: 100 * MiB })
-  t.teardown(() => oneBudget.uploadBuffers.close())
-  const slowAgain = { released: 0 }
-  const holdingMemory = oneBudget.normalize(await slowPhoto(), { released: () => { slowAgain.released++ } })
-  await eventually(() => oneBudget.load.running === 1)
-  const memoryWait = oneBudget.normalize(face, { deadline: Date.now() + 1_000 })
-  await eventually(() => oneBudget.load.waiting === 1)
-  t.pass('the ordinary photo waits for memory, not for a slot')
-  await t.rejects(memoryWait, { code: 'FUSION_OVERLOADED' })
-  await holdingMemory
-  t.equal(slowAgain.released, 1)
-})
-
-t.test('a client that leaves while its photo waits is answered at once, and the photo is released unread', async (t) => {
-  const pipeline = createImagePipeline({ policy: SLOW_POLICY, concurrency: 1, queueLimit: 4, decodeMemoryBytes: 1024 * MiB })
+  const pipeline = createImagePipeline({ policy: SLOW_POLICY, concurrency: 2, queueLimit: 4, decodeMemoryBytes: 100 * MiB })
   t.teardown(() => pipeline.uploadBuffers.close())
   const slow = { released: 0 }
-  const holding = pipeline.normalize(await slowPhoto(), { released: () => { slow.released++ } })
+  const holderStarted = Date.now()
+  const holding = pipeline.normalize(await slowPhoto(), { deadline: holderStarted + 1_500, released: () => { slow.released++ } })
+  // (Photos are inspected before they queue: the slow one is first once it holds the job.)
   await eventually(() => pipeline.load.running === 1)
+
+  const waitStarted = Date.now()
+  const memoryWait = pipeline.normalize(face, { deadline: waitStarted + 500 })
+  await eventually(() => pipeline.load.waiting === 1)
+  t.equal(pipeline.load.running, 1, 'a slot is free: the ordinary photo waits for memory')
+  await t.rejects(memoryWait, { code: 'FUSION_OVERLOADED', statusCode: 503, retryAfterSeconds: 1 })
+  t.ok(Date.now() - waitStarted < 1_500, `answered at its deadline (${Date.now() - waitStarted} ms)`)
+
   const gone = new AbortController()
-  const state = { released: 0 }
-  const waiting = pipeline.normalize(fixture('face.jpg'), { signal: gone.signal, released: () => { state.released++ } })
+  const leaving = { released: 0 }
+  const left = pipeline.normalize(face, { signal: gone.signal, released: () => { leaving.released++ } })
   await eventually(() => pipeline.load.waiting === 1)
   gone.abort()
-  await t.rejects(waiting, { code: 'FUSION_CLIENT_CLOSED_REQUEST' })
-  t.equal(state.released, 1)
-  await holding
+  await t.rejects(left, { code: 'FUSION_CLIENT_CLOSED_REQUEST' }, 'a client that leaves while its photo waits: answered at once')
+  t.equal(leaving.released, 1, 'and its photo released unread')
+
+  await t.rejects(holding, { code: 'FUSION_OVERLOADED', statusCode: 503 }, 'the photo being worked on, at its own deadline')
+  t.ok(Date.now() - holderStarted < 3_000, `(${Date.now() - holderStarted} ms)`)
+  t.equal(slow.released, 0, 'while libvips still reads it')
+  await whenReleased(slow)
+  t.same(pipeline.load, { running: 0, waiting: 0, decodeMemoryBytes: 0 })
 })
