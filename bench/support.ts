@@ -63,6 +63,12 @@ export function multipartPhoto (photo: Buffer): { body: Buffer, contentType: str
   return { body: Buffer.concat([head, photo, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` }
 }
 
+/** The same photo as a server-side caller sends it: a JSON body with the photo as base64. */
+export function jsonPhoto (photo: Buffer): { body: Buffer, contentType: string } {
+  const body = JSON.stringify({ project_id: '100307', model_id: 'qc_100307_152854_1', image: photo.toString('base64') })
+  return { body: Buffer.from(body), contentType: 'application/json' }
+}
+
 export const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
