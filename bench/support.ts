@@ -36,8 +36,18 @@ export async function startBuiltService (env: Record<string, string>, nodeArgs: 
   const port = await freePort()
   const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'src', 'server.js')], {
     cwd: root,
-    // Client limits and the upstream budget off: these benches measure the image path.
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000', UPSTREAM_QPS: '100000', ...env },
+    // Client limits, the per-client share of image places and the upstream budget off: these benches measure the image
+    // path, from one address.
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_MAX: '1000000',
+      IMAGE_PLACES_PER_CLIENT: '10000',
+      UPSTREAM_QPS: '100000',
+      ...env
+    },
     stdio: ['ignore', 'ignore', 'inherit']
   })
   // A bench that stops early must not leave services behind.
