@@ -10,6 +10,7 @@ import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
 import type { FusionInput } from '../fusion/fusion.js'
 import { FIELDS, fieldRefusal, fieldSizeRefusal, fieldTooLarge } from '../fusion/fields.js'
 import type { FusionOptions } from '../upstream/provider.js'
+import { decodeBase64 } from './base64-image.js'
 
 /**
  * What a client sends to POST /fuse, in either body type, reduced to one
@@ -299,17 +300,9 @@ export function readJsonInput (body: unknown, maxImageBytes: number): ReadInput 
   return toInput(checked, decodeBase64Image(image, maxImageBytes))
 }
 
-const DATA_URL_PREFIX = /^data:[a-z0-9.+/-]*(;[a-z0-9=.+-]*)*;base64,/i
-
+/** A whole base64 string (see src/intake/base64-image.ts for the rules), decoded into a buffer of its own. */
 export function decodeBase64Image (value: string, maxBytes: number): Buffer {
-  const compact = value.replace(DATA_URL_PREFIX, '').replace(/\s+/g, '')
-  if (compact === '') throw fusionError('FUSION_EMPTY_IMAGE')
-  // Standard or URL-safe alphabet, padding optional.
-  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(compact) || compact.length % 4 === 1) {
-    throw fusionError('FUSION_INVALID_BASE64')
-  }
-  if (Math.floor(compact.length * 3 / 4) > maxBytes + 2) throw fusionError('FUSION_FILE_TOO_LARGE')
-  const bytes = Buffer.from(compact.replace(/-/g, '+').replace(/_/g, '/'), 'base64')
-  if (bytes.length > maxBytes) throw fusionError('FUSION_FILE_TOO_LARGE')
-  return bytes
+  const decoded = decodeBase64(value, maxBytes)
+  if ('refusal' in decoded) throw fusionError(decoded.refusal)
+  return decoded.bytes
 }
