@@ -11,6 +11,7 @@ import type { FusionInput } from '../fusion/fusion.js'
 import { FIELDS, fieldRefusal, fieldSizeRefusal, fieldTooLarge } from '../fusion/fields.js'
 import type { FusionOptions } from '../upstream/provider.js'
 import { decodeBase64 } from './base64-image.js'
+import { DecodedImage, JsonBody } from './json-body.js'
 
 /**
  * What a client sends to POST /fuse, in either body type, reduced to one
@@ -101,17 +102,18 @@ function parameterOf (mediaType: string, name: string): string | undefined {
 /**
  * Reads a fusion's body, a form or JSON: the fields, checked, and the upload's bytes. `cutOff` aborts when the upload
  * is cut off (too slow, or past the deadline: src/intake/upload-watch.ts); a form's reading then fails with its reason. (A
- * JSON body is read by Fastify, from a stream that fails alike.)
+ * JSON body was read before the handler, by the route's JSON parser (src/intake/json-body.ts), from a stream that fails
+ * alike.)
  */
 export async function readFusionInput (
   request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers, cutOff?: AbortSignal
 ): Promise<ReadInput> {
   if (request.isMultipart()) return await readMultipartInput(request, maxImageBytes, buffers, cutOff)
   if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
-    const input = readJsonInput(request.body, maxImageBytes)
-    // The parsed body still holds the photo as base64: let it go with the upload.
+    const body = request.body
+    // The photo is the input's now (or given back, if refused): nothing else reaches it through the request.
     request.body = null
-    return input
+    return readJsonInput(body, maxImageBytes)
   }
   // Fastify parses text/plain by default; this route takes only forms and JSON.
   throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
@@ -277,10 +279,24 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
 }
 
 /**
- * Reads a JSON body `{ project_id, model_id, image, rsp_img_type }` where
- * `image` is base64, optionally behind a `data:image/...;base64,` prefix.
+ * Checks a JSON body `{ project_id, model_id, image, rsp_img_type, ... }` where `image` is base64, optionally behind a
+ * `data:image/...;base64,` prefix: the route's body as read by `readJsonBody` (its photo already decoded into an upload
+ * buffer, which this takes over: released here if refused, else by the input's `release`), or a value parsed whole.
+ * Fields are judged before the photo, whichever came first in the body.
  */
 export function readJsonInput (body: unknown, maxImageBytes: number): ReadInput {
+  if (!(body instanceof JsonBody)) return checkJson(body, maxImageBytes, () => {})
+  const { members, release } = body.claim()
+  try {
+    return checkJson(members, maxImageBytes, release)
+  } catch (error) {
+    // Refused: nothing reads the photo's buffer any more.
+    release()
+    throw error
+  }
+}
+
+function checkJson (body: unknown, maxImageBytes: number, release: () => void): ReadInput {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw fusionError('FUSION_MALFORMED_BODY', { message: 'The JSON body must be an object.' })
   }
@@ -296,6 +312,10 @@ export function readJsonInput (body: unknown, maxImageBytes: number): ReadInput 
   }
   const checked = checkFields(withoutEmpty(rest))
   if (image === undefined || image === null) throw fusionError('FUSION_MISSING_IMAGE')
+  if (image instanceof DecodedImage) {
+    if (image.refusal !== undefined) throw fusionError(image.refusal)
+    return toInput(checked, image.bytes, release)
+  }
   if (typeof image !== 'string') throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a base64 string.' })
   return toInput(checked, decodeBase64Image(image, maxImageBytes))
 }
