@@ -64,6 +64,16 @@ export class Base64Decoder {
     if (this.pending.length >= PIECE_CHARACTERS) this.decode(false)
   }
 
+  /**
+   * Decodes the whole quartets received so far, now rather than when a piece is full. Called after each chunk of a
+   * body, it leaves no string of the chunk alive while the next one is awaited: strings that outlive a young-generation
+   * collection or two are what makes V8 grow its young generation (to 128 MB in Node 24), which a form's photo never
+   * does.
+   */
+  flush (): void {
+    if (this.stage === 'data' && !this.invalid && this.pending !== '') this.decode(false)
+  }
+
   /** The string has ended: its refusal, if any. The photo is then `output.subarray(0, length)`. */
   end (): Base64Refusal | undefined {
     if (this.stage === 'head') {

@@ -170,6 +170,8 @@ class JsonBodyReader {
   write (bytes: Buffer): void {
     if (this.failure !== undefined) return
     this.read(this.text.write(bytes))
+    // Nothing of this chunk kept while the next is awaited (see Base64Decoder.flush).
+    this.decoder?.flush()
   }
 
   /** The body has ended: what was read, or the refusal parsing gave. */

@@ -19,13 +19,14 @@ function whole (value: string, maxBytes: number): string {
   return 'refusal' in decoded ? decoded.refusal : decoded.bytes.toString('hex')
 }
 
-/** `value` fed in pieces of the given sizes, round and round. */
-function inPieces (value: string, sizes: number[], maxBytes: number): string {
+/** `value` fed in pieces of the given sizes, round and round; flushed after each, as a body's chunks are. */
+function inPieces (value: string, sizes: number[], maxBytes: number, flush = true): string {
   const output = Buffer.alloc(maxBytes + 8)
   const decoder = new Base64Decoder(output, maxBytes)
   for (let at = 0, index = 0; at < value.length; index++) {
     const size = sizes[index % sizes.length]!
     decoder.write(value.slice(at, at + size))
+    if (flush) decoder.flush()
     at += size
   }
   const refusal = decoder.end()
@@ -42,7 +43,8 @@ t.test('random strings of base64, prefixes, padding, whitespace and strays: the 
     if (round % 7 === 0) value = value.replace(/[^A-Za-z0-9+/]/g, '')
     const maxBytes = Math.floor(Math.random() * 8)
     const expected = legacy(value, maxBytes)
-    for (const got of [whole(value, maxBytes), inPieces(value, [1], maxBytes), inPieces(value, [2, 3], maxBytes)]) {
+    const pieces = [inPieces(value, [1], maxBytes), inPieces(value, [2, 3], maxBytes), inPieces(value, [2, 3], maxBytes, false)]
+    for (const got of [whole(value, maxBytes), ...pieces]) {
       if (got !== expected) t.fail(`${JSON.stringify(value)} within ${maxBytes}: ${got}, was ${expected}`)
     }
     cases++
@@ -67,6 +69,7 @@ t.test('real photos\' base64 in every common dress, in pieces that end inside qu
   // Larger than a piece the decoder gathers (64 Ki characters), cut anywhere.
   const large = randomBytes(200_000)
   t.equal(inPieces(large.toString('base64'), [65_537, 3, 1_000], 300_000), large.toString('hex'))
+  t.equal(inPieces(large.toString('base64'), [65_537, 3, 1_000], 300_000, false), large.toString('hex'), 'gathered, not flushed')
   t.equal(inPieces(large.toString('base64'), [4096], 199_999), 'FUSION_FILE_TOO_LARGE')
   t.equal(inPieces(`${large.toString('base64')}!`, [4096], 100), 'FUSION_INVALID_BASE64', 'invalid is told before too large')
   t.pass(`${cases} photos`)
