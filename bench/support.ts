@@ -36,8 +36,18 @@ export async function startBuiltService (env: Record<string, string>, nodeArgs: 
   const port = await freePort()
   const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'src', 'server.js')], {
     cwd: root,
-    // Client limits and the upstream budget off: these benches measure the image path.
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000', UPSTREAM_QPS: '100000', ...env },
+    // Client limits, the per-client share of image places and the upstream budget off: these benches measure the image
+    // path, from one address.
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_MAX: '1000000',
+      IMAGE_PLACES_PER_CLIENT: '10000',
+      UPSTREAM_QPS: '100000',
+      ...env
+    },
     stdio: ['ignore', 'ignore', 'inherit']
   })
   // A bench that stops early must not leave services behind.
@@ -61,6 +71,12 @@ export function multipartPhoto (photo: Buffer): { body: Buffer, contentType: str
     `--${boundary}\r\nContent-Disposition: form-data; name="model_id"\r\n\r\nqc_100307_152854_1\r\n` +
     `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="phone.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`)
   return { body: Buffer.concat([head, photo, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` }
+}
+
+/** The same photo as a server-side caller sends it: a JSON body with the photo as base64. */
+export function jsonPhoto (photo: Buffer): { body: Buffer, contentType: string } {
+  const body = JSON.stringify({ project_id: '100307', model_id: 'qc_100307_152854_1', image: photo.toString('base64') })
+  return { body: Buffer.from(body), contentType: 'application/json' }
 }
 
 export const median = (values: number[]): number => {

@@ -7,14 +7,15 @@
  * with that many, and both ratios are printed. Rounds alternate, in one run;
  * the figures quoted are medians.
  *
- *   npm run bench:throughput        (ROUNDS, REQUESTS, CLIENTS to change the run)
+ *   npm run bench:throughput        (ROUNDS, REQUESTS, CLIENTS to change the run;
+ *                                    BODY=json sends the photo as base64 in a JSON body instead of a form)
  */
 import { readFileSync, readdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { request } from 'undici'
 import sharp from 'sharp'
 import { imageConcurrency } from '../src/images/pipeline.js'
-import { instantUpstream, median, multipartPhoto, percentile, phonePhoto, startBuiltService } from './support.js'
+import { instantUpstream, jsonPhoto, median, multipartPhoto, percentile, phonePhoto, startBuiltService } from './support.js'
 
 const rounds = Number(process.env.ROUNDS ?? 5)
 const requests = Number(process.env.REQUESTS ?? 80)
@@ -82,7 +83,9 @@ const upstream = await instantUpstream()
 // IMAGE_CONCURRENCY and UV_THREADPOOL_SIZE pass through, to compare settings.
 const passthrough = Object.fromEntries(['IMAGE_CONCURRENCY', 'UV_THREADPOOL_SIZE', 'LD_PRELOAD', 'MALLOC_ARENA_MAX', 'NODE_OPTIONS'].flatMap((name) => process.env[name] === undefined ? [] : [[name, process.env[name]!]]))
 const service = await startBuiltService({ TENCENT_LEGACY_URL: upstream.url, ...passthrough })
-const { body, contentType } = multipartPhoto(photo)
+const bodyKind = process.env.BODY === 'json' ? 'json' : 'multipart'
+const { body, contentType } = bodyKind === 'json' ? jsonPhoto(photo) : multipartPhoto(photo)
+console.log(`the service receives the photo as a ${bodyKind === 'json' ? 'JSON' : 'multipart'} body of ${(body.length / 1e6).toFixed(2)} MB`)
 
 async function throughService (): Promise<{ rate: number, latencies: number[], statuses: Record<number, number>, serviceCpu: number, clientCpu: number, threads: string }> {
   let next = 0

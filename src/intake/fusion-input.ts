@@ -10,6 +10,8 @@ import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
 import type { FusionInput } from '../fusion/fusion.js'
 import { FIELDS, fieldRefusal, fieldSizeRefusal, fieldTooLarge } from '../fusion/fields.js'
 import type { FusionOptions } from '../upstream/provider.js'
+import { decodeBase64 } from './base64-image.js'
+import { DecodedImage, JsonBody } from './json-body.js'
 
 /**
  * What a client sends to POST /fuse, in either body type, reduced to one
@@ -100,17 +102,18 @@ function parameterOf (mediaType: string, name: string): string | undefined {
 /**
  * Reads a fusion's body, a form or JSON: the fields, checked, and the upload's bytes. `cutOff` aborts when the upload
  * is cut off (too slow, or past the deadline: src/intake/upload-watch.ts); a form's reading then fails with its reason. (A
- * JSON body is read by Fastify, from a stream that fails alike.)
+ * JSON body was read before the handler, by the route's JSON parser (src/intake/json-body.ts), from a stream that fails
+ * alike.)
  */
 export async function readFusionInput (
   request: FastifyRequest, maxImageBytes: number, buffers: UploadBuffers, cutOff?: AbortSignal
 ): Promise<ReadInput> {
   if (request.isMultipart()) return await readMultipartInput(request, maxImageBytes, buffers, cutOff)
   if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
-    const input = readJsonInput(request.body, maxImageBytes)
-    // The parsed body still holds the photo as base64: let it go with the upload.
+    const body = request.body
+    // The photo is the input's now (or given back, if refused): nothing else reaches it through the request.
     request.body = null
-    return input
+    return readJsonInput(body, maxImageBytes)
   }
   // Fastify parses text/plain by default; this route takes only forms and JSON.
   throw fusionError('FUSION_UNSUPPORTED_MEDIA_TYPE')
@@ -276,10 +279,24 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
 }
 
 /**
- * Reads a JSON body `{ project_id, model_id, image, rsp_img_type }` where
- * `image` is base64, optionally behind a `data:image/...;base64,` prefix.
+ * Checks a JSON body `{ project_id, model_id, image, rsp_img_type, ... }` where `image` is base64, optionally behind a
+ * `data:image/...;base64,` prefix: the route's body as read by `readJsonBody` (its photo already decoded into an upload
+ * buffer, which this takes over: released here if refused, else by the input's `release`), or a value parsed whole.
+ * Fields are judged before the photo, whichever came first in the body.
  */
 export function readJsonInput (body: unknown, maxImageBytes: number): ReadInput {
+  if (!(body instanceof JsonBody)) return checkJson(body, maxImageBytes, () => {})
+  const { members, release } = body.claim()
+  try {
+    return checkJson(members, maxImageBytes, release)
+  } catch (error) {
+    // Refused: nothing reads the photo's buffer any more.
+    release()
+    throw error
+  }
+}
+
+function checkJson (body: unknown, maxImageBytes: number, release: () => void): ReadInput {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw fusionError('FUSION_MALFORMED_BODY', { message: 'The JSON body must be an object.' })
   }
@@ -295,21 +312,17 @@ export function readJsonInput (body: unknown, maxImageBytes: number): ReadInput 
   }
   const checked = checkFields(withoutEmpty(rest))
   if (image === undefined || image === null) throw fusionError('FUSION_MISSING_IMAGE')
+  if (image instanceof DecodedImage) {
+    if (image.refusal !== undefined) throw fusionError(image.refusal)
+    return toInput(checked, image.bytes, release)
+  }
   if (typeof image !== 'string') throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a base64 string.' })
   return toInput(checked, decodeBase64Image(image, maxImageBytes))
 }
 
-const DATA_URL_PREFIX = /^data:[a-z0-9.+/-]*(;[a-z0-9=.+-]*)*;base64,/i
-
+/** A whole base64 string (see src/intake/base64-image.ts for the rules), decoded into a buffer of its own. */
 export function decodeBase64Image (value: string, maxBytes: number): Buffer {
-  const compact = value.replace(DATA_URL_PREFIX, '').replace(/\s+/g, '')
-  if (compact === '') throw fusionError('FUSION_EMPTY_IMAGE')
-  // Standard or URL-safe alphabet, padding optional.
-  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(compact) || compact.length % 4 === 1) {
-    throw fusionError('FUSION_INVALID_BASE64')
-  }
-  if (Math.floor(compact.length * 3 / 4) > maxBytes + 2) throw fusionError('FUSION_FILE_TOO_LARGE')
-  const bytes = Buffer.from(compact.replace(/-/g, '+').replace(/_/g, '/'), 'base64')
-  if (bytes.length > maxBytes) throw fusionError('FUSION_FILE_TOO_LARGE')
-  return bytes
+  const decoded = decodeBase64(value, maxBytes)
+  if ('refusal' in decoded) throw fusionError(decoded.refusal)
+  return decoded.bytes
 }

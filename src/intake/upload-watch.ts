@@ -53,7 +53,7 @@ export function watchUpload (
 }
 
 /**
- * The body as Fastify's own parsers (JSON) read it, failing with `cutOff`'s reason when the upload is cut off. It
+ * The body as the route's JSON parser reads it, failing with `cutOff`'s reason when the upload is cut off. It
  * takes nothing from `source` until it is read itself, so for a form, which the multipart intake reads from the raw
  * request, it stays idle and never competes for the bytes. At the cut-off it stops reading: the error handler closes
  * the connection.

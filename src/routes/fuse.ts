@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import accepts from 'accepts'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { ConfigSlice } from '../config/load.js'
@@ -5,6 +6,7 @@ import { fusionError } from '../errors.js'
 import type { FusionInput, PreparedFusion } from '../fusion/fusion.js'
 import { payloadFingerprint } from '../idempotency/idempotency.js'
 import { checkMultipartBoundary, readFusionInput } from '../intake/fusion-input.js'
+import { JsonBody, readJsonBody } from '../intake/json-body.js'
 import { cutOffBody, watchUpload } from '../intake/upload-watch.js'
 import { firstPollSeconds, opaqueId, waitForJob } from '../jobs/job-line.js'
 import { parsePrefer, type Preferences } from '../prefer.js'
@@ -47,6 +49,17 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
   const jsonBodyLimit = Math.ceil(config.MAX_UPLOAD_BYTES * 4 / 3 * 1.03) + 64 * 1024
   app.decorateRequest('admitted', null)
 
+  // This route's JSON bodies (only this plugin's scope: other routes keep Fastify's parser) are read as they arrive,
+  // the photo's base64 decoded into an upload buffer, as a form's photo is (src/intake/json-body.ts). It enforces the
+  // body limit itself: Fastify applies `bodyLimit` only to the bodies it buffers.
+  app.addContentTypeParser('application/json', async (request: FastifyRequest, payload: Readable) => await readJsonBody(payload, {
+    contentLength: request.headers['content-length'],
+    bodyLimit: jsonBodyLimit,
+    maxImageBytes: config.MAX_UPLOAD_BYTES,
+    buffers: app.imagePipeline.uploadBuffers,
+    signal: request.admitted?.clientGone.signal
+  }))
+
   app.post('/fuse', {
     bodyLimit: jsonBodyLimit,
     schema: fuseRouteSchema,
@@ -78,8 +91,11 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
         watch.stop()
         if (!reply.raw.writableFinished) admitted.clientGone.abort()
         admitted.release()
+        // A JSON body read but never taken by the intake (refused before it, or the client gone first): its photo's
+        // buffer goes back.
+        if (request.body instanceof JsonBody) request.body.discard()
       })
-      // A JSON body is read by Fastify from what this returns; a form by the intake, from the raw request.
+      // A JSON body is read by this route's parser from what this returns; a form by the intake, from the raw request.
       return cutOffBody(payload, cutOff.signal)
     }
   }, async (request, reply) => {
