@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import type { ServerResponse } from 'node:http'
 import t, { type Test } from 'tap'
 import { chromium, type Browser, type Page } from 'playwright-core'
@@ -342,17 +343,42 @@ for (const { line, follow } of busyCases) {
   })
 }
 
-t.test('the client example runs as it is in the browser', async (t) => {
+/** The fenced block of `language` after `heading` in docs/client-example.md. */
+function docBlock (language: string, caption: string): string | undefined {
+  const doc = readFileSync(new URL('../../docs/client-example.md', import.meta.url), 'utf8')
+  const at = doc.indexOf(caption)
+  if (at === -1) return undefined
+  return new RegExp(`\`\`\`${language}\\n([\\s\\S]*?)\`\`\``).exec(doc.slice(at))?.[1]
+}
+
+t.test('docs/client-example.md shows exactly the client example the service serves', async (t) => {
   const { url } = await startPageService(t)
-  const { page } = await phonePage(t, 'message')
-  await page.goto(`${url}/client-example.html`)
-  await page.setInputFiles('#photo', fixturePath('face.jpg'))
-  await page.click('#fuse')
-  await page.waitForSelector('#message:has-text("Valid until")')
-  t.match(await page.getAttribute('#result', 'src'), /^http:\/\/127\.0\.0\.1:\d+\/results\/.+\.jpg$/, 'the fused picture\'s URL (the emulator\'s) is shown')
-  await eventuallyInPage(page, 'document.querySelector("#result").complete && document.querySelector("#result").naturalWidth > 0')
-  t.same(await naturalSize(page, '#result'), { width: 720, height: 960 }, 'and the picture loaded')
+  for (const [file, language] of [['client-example.html', 'html'], ['client-example.js', 'js']] as const) {
+    const served = await request(`${url}/${file}`)
+    t.equal(served.statusCode, 200)
+    t.equal(docBlock(language, `(\`public/${file}\`)`), await served.body.text(), `${file} as the docs show it`)
+  }
 })
+
+for (const follow of ['events', 'no EventSource'] as const) {
+  t.test(`the client example runs as it is in the browser (${follow})`, async (t) => {
+    const { url } = await startPageService(t)
+    const { page, sent, shown, troubles } = await phonePage(t, 'message', follow)
+    await page.goto(`${url}/client-example.html`)
+    await page.setInputFiles('#photo', fixturePath('face.jpg'))
+    await page.click('#fuse')
+    await page.waitForSelector('#message:has-text("Valid until")', { timeout: 20_000 })
+    t.match(await page.getAttribute('#result', 'src'), /^http:\/\/127\.0\.0\.1:\d+\/results\/.+\.jpg$/, 'the fused picture\'s URL (the emulator\'s) is shown')
+    await eventuallyInPage(page, 'document.querySelector("#result").complete && document.querySelector("#result").naturalWidth > 0')
+    t.same(await naturalSize(page, '#result'), { width: 720, height: 960 }, 'and the picture loaded')
+    await fitsThePhone(t, page, '#result')
+    t.match((await shown())[1], /^Number 1 in line, about \d+ s$/, 'its place in line was shown first')
+    const [jobId] = jobsFollowed(sent, /^GET \/fuse\/jobs\/([\w-]{22})/)
+    if (follow === 'events') t.ok(sent.includes(`GET /fuse/jobs/${jobId}/events`), 'followed through the events stream')
+    else t.ok(sent.includes(`GET /fuse/jobs/${jobId}`), 'followed by polling')
+    t.same(await troubles(), [], 'no script errors, nothing blocked by the Content-Security-Policy')
+  })
+}
 
 t.test('the page is off when DEMO_PAGE=false, and by default in production with real credentials', async (t) => {
   const off = await startPageService(t, { DEMO_PAGE: 'false' })
