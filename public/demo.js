@@ -1,5 +1,5 @@
-// The demo page: it calls the gateway's public API exactly as a front-end would
-// (GET /templates, POST /fuse with FormData and an Idempotency-Key), nothing more.
+// The demo page: it calls the gateway's public API exactly as a front-end would (GET /templates;
+// POST /fuse with FormData, an Idempotency-Key and Prefer: respond-async; then the job it names), nothing more.
 
 const $ = (id) => document.getElementById(id)
 const form = $('fuse-form')
@@ -14,6 +14,7 @@ const errorBox = $('error')
 const result = $('result')
 const fused = $('fused')
 const resultMeta = $('result-meta')
+const cancelButton = $('cancel')
 
 let photo = null
 let previewUrl = null
@@ -21,6 +22,8 @@ let choice = null
 // One key per photo-and-template choice: pressing Fuse again (or a network retry) resends the same key,
 // so the gateway answers from its store instead of paying for a second fusion.
 let idempotencyKey = null
+// The job being followed: at most one. Its events stream or poll timer stops when it ends or another starts.
+let following = null
 
 /** A UUID v4; crypto.randomUUID exists only in secure contexts (a phone on the LAN is not one). */
 function newKey () {
@@ -34,7 +37,12 @@ function newKey () {
 
 function choiceChanged () {
   idempotencyKey = null
-  fuseButton.disabled = photo === null || currentTemplate() === null
+  updateFuseButton()
+}
+
+/** Fuse waits for a photo and a template, and for the job being followed to end. */
+function updateFuseButton () {
+  fuseButton.disabled = following !== null || photo === null || currentTemplate() === null
 }
 
 function currentTemplate () {
@@ -54,7 +62,8 @@ function showError (code, message) {
 
 function clearMessages () {
   errorBox.hidden = true
-  status.textContent = ''
+  // A job still followed keeps its place in line on show.
+  if (following === null) setStatus('', '')
 }
 
 function usePhoto (file) {
@@ -124,6 +133,152 @@ function listTemplates (projectId) {
   loadTemplates(projectId).catch((error) => showError('NETWORK', `The templates could not be loaded: ${error.message}`))
 }
 
+/** The JSON body of an answer, or one that says it was not JSON (a proxy's error page, say). */
+async function readBody (response) {
+  return await response.json().catch(() => ({ code: `HTTP ${response.status}`, message: 'The answer was not JSON.' }))
+}
+
+function showPicture (answer, replayed) {
+  fused.removeAttribute('data-loaded')
+  fused.onload = () => { fused.dataset.loaded = 'true' }
+  fused.src = answer.imageBase64 !== undefined ? `data:image/jpeg;base64,${answer.imageBase64}` : answer.imageUrl
+  result.hidden = false
+  resultMeta.textContent = `Request ${answer.requestId}${replayed ? ' (replayed: no second fusion was made)' : ''}`
+  setStatus('done', 'Done.')
+  result.scrollIntoView({ block: 'nearest' })
+}
+
+/** The line's words for a job, and its state (data-state) and place (data-position) for styles and tests. */
+function setStatus (state, text, position) {
+  status.dataset.state = state
+  if (position === undefined) delete status.dataset.position
+  else status.dataset.position = String(position)
+  status.textContent = text
+}
+
+function stopFollowing () {
+  if (following === null) return
+  following.source?.close()
+  clearTimeout(following.timer)
+  following = null
+  cancelButton.hidden = true
+  updateFuseButton()
+}
+
+/**
+ * Follows a queued job to its end: its events stream (EventSource), or, where EventSource is missing or fails
+ * before the end, GET every Retry-After seconds. Every body is the same: the job as GET /fuse/jobs/{jobId} shows it.
+ */
+function follow (url, job, replayed, firstPoll) {
+  stopFollowing()
+  const watch = { url, replayed, source: null, timer: null, failures: 0 }
+  following = watch
+  fuseButton.disabled = true
+  showJob(watch, job)
+  if (following !== watch) return
+  if (typeof globalThis.EventSource !== 'function') {
+    schedulePoll(watch, firstPoll)
+    return
+  }
+  const source = new EventSource(`${url}/events`)
+  watch.source = source
+  source.onmessage = (event) => { if (following === watch) showJob(watch, JSON.parse(event.data)) }
+  source.onerror = () => {
+    // Ended before the job did (a proxy that buffers or cuts streams, a lost connection): poll instead.
+    source.close()
+    watch.source = null
+    if (following === watch) void poll(watch)
+  }
+}
+
+/**
+ * When to look again: the server's Retry-After (about when the job's turn comes), but at least every 2 s, so the
+ * place in line the page shows stays current.
+ */
+function pollDelay (response) {
+  return Math.min(2, Math.max(1, Number(response?.headers.get('retry-after')) || 1))
+}
+
+function schedulePoll (watch, seconds) {
+  watch.timer = setTimeout(() => { void poll(watch) }, seconds * 1000)
+}
+
+async function poll (watch) {
+  let response, body
+  try {
+    response = await fetch(watch.url, { headers: { accept: 'application/json' }, cache: 'no-store' })
+    body = await readBody(response)
+  } catch (error) {
+    body = { code: 'NETWORK', message: `The gateway could not be reached: ${error.message}` }
+  }
+  if (following !== watch) return
+  if (response?.ok) {
+    watch.failures = 0
+    showJob(watch, body)
+    if (following === watch) schedulePoll(watch, pollDelay(response))
+    return
+  }
+  // No answer, or a passing one (a replica shedding load, the line's Redis away): a phone between networks, say.
+  const passing = response === undefined || response.status >= 500 || response.status === 429
+  if (passing && ++watch.failures < 5) {
+    schedulePoll(watch, pollDelay(response) + 1)
+    return
+  }
+  // An unknown or expired job (FUSION_JOB_NOT_FOUND), or no answer for too long: the next press makes a new job.
+  stopFollowing()
+  idempotencyKey = null
+  setStatus('', '')
+  showError(body.code, body.message)
+}
+
+/** Shows where the job stands; once it has ended, its picture or error, and the following stops. */
+function showJob (watch, job) {
+  const ended = job.finishedAt !== undefined || ['succeeded', 'failed', 'canceled'].includes(job.status)
+  if (!ended) {
+    if (job.status === 'queued') {
+      const eta = Math.max(1, job.etaSeconds ?? 1)
+      const text = job.position !== undefined ? `Number ${job.position} in line, about ${eta} s` : 'Waiting in line…'
+      setStatus('queued', text, job.position)
+    } else {
+      setStatus(job.status, 'Your turn: fusing…')
+    }
+    cancelButton.hidden = job.status !== 'queued'
+    return
+  }
+  stopFollowing()
+  if (job.status === 'succeeded') {
+    showPicture(job.result, watch.replayed)
+    return
+  }
+  // A new press after a failed or canceled job is a new job: the same key would only show this one again.
+  idempotencyKey = null
+  if (job.status === 'canceled') {
+    setStatus('canceled', 'You left the line: nothing was sent for fusion.')
+    return
+  }
+  setStatus('failed', '')
+  showError(job.error?.code ?? 'FAILED', job.error?.message ?? 'The fusion failed.')
+}
+
+async function cancel () {
+  const watch = following
+  if (watch === null) return
+  cancelButton.disabled = true
+  try {
+    const response = await fetch(watch.url, { method: 'DELETE', headers: { accept: 'application/json' } })
+    const body = await readBody(response)
+    if (following !== watch) return
+    // 200: canceled (or, if it had just finished, its end); 409 FUSION_JOB_RUNNING: too late, the picture follows.
+    if (response.ok) showJob(watch, body)
+    else if (response.status === 409) cancelButton.hidden = true
+    else showError(body.code, body.message)
+  } catch (error) {
+    showError('NETWORK', `The gateway could not be reached: ${error.message}`)
+  } finally {
+    cancelButton.disabled = false
+  }
+}
+
 async function fuse () {
   const template = currentTemplate()
   if (photo === null || template === null) return
@@ -135,35 +290,42 @@ async function fuse () {
   data.append('rsp_img_type', 'base64')
   data.append('image', photo, photo.name || 'photo.jpg')
 
+  stopFollowing()
   clearMessages()
+  result.hidden = true
   fuseButton.disabled = true
-  status.textContent = 'Fusing…'
+  setStatus('sending', 'Sending the photo…')
+  let response, body
   try {
-    const response = await fetch('/fuse', {
+    response = await fetch('/fuse', {
       method: 'POST',
       body: data,
-      headers: { accept: 'application/json', 'idempotency-key': idempotencyKey }
+      // respond-async: the photo is checked at once, and the fusion waits its turn in the line.
+      headers: { accept: 'application/json', prefer: 'respond-async', 'idempotency-key': idempotencyKey }
     })
-    const body = await response.json().catch(() => ({ code: `HTTP ${response.status}`, message: 'The answer was not JSON.' }))
-    if (!response.ok) {
-      const wait = response.headers.get('retry-after')
-      showError(body.code, wait ? `${body.message} (retry in ${wait} s)` : body.message)
-      status.textContent = ''
-      return
-    }
-    fused.removeAttribute('data-loaded')
-    fused.onload = () => { fused.dataset.loaded = 'true' }
-    fused.src = `data:image/jpeg;base64,${body.imageBase64}`
-    result.hidden = false
-    const replayed = response.headers.get('idempotent-replayed') === 'true'
-    resultMeta.textContent = `Request ${body.requestId}${replayed ? ' (replayed: no second fusion was made)' : ''}`
-    status.textContent = 'Done.'
+    body = await readBody(response)
   } catch (error) {
+    setStatus('', '')
     showError('NETWORK', `The gateway could not be reached: ${error.message}`)
-    status.textContent = ''
-  } finally {
-    fuseButton.disabled = false
+    updateFuseButton()
+    return
   }
+  const replayed = response.headers.get('idempotent-replayed') === 'true'
+  if (response.status === 202) {
+    // A replayed 202 carries no Location: the job's address is also built from its id.
+    follow(response.headers.get('location') ?? `/fuse/jobs/${encodeURIComponent(body.jobId)}`, body, replayed, pollDelay(response))
+    return
+  }
+  if (response.ok) {
+    // Answered at once (a gateway in front that does not pass Prefer on).
+    showPicture(body, replayed)
+  } else {
+    // Refused at once: the photo (fix it), or the line (full, or this client already has jobs waiting).
+    const wait = response.headers.get('retry-after')
+    setStatus('', '')
+    showError(body.code, wait ? `${body.message} (retry in ${wait} s)` : body.message)
+  }
+  updateFuseButton()
 }
 
 photoInput.addEventListener('change', () => usePhoto(photoInput.files[0]))
@@ -181,6 +343,7 @@ $('load-templates').addEventListener('click', () => { clearMessages(); listTempl
 $('manual-project').addEventListener('input', choiceChanged)
 $('manual-model').addEventListener('input', choiceChanged)
 form.addEventListener('submit', (event) => { event.preventDefault(); void fuse() })
+cancelButton.addEventListener('click', () => { void cancel() })
 
 fetch('/healthz').then((response) => response.json()).then((health) => {
   if (health.upstream?.mode === 'emulator') {
