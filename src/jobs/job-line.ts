@@ -39,6 +39,11 @@ export interface JobView {
   position?: number
   etaSeconds?: number
   createdAt: number
+  /**
+   * When a worker last took the job (its status became `running`): the end of its wait in the line. Its upstream
+   * call goes out at its budget slot, within UPSTREAM_BUDGET_WAIT_MS. Absent while queued.
+   */
+  startedAt?: number
   finishedAt?: number
   answer: Answer
   requestId: string

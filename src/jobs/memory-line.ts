@@ -61,7 +61,8 @@ export function createMemoryLine (parts: LineParts): JobLine {
   async function run (entry: Entry): Promise<void> {
     running++
     entry.view.status = 'running'
-    starts.push(Date.now())
+    entry.view.startedAt = Date.now()
+    starts.push(entry.view.startedAt)
     if (!entry.started) parts.onStarted?.((Date.now() - entry.view.createdAt) / 1000, entry.etaSeconds)
     entry.started = true
     try {
@@ -69,6 +70,7 @@ export function createMemoryLine (parts: LineParts): JobLine {
       if ('requeueAfterMs' in outcome) {
         // Back to the head of the line; nobody is sent before the pause ends.
         entry.view.status = 'queued'
+        delete entry.view.startedAt
         waiting.unshift(entry.view.jobId)
         pausedUntil = Math.max(pausedUntil, Date.now() + outcome.requeueAfterMs)
         void sleep(outcome.requeueAfterMs).then(pump)

@@ -126,16 +126,18 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
   async function view (job: Job<JobData, JobOutcome>): Promise<JobView> {
     const base = { jobId: job.id!, createdAt: job.timestamp, answer: job.data.answer, requestId: job.data.requestId }
     const state = await job.getState()
+    // BullMQ sets processedOn each time a worker takes the job (again after a pause or a crash): the last time counts.
+    const started = job.processedOn !== undefined ? { startedAt: job.processedOn } : {}
     if (state === 'completed') {
       const outcome = job.returnvalue
-      return { ...base, status: outcome.ok ? 'succeeded' : 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
+      return { ...base, ...started, status: outcome.ok ? 'succeeded' : 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
     }
     if (state === 'failed') {
       // The processor answers every fusion error itself: a failed BullMQ job is our own fault.
       const outcome = { ok: false as const, error: errorAnswer(fusionError('FUSION_INTERNAL_ERROR'), job.data.requestId) }
-      return { ...base, status: 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
+      return { ...base, ...started, status: 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
     }
-    if (state === 'active') return { ...base, status: 'running' }
+    if (state === 'active') return { ...base, ...started, status: 'running' }
     const place = await position(job.id!)
     return place === undefined
       ? { ...base, status: 'queued' }
