@@ -109,15 +109,22 @@ export function opaqueId (value: string): string {
   return createHash('sha256').update(value).digest('base64url').slice(0, 22)
 }
 
+/** A job that was not billed and goes back to the head of the line; no job is taken for `pauseMs`. */
+export interface Requeue { requeue: true, pauseMs: number }
+
 /**
  * Sends one job's fusion. A call the upstream's frequency control refused, or
  * one the budget could not place in time, was not billed: the job goes back to
- * the head of the line after the pause (`requeueAfterMs`) instead of failing.
+ * the head of the line instead of failing. After frequency control the whole
+ * line pauses for its Retry-After. A refusal of the budget's own needs no pause:
+ * jobs are taken at the budget's pace (takePace), so the slots booked ahead run
+ * out while the job waits its turn again; a pause of the Retry-After (whole
+ * seconds) would leave the budget idle once they had.
  */
 export async function sendJob (
   fusion: Fusion, prepared: PreparedFusion, requestId: string, log: LineLogger, callDeadlineMs: number,
   beforeSend?: () => Promise<void>
-): Promise<JobOutcome | { requeueAfterMs: number }> {
+): Promise<JobOutcome | Requeue> {
   try {
     const fused = await fusion.send(prepared, {
       deadline: Date.now() + callDeadlineMs,
@@ -128,9 +135,10 @@ export async function sendJob (
     })
     return { ok: true, result: fused.result, ...(fused.expiresAt !== undefined ? { expiresAt: fused.expiresAt } : {}) }
   } catch (error) {
-    if (isFusionError(error) && (error.code === 'FUSION_RATE_LIMITED' || error.code === 'FUSION_UPSTREAM_BUSY')) {
-      return { requeueAfterMs: Math.max(1, error.retryAfterSeconds ?? 1) * 1000 }
+    if (isFusionError(error) && error.code === 'FUSION_RATE_LIMITED') {
+      return { requeue: true, pauseMs: Math.max(1, error.retryAfterSeconds ?? 1) * 1000 }
     }
+    if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') return { requeue: true, pauseMs: 0 }
     const failure = isFusionError(error) ? error : fusionError('FUSION_INTERNAL_ERROR', { cause: error })
     if (!isFusionError(error)) log.error({ err: error }, 'job failed')
     return { ok: false, error: errorAnswer(failure, requestId) }
@@ -140,6 +148,18 @@ export async function sendJob (
 /** The outcome a job gets when it cannot be sent again safely. */
 export function interrupted (requestId: string): JobOutcome {
   return { ok: false, error: errorAnswer(fusionError('FUSION_JOB_INTERRUPTED'), requestId) }
+}
+
+/**
+ * How fast workers take jobs, over every replica: `max` jobs per `durationMs`, the budget's own pace. Workers that
+ * took jobs faster would be refused their slot (the budget lets a call wait UPSTREAM_BUDGET_WAIT_MS at most), and
+ * each refusal puts the job back and pauses the line for its Retry-After, leaving the budget idle meanwhile: with 48
+ * workers on 18 calls a second, the line drained at about 60 % of the budget. A window of a quarter second's jobs
+ * keeps the burst at a window's edge (twice `max`) within half a second of slots; rounded up, never over the budget.
+ */
+export function takePace (budgetQps: number): { max: number, durationMs: number } {
+  const max = Math.max(1, Math.floor(budgetQps / 4))
+  return { max, durationMs: Math.ceil(max * 1000 / budgetQps) }
 }
 
 /** Seconds until a job at `position` is sent, at `rate` jobs a second. */

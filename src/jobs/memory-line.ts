@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
-  admit, drainRate, etaSeconds, newJobId, sendJob,
+  admit, drainRate, etaSeconds, newJobId, sendJob, takePace,
   type JobLine, type JobRequest, type JobView, type LineParts
 } from './job-line.js'
 
@@ -33,6 +33,11 @@ export function createMemoryLine (parts: LineParts): JobLine {
   let pausedUntil = 0
   let closing = false
   const idle: Array<() => void> = []
+  // Jobs are taken at the budget's pace: `pace.max` per window.
+  const pace = takePace(limits.budgetQps)
+  let windowStart = 0
+  let takenInWindow = 0
+  let nextPump: NodeJS.Timeout | undefined
 
   const rate = (): number => {
     const since = Date.now() - RATE_WINDOW_SECONDS * 1000
@@ -52,6 +57,16 @@ export function createMemoryLine (parts: LineParts): JobLine {
 
   function pump (): void {
     while (!closing && running < limits.workers && waiting.length > 0 && Date.now() >= pausedUntil) {
+      const now = Date.now()
+      if (now - windowStart >= pace.durationMs) {
+        windowStart = now
+        takenInWindow = 0
+      }
+      if (takenInWindow >= pace.max) {
+        nextPump ??= setTimeout(() => { nextPump = undefined; pump() }, windowStart + pace.durationMs - now).unref()
+        break
+      }
+      takenInWindow++
       const entry = jobs.get(waiting.shift()!)!
       void run(entry)
     }
@@ -67,13 +82,15 @@ export function createMemoryLine (parts: LineParts): JobLine {
     entry.started = true
     try {
       const outcome = await sendJob(parts.fusion, entry.prepared!, entry.view.requestId, parts.log, limits.callDeadlineMs)
-      if ('requeueAfterMs' in outcome) {
-        // Back to the head of the line; nobody is sent before the pause ends.
+      if ('requeue' in outcome) {
+        // Back to the head of the line; after frequency control, nobody is sent before the pause ends.
         entry.view.status = 'queued'
         delete entry.view.startedAt
         waiting.unshift(entry.view.jobId)
-        pausedUntil = Math.max(pausedUntil, Date.now() + outcome.requeueAfterMs)
-        void sleep(outcome.requeueAfterMs).then(pump)
+        if (outcome.pauseMs > 0) {
+          pausedUntil = Math.max(pausedUntil, Date.now() + outcome.pauseMs)
+          void sleep(outcome.pauseMs).then(pump)
+        }
         return
       }
       finish(entry, { status: outcome.ok ? 'succeeded' : 'failed', outcome })
@@ -137,6 +154,7 @@ export function createMemoryLine (parts: LineParts): JobLine {
     mode: () => 'local',
     async close () {
       closing = true
+      clearTimeout(nextPump)
       if (running > 0) await new Promise<void>((resolve) => { idle.push(resolve) })
     }
   }

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis'
 import { errorAnswer, fusionError, isFusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
-  admit, drainRate, etaSeconds, interrupted, newJobId, sendJob,
+  admit, drainRate, etaSeconds, interrupted, newJobId, sendJob, takePace,
   type Answer, type JobLine, type JobOutcome, type JobRequest, type JobView, type LineParts
 } from './job-line.js'
 
@@ -97,10 +97,11 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     // Set just before each attempt goes out (after its budget slot): a crash before it leaves the job safe to send.
     const markSent = async (): Promise<void> => { await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs) }
     const outcome = await sendJob(options.fusion, { ...fusion, jpeg }, requestId, log, limits.callDeadlineMs, markSent)
-    if ('requeueAfterMs' in outcome) {
-      // Not billed: the job goes back to the head of the line, and no worker takes one before the pause ends.
+    if ('requeue' in outcome) {
+      // Not billed: the job goes back to the head of the line; after frequency control, no worker of any replica
+      // takes one before the pause ends.
       await redis.del(key.sent(jobId))
-      await queue.rateLimit(outcome.requeueAfterMs)
+      if (outcome.pauseMs > 0) await queue.rateLimit(outcome.pauseMs)
       throw Worker.RateLimitError()
     }
     return await ended(job, outcome, clientId)
@@ -112,10 +113,14 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     return outcome
   }
 
+  const pace = takePace(limits.budgetQps)
   const worker = new Worker<JobData, JobOutcome>(QUEUE_NAME, processJob, {
     connection: options.workerRedis,
     prefix: `${keyPrefix}bull`,
     concurrency: limits.workers,
+    // Jobs are taken at the budget's pace, counted in Redis for every replica (with a limiter, a pause set by
+    // queue.rateLimit holds every replica's workers, not only this one's).
+    limiter: { max: pace.max, duration: pace.durationMs },
     lockDuration: options.stalledMs,
     stalledInterval: Math.max(1_000, Math.floor(options.stalledMs / 2)),
     // A stalled job goes back to the line once; the "sent" marker decides whether it is sent again.
