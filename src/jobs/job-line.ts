@@ -168,11 +168,13 @@ export function etaSeconds (position: number, rate: number): number {
 }
 
 /**
- * The drain rate the line actually achieves, from when jobs started over the
- * last seconds; the configured budget until enough have started to tell.
+ * The drain rate the line actually achieves: the pace of the calls it sent over
+ * the last seconds, between the first and the last of them (`spanSeconds`), so
+ * that a line that began to drain a moment ago, or has just emptied, is not
+ * taken for a slow one; the configured budget until enough were sent to tell.
  */
-export function drainRate (startsInWindow: number, windowSeconds: number, budgetQps: number): number {
-  return startsInWindow >= 5 ? Math.min(startsInWindow / windowSeconds, budgetQps) : budgetQps
+export function drainRate (sentInWindow: number, spanSeconds: number, budgetQps: number): number {
+  return sentInWindow >= 5 && spanSeconds > 0 ? Math.min((sentInWindow - 1) / spanSeconds, budgetQps) : budgetQps
 }
 
 /** Refuses a job the line cannot take in time. */

@@ -28,7 +28,8 @@ export function createMemoryLine (parts: LineParts): JobLine {
   const { limits } = parts
   const jobs = new Map<string, Entry>()
   const waiting: string[] = []
-  const starts: number[] = []
+  /** When calls were sent, oldest first. */
+  const sends: number[] = []
   let running = 0
   let pausedUntil = 0
   let closing = false
@@ -41,8 +42,8 @@ export function createMemoryLine (parts: LineParts): JobLine {
 
   const rate = (): number => {
     const since = Date.now() - RATE_WINDOW_SECONDS * 1000
-    while (starts.length > 0 && starts[0]! < since) starts.shift()
-    return drainRate(starts.length, RATE_WINDOW_SECONDS, limits.budgetQps)
+    while (sends.length > 0 && sends[0]! < since) sends.shift()
+    return drainRate(sends.length, ((sends.at(-1) ?? 0) - (sends[0] ?? 0)) / 1000, limits.budgetQps)
   }
   const clientJobs = (clientId: string): number =>
     [...jobs.values()].filter((entry) => entry.clientId === clientId && entry.view.finishedAt === undefined).length
@@ -77,11 +78,11 @@ export function createMemoryLine (parts: LineParts): JobLine {
     running++
     entry.view.status = 'running'
     entry.view.startedAt = Date.now()
-    starts.push(entry.view.startedAt)
     if (!entry.started) parts.onStarted?.((Date.now() - entry.view.createdAt) / 1000, entry.etaSeconds)
     entry.started = true
     try {
-      const outcome = await sendJob(parts.fusion, entry.prepared!, entry.view.requestId, parts.log, limits.callDeadlineMs)
+      const sent = async (): Promise<void> => { sends.push(Date.now()) }
+      const outcome = await sendJob(parts.fusion, entry.prepared!, entry.view.requestId, parts.log, limits.callDeadlineMs, sent)
       if ('requeue' in outcome) {
         // Back to the head of the line; after frequency control, nobody is sent before the pause ends.
         entry.view.status = 'queued'

@@ -39,7 +39,7 @@ const RATE_WINDOW_SECONDS = 10
  * would inflate it), a "sent" marker set before the upstream call (a job found
  * with it after a crash may have been billed, so it fails with
  * FUSION_JOB_INTERRUPTED rather than being sent again), each client's jobs, the
- * jobs started lately (the drain rate), and the canceled jobs' last views.
+ * jobs sent lately (the drain rate), and the canceled jobs' last views.
  */
 export function createRedisLine (options: RedisLineOptions): JobLine {
   const { redis, limits, keyPrefix } = options
@@ -49,7 +49,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     sent: (jobId: string) => `${prefix}sent:${jobId}`,
     client: (clientId: string) => `${prefix}client:${clientId}`,
     canceled: (jobId: string) => `${prefix}canceled:${jobId}`,
-    starts: `${prefix}starts`
+    sends: `${prefix}sends`
   }
   // A photo outlives the longest wait the line admits, with room for a crashed replica's job to be taken up.
   const photoTtlMs = (limits.maxWaitSeconds * 2 + 60) * 1000 + options.stalledMs * 2
@@ -69,11 +69,13 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
 
   async function rate (): Promise<number> {
     const now = Date.now()
-    const [, [, count]] = await redis.multi()
-      .zremrangebyscore(key.starts, '-inf', now - RATE_WINDOW_SECONDS * 1000)
-      .zcard(key.starts)
-      .exec() as [[unknown, unknown], [unknown, number]]
-    return drainRate(count, RATE_WINDOW_SECONDS, limits.budgetQps)
+    const [, [, count], [, first], [, last]] = await redis.multi()
+      .zremrangebyscore(key.sends, '-inf', now - RATE_WINDOW_SECONDS * 1000)
+      .zcard(key.sends)
+      .zrange(key.sends, '0', '0', 'WITHSCORES')
+      .zrange(key.sends, '-1', '-1', 'WITHSCORES')
+      .exec() as [[unknown, unknown], [unknown, number], [unknown, string[]], [unknown, string[]]]
+    return drainRate(count, (Number(last[1] ?? 0) - Number(first[1] ?? 0)) / 1000, limits.budgetQps)
   }
 
   async function position (jobId: string): Promise<number | undefined> {
@@ -86,7 +88,6 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     const jobId = job.id!
     const { answer: _answer, requestId, owner: _owner, clientId, etaSeconds: eta, ...fusion } = job.data
     const log = options.log
-    await redis.zadd(key.starts, Date.now(), `${jobId}:${job.attemptsStarted}`)
     if (job.attemptsStarted <= 1) options.onStarted?.((Date.now() - job.timestamp) / 1000, eta)
     const jpeg = await redis.getBuffer(key.photo(jobId))
     // A job found with the "sent" marker was taken up after a crash once its call may have gone out: not sent again.
@@ -95,7 +96,11 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
       return await ended(job, interrupted(requestId), clientId)
     }
     // Set just before each attempt goes out (after its budget slot): a crash before it leaves the job safe to send.
-    const markSent = async (): Promise<void> => { await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs) }
+    // The same moment measures the drain rate.
+    const markSent = async (): Promise<void> => {
+      await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs)
+      redis.zadd(key.sends, Date.now(), jobId).catch(() => {})
+    }
     const outcome = await sendJob(options.fusion, { ...fusion, jpeg }, requestId, log, limits.callDeadlineMs, markSent)
     if ('requeue' in outcome) {
       // Not billed: the job goes back to the head of the line; after frequency control, no worker of any replica

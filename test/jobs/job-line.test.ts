@@ -1,7 +1,7 @@
 import t from 'tap'
 import { fusionError } from '../../src/errors.js'
 import type { Fusion, PreparedFusion } from '../../src/fusion/fusion.js'
-import { takePace, type LineLimits } from '../../src/jobs/job-line.js'
+import { drainRate, takePace, type LineLimits } from '../../src/jobs/job-line.js'
 import { createMemoryLine } from '../../src/jobs/memory-line.js'
 
 const limits: LineLimits = {
@@ -43,6 +43,13 @@ t.test('jobs are taken at the budget\'s pace, in windows whose bursts stay withi
   }
 })
 
+t.test('the drain rate is the pace of the calls sent, over the time they span', async (t) => {
+  t.equal(drainRate(4, 1, 18), 18, 'the budget until five calls tell')
+  t.equal(drainRate(19, 1, 18), 18, 'never more than the budget')
+  t.equal(drainRate(11, 2, 18), 5, 'ten intervals in two seconds')
+  t.equal(drainRate(6, 0, 18), 18, 'calls all at once tell nothing')
+})
+
 t.test('a refusal of the budget puts the job back without pausing the line', async (t) => {
   const { fusion, tries } = fakeFusion([() => fusionError('FUSION_UPSTREAM_BUSY', { retryAfterSeconds: 2 })])
   const line = createMemoryLine({ fusion, limits, log })
@@ -62,4 +69,27 @@ t.test('frequency control puts the job back and pauses the line for its Retry-Af
   await finished(line, jobId)
   t.equal(tries.length, 2)
   t.ok(tries[1]! - tries[0]! >= 990, 'not before the pause ended')
+})
+
+t.test('the ETA follows the calls sent, not the jobs taken', async (t) => {
+  // Sends that take 100 ms each, one worker: 10 a second, whatever the budget of 50.
+  const fusion = {
+    send: async (_prepared: PreparedFusion, context: { beforeSend?: () => Promise<void> }) => {
+      await context.beforeSend?.()
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      return { result: { resultType: 'url', imageUrl: 'https://example.invalid/fused.jpg' } }
+    }
+  } as unknown as Fusion
+  const line = createMemoryLine({ fusion, limits: { ...limits, workers: 1 }, log })
+  t.teardown(async () => { await line.close() })
+  const submit = async (): Promise<{ jobId: string, etaSeconds: number }> =>
+    await line.submit({ prepared, answer: 'json', requestId: 'r', owner: undefined, clientId: 'c' })
+  for (let i = 0; i < 8; i++) await submit()
+  await new Promise((resolve) => setTimeout(resolve, 700))
+  const queued: Array<{ jobId: string, etaSeconds: number }> = []
+  for (let i = 0; i < 20; i++) queued.push(await submit())
+  const last = queued.at(-1)!
+  const position = (await line.view(last.jobId, undefined))!.position!
+  t.ok(last.etaSeconds >= Math.floor(position / 10) && last.etaSeconds <= Math.ceil(position / 10) + 1,
+    `${position} jobs ahead at 10 a second: about ${Math.ceil(position / 10)} s (${last.etaSeconds})`)
 })
