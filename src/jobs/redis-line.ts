@@ -27,7 +27,9 @@ export interface RedisLineOptions extends LineParts {
   stalledMs: number
 }
 
-const QUEUE_NAME = 'fusion'
+/** The BullMQ queue, under REDIS_KEY_PREFIX (an operator may pause it with BullMQ's own tools; the bench does). */
+export const QUEUE_NAME = 'fusion'
+export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
 /** How far back the drain rate is measured. */
 const RATE_WINDOW_SECONDS = 10
 
@@ -57,7 +59,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
 
   const queue = new Queue<JobData, JobOutcome>(QUEUE_NAME, {
     connection: redis,
-    prefix: `${keyPrefix}bull`,
+    prefix: queuePrefix(keyPrefix),
     skipWaitingForReady: true,
     defaultJobOptions: {
       attempts: 1,
@@ -121,7 +123,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
   const pace = takePace(limits.budgetQps)
   const worker = new Worker<JobData, JobOutcome>(QUEUE_NAME, processJob, {
     connection: options.workerRedis,
-    prefix: `${keyPrefix}bull`,
+    prefix: queuePrefix(keyPrefix),
     concurrency: limits.workers,
     // Jobs are taken at the budget's pace, counted in Redis for every replica (with a limiter, a pause set by
     // queue.rateLimit holds every replica's workers, not only this one's).
