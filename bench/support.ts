@@ -64,11 +64,12 @@ export async function startBuiltService (env: Record<string, string>, nodeArgs: 
   return { child, url: `http://127.0.0.1:${port}` }
 }
 
-export function multipartPhoto (photo: Buffer): { body: Buffer, contentType: string } {
+export function multipartPhoto (photo: Buffer, fields: Record<string, string> = {}): { body: Buffer, contentType: string } {
   const boundary = '----bench-boundary'
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="project_id"\r\n\r\n100307\r\n` +
     `--${boundary}\r\nContent-Disposition: form-data; name="model_id"\r\n\r\nqc_100307_152854_1\r\n` +
+    Object.entries(fields).map(([name, value]) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`).join('') +
     `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="phone.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`)
   return { body: Buffer.concat([head, photo, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` }
 }

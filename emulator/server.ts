@@ -18,7 +18,14 @@ const retType = process.env.EMULATOR_RET_TYPE === 'number' ? 'number' : 'string'
 const faults = process.env.EMULATOR_FAULTS === 'true'
 
 const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' } })
-await app.register(emulatorPlugin, { qps, retType, faults })
+// At LOG_LEVEL=debug, a line per answer with its code: what a bench counts frequency control by (bench/queue-spike.ts).
+await app.register(emulatorPlugin, {
+  qps,
+  retType,
+  faults,
+  onAnswer: (ret) => { app.log.debug({ ret }, 'answered') },
+  onV3Answer: (code) => { app.log.debug({ code }, 'answered') }
+})
 await app.listen({ port, host })
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => { void app.close().then(() => process.exit(0)) })

@@ -83,6 +83,11 @@ export const JobState = Type.Object({
   position: Type.Optional(Type.Integer()),
   etaSeconds: Type.Optional(Type.Integer()),
   createdAt: Type.String({ format: 'date-time' }),
+  startedAt: Type.Optional(Type.String({
+    format: 'date-time',
+    description: 'When a worker took the job (it became `running`), ending its wait in the line; its upstream call goes out at its ' +
+      'slot of the budget, within `UPSTREAM_BUDGET_WAIT_MS`. Absent while queued and for a canceled job.'
+  })),
   finishedAt: Type.Optional(Type.String({ format: 'date-time' })),
   result: Type.Optional(FuseAnswer),
   error: Type.Optional(Type.Ref(ErrorResponse))

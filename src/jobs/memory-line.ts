@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
-  admit, drainRate, etaSeconds, newJobId, sendJob,
+  admit, drainRate, etaSeconds, newJobId, sendJob, takePace,
   type JobLine, type JobRequest, type JobView, type LineParts
 } from './job-line.js'
 
@@ -28,16 +28,22 @@ export function createMemoryLine (parts: LineParts): JobLine {
   const { limits } = parts
   const jobs = new Map<string, Entry>()
   const waiting: string[] = []
-  const starts: number[] = []
+  /** When calls were sent, oldest first. */
+  const sends: number[] = []
   let running = 0
   let pausedUntil = 0
   let closing = false
   const idle: Array<() => void> = []
+  // Jobs are taken at the budget's pace: `pace.max` per window.
+  const pace = takePace(limits.budgetQps)
+  let windowStart = 0
+  let takenInWindow = 0
+  let nextPump: NodeJS.Timeout | undefined
 
   const rate = (): number => {
     const since = Date.now() - RATE_WINDOW_SECONDS * 1000
-    while (starts.length > 0 && starts[0]! < since) starts.shift()
-    return drainRate(starts.length, RATE_WINDOW_SECONDS, limits.budgetQps)
+    while (sends.length > 0 && sends[0]! < since) sends.shift()
+    return drainRate(sends.length, ((sends.at(-1) ?? 0) - (sends[0] ?? 0)) / 1000, limits.budgetQps)
   }
   const clientJobs = (clientId: string): number =>
     [...jobs.values()].filter((entry) => entry.clientId === clientId && entry.view.finishedAt === undefined).length
@@ -52,6 +58,16 @@ export function createMemoryLine (parts: LineParts): JobLine {
 
   function pump (): void {
     while (!closing && running < limits.workers && waiting.length > 0 && Date.now() >= pausedUntil) {
+      const now = Date.now()
+      if (now - windowStart >= pace.durationMs) {
+        windowStart = now
+        takenInWindow = 0
+      }
+      if (takenInWindow >= pace.max) {
+        nextPump ??= setTimeout(() => { nextPump = undefined; pump() }, windowStart + pace.durationMs - now).unref()
+        break
+      }
+      takenInWindow++
       const entry = jobs.get(waiting.shift()!)!
       void run(entry)
     }
@@ -61,17 +77,21 @@ export function createMemoryLine (parts: LineParts): JobLine {
   async function run (entry: Entry): Promise<void> {
     running++
     entry.view.status = 'running'
-    starts.push(Date.now())
+    entry.view.startedAt = Date.now()
     if (!entry.started) parts.onStarted?.((Date.now() - entry.view.createdAt) / 1000, entry.etaSeconds)
     entry.started = true
     try {
-      const outcome = await sendJob(parts.fusion, entry.prepared!, entry.view.requestId, parts.log, limits.callDeadlineMs)
-      if ('requeueAfterMs' in outcome) {
-        // Back to the head of the line; nobody is sent before the pause ends.
+      const sent = async (): Promise<void> => { sends.push(Date.now()) }
+      const outcome = await sendJob(parts.fusion, entry.prepared!, entry.view.requestId, parts.log, limits.callDeadlineMs, sent)
+      if ('requeue' in outcome) {
+        // Back to the head of the line; after frequency control, nobody is sent before the pause ends.
         entry.view.status = 'queued'
+        delete entry.view.startedAt
         waiting.unshift(entry.view.jobId)
-        pausedUntil = Math.max(pausedUntil, Date.now() + outcome.requeueAfterMs)
-        void sleep(outcome.requeueAfterMs).then(pump)
+        if (outcome.pauseMs > 0) {
+          pausedUntil = Math.max(pausedUntil, Date.now() + outcome.pauseMs)
+          void sleep(outcome.pauseMs).then(pump)
+        }
         return
       }
       finish(entry, { status: outcome.ok ? 'succeeded' : 'failed', outcome })
@@ -135,6 +155,7 @@ export function createMemoryLine (parts: LineParts): JobLine {
     mode: () => 'local',
     async close () {
       closing = true
+      clearTimeout(nextPump)
       if (running > 0) await new Promise<void>((resolve) => { idle.push(resolve) })
     }
   }

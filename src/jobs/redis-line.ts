@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis'
 import { errorAnswer, fusionError, isFusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
-  admit, drainRate, etaSeconds, interrupted, newJobId, sendJob,
+  admit, drainRate, etaSeconds, interrupted, newJobId, sendJob, takePace,
   type Answer, type JobLine, type JobOutcome, type JobRequest, type JobView, type LineParts
 } from './job-line.js'
 
@@ -27,7 +27,9 @@ export interface RedisLineOptions extends LineParts {
   stalledMs: number
 }
 
-const QUEUE_NAME = 'fusion'
+/** The BullMQ queue, under REDIS_KEY_PREFIX (an operator may pause it with BullMQ's own tools; the bench does). */
+export const QUEUE_NAME = 'fusion'
+export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
 /** How far back the drain rate is measured. */
 const RATE_WINDOW_SECONDS = 10
 
@@ -39,7 +41,7 @@ const RATE_WINDOW_SECONDS = 10
  * would inflate it), a "sent" marker set before the upstream call (a job found
  * with it after a crash may have been billed, so it fails with
  * FUSION_JOB_INTERRUPTED rather than being sent again), each client's jobs, the
- * jobs started lately (the drain rate), and the canceled jobs' last views.
+ * jobs sent lately (the drain rate), and the canceled jobs' last views.
  */
 export function createRedisLine (options: RedisLineOptions): JobLine {
   const { redis, limits, keyPrefix } = options
@@ -49,7 +51,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     sent: (jobId: string) => `${prefix}sent:${jobId}`,
     client: (clientId: string) => `${prefix}client:${clientId}`,
     canceled: (jobId: string) => `${prefix}canceled:${jobId}`,
-    starts: `${prefix}starts`
+    sends: `${prefix}sends`
   }
   // A photo outlives the longest wait the line admits, with room for a crashed replica's job to be taken up.
   const photoTtlMs = (limits.maxWaitSeconds * 2 + 60) * 1000 + options.stalledMs * 2
@@ -57,7 +59,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
 
   const queue = new Queue<JobData, JobOutcome>(QUEUE_NAME, {
     connection: redis,
-    prefix: `${keyPrefix}bull`,
+    prefix: queuePrefix(keyPrefix),
     skipWaitingForReady: true,
     defaultJobOptions: {
       attempts: 1,
@@ -69,11 +71,13 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
 
   async function rate (): Promise<number> {
     const now = Date.now()
-    const [, [, count]] = await redis.multi()
-      .zremrangebyscore(key.starts, '-inf', now - RATE_WINDOW_SECONDS * 1000)
-      .zcard(key.starts)
-      .exec() as [[unknown, unknown], [unknown, number]]
-    return drainRate(count, RATE_WINDOW_SECONDS, limits.budgetQps)
+    const [, [, count], [, first], [, last]] = await redis.multi()
+      .zremrangebyscore(key.sends, '-inf', now - RATE_WINDOW_SECONDS * 1000)
+      .zcard(key.sends)
+      .zrange(key.sends, '0', '0', 'WITHSCORES')
+      .zrange(key.sends, '-1', '-1', 'WITHSCORES')
+      .exec() as [[unknown, unknown], [unknown, number], [unknown, string[]], [unknown, string[]]]
+    return drainRate(count, (Number(last[1] ?? 0) - Number(first[1] ?? 0)) / 1000, limits.budgetQps)
   }
 
   async function position (jobId: string): Promise<number | undefined> {
@@ -86,7 +90,6 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     const jobId = job.id!
     const { answer: _answer, requestId, owner: _owner, clientId, etaSeconds: eta, ...fusion } = job.data
     const log = options.log
-    await redis.zadd(key.starts, Date.now(), `${jobId}:${job.attemptsStarted}`)
     if (job.attemptsStarted <= 1) options.onStarted?.((Date.now() - job.timestamp) / 1000, eta)
     const jpeg = await redis.getBuffer(key.photo(jobId))
     // A job found with the "sent" marker was taken up after a crash once its call may have gone out: not sent again.
@@ -95,12 +98,17 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
       return await ended(job, interrupted(requestId), clientId)
     }
     // Set just before each attempt goes out (after its budget slot): a crash before it leaves the job safe to send.
-    const markSent = async (): Promise<void> => { await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs) }
+    // The same moment measures the drain rate.
+    const markSent = async (): Promise<void> => {
+      await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs)
+      redis.zadd(key.sends, Date.now(), jobId).catch(() => {})
+    }
     const outcome = await sendJob(options.fusion, { ...fusion, jpeg }, requestId, log, limits.callDeadlineMs, markSent)
-    if ('requeueAfterMs' in outcome) {
-      // Not billed: the job goes back to the head of the line, and no worker takes one before the pause ends.
+    if ('requeue' in outcome) {
+      // Not billed: the job goes back to the head of the line; after frequency control, no worker of any replica
+      // takes one before the pause ends.
       await redis.del(key.sent(jobId))
-      await queue.rateLimit(outcome.requeueAfterMs)
+      if (outcome.pauseMs > 0) await queue.rateLimit(outcome.pauseMs)
       throw Worker.RateLimitError()
     }
     return await ended(job, outcome, clientId)
@@ -112,10 +120,14 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     return outcome
   }
 
+  const pace = takePace(limits.budgetQps)
   const worker = new Worker<JobData, JobOutcome>(QUEUE_NAME, processJob, {
     connection: options.workerRedis,
-    prefix: `${keyPrefix}bull`,
+    prefix: queuePrefix(keyPrefix),
     concurrency: limits.workers,
+    // Jobs are taken at the budget's pace, counted in Redis for every replica (with a limiter, a pause set by
+    // queue.rateLimit holds every replica's workers, not only this one's).
+    limiter: { max: pace.max, duration: pace.durationMs },
     lockDuration: options.stalledMs,
     stalledInterval: Math.max(1_000, Math.floor(options.stalledMs / 2)),
     // A stalled job goes back to the line once; the "sent" marker decides whether it is sent again.
@@ -126,16 +138,18 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
   async function view (job: Job<JobData, JobOutcome>): Promise<JobView> {
     const base = { jobId: job.id!, createdAt: job.timestamp, answer: job.data.answer, requestId: job.data.requestId }
     const state = await job.getState()
+    // BullMQ sets processedOn each time a worker takes the job (again after a pause or a crash): the last time counts.
+    const started = job.processedOn !== undefined ? { startedAt: job.processedOn } : {}
     if (state === 'completed') {
       const outcome = job.returnvalue
-      return { ...base, status: outcome.ok ? 'succeeded' : 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
+      return { ...base, ...started, status: outcome.ok ? 'succeeded' : 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
     }
     if (state === 'failed') {
       // The processor answers every fusion error itself: a failed BullMQ job is our own fault.
       const outcome = { ok: false as const, error: errorAnswer(fusionError('FUSION_INTERNAL_ERROR'), job.data.requestId) }
-      return { ...base, status: 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
+      return { ...base, ...started, status: 'failed', finishedAt: job.finishedOn ?? Date.now(), outcome }
     }
-    if (state === 'active') return { ...base, status: 'running' }
+    if (state === 'active') return { ...base, ...started, status: 'running' }
     const place = await position(job.id!)
     return place === undefined
       ? { ...base, status: 'queued' }

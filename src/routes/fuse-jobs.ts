@@ -23,6 +23,7 @@ export function jobBody (view: JobView): object {
     status: view.status,
     ...(view.position !== undefined ? { position: view.position, etaSeconds: view.etaSeconds } : {}),
     createdAt: new Date(view.createdAt).toISOString(),
+    ...(view.startedAt !== undefined ? { startedAt: new Date(view.startedAt).toISOString() } : {}),
     ...(view.finishedAt !== undefined ? { finishedAt: new Date(view.finishedAt).toISOString() } : {}),
     ...(outcome?.ok === true ? { result: successBody(view.requestId, outcome) } : {}),
     ...(outcome?.ok === false ? { error: outcome.error } : {})

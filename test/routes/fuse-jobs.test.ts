@@ -59,7 +59,8 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.same(Object.keys(done.result).sort(), ['expiresAt', 'imageUrl', 'requestId'], 'the synchronous success body')
     t.equal(done.result.imageUrl, legacyOk.img_url)
     t.equal(done.result.requestId, body.requestId)
-    t.ok(Date.parse(done.finishedAt) >= Date.parse(done.createdAt))
+    t.ok(Date.parse(done.startedAt) >= Date.parse(done.createdAt), 'started after it was created')
+    t.ok(Date.parse(done.finishedAt) >= Date.parse(done.startedAt), 'finished after it started')
     t.equal(upstream.calls.length, 1, 'one upstream call')
   })
 

@@ -1,0 +1,95 @@
+import t from 'tap'
+import { fusionError } from '../../src/errors.js'
+import type { Fusion, PreparedFusion } from '../../src/fusion/fusion.js'
+import { drainRate, takePace, type LineLimits } from '../../src/jobs/job-line.js'
+import { createMemoryLine } from '../../src/jobs/memory-line.js'
+
+const limits: LineLimits = {
+  maxJobs: 100, maxWaitSeconds: 600, maxJobsPerClient: 100, resultTtlSeconds: 60, workers: 4, budgetQps: 50, callDeadlineMs: 5_000
+}
+const prepared: PreparedFusion = { projectId: '100307', modelId: 'qc_100307_152854_1', resultType: 'url', options: {}, jpeg: Buffer.from('jpeg') }
+const log = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} }
+
+/** A fusion whose sends fail as `failures` says, in turn, then succeed; it records when each send was tried. */
+function fakeFusion (failures: Array<() => Error>): { fusion: Fusion, tries: number[] } {
+  const tries: number[] = []
+  const fusion = {
+    send: async (_prepared: PreparedFusion, context: { beforeSend?: () => Promise<void> }) => {
+      tries.push(Date.now())
+      const failure = failures.shift()
+      if (failure !== undefined) throw failure()
+      await context.beforeSend?.()
+      return { result: { resultType: 'url', imageUrl: 'https://example.invalid/fused.jpg' } }
+    }
+  } as unknown as Fusion
+  return { fusion, tries }
+}
+
+async function finished (line: ReturnType<typeof createMemoryLine>, jobId: string): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const view = await line.view(jobId, undefined)
+    if (view?.finishedAt !== undefined) return view.finishedAt
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  throw new Error('the job did not finish')
+}
+
+t.test('jobs are taken at the budget\'s pace, in windows whose bursts stay within half a second of slots', async (t) => {
+  for (const qps of [0.5, 1, 9, 18, 50, 1000]) {
+    const { max, durationMs } = takePace(qps)
+    t.ok(max / durationMs * 1000 <= qps, `${qps}/s: never faster than the budget`)
+    t.ok(max / durationMs * 1000 >= qps * 0.99, `${qps}/s: within 1 % of it`)
+    t.ok(max === 1 || 2 * max <= qps / 2, `${qps}/s: one job a window, or two windows' jobs within half a second of slots`)
+  }
+})
+
+t.test('the drain rate is the pace of the calls sent, over the time they span', async (t) => {
+  t.equal(drainRate(4, 1, 18), 18, 'the budget until five calls tell')
+  t.equal(drainRate(19, 1, 18), 18, 'never more than the budget')
+  t.equal(drainRate(11, 2, 18), 5, 'ten intervals in two seconds')
+  t.equal(drainRate(6, 0, 18), 18, 'calls all at once tell nothing')
+})
+
+t.test('a refusal of the budget puts the job back without pausing the line', async (t) => {
+  const { fusion, tries } = fakeFusion([() => fusionError('FUSION_UPSTREAM_BUSY', { retryAfterSeconds: 2 })])
+  const line = createMemoryLine({ fusion, limits, log })
+  t.teardown(async () => { await line.close() })
+  const { jobId } = await line.submit({ prepared, answer: 'json', requestId: 'r1', owner: undefined, clientId: 'c' })
+  await finished(line, jobId)
+  t.equal(tries.length, 2)
+  t.ok(tries[1]! - tries[0]! < 1_000, 'tried again well before the Retry-After of 2 s')
+  t.equal((await line.view(jobId, undefined))?.status, 'succeeded')
+})
+
+t.test('frequency control puts the job back and pauses the line for its Retry-After', async (t) => {
+  const { fusion, tries } = fakeFusion([() => fusionError('FUSION_RATE_LIMITED', { retryAfterSeconds: 1 })])
+  const line = createMemoryLine({ fusion, limits, log })
+  t.teardown(async () => { await line.close() })
+  const { jobId } = await line.submit({ prepared, answer: 'json', requestId: 'r1', owner: undefined, clientId: 'c' })
+  await finished(line, jobId)
+  t.equal(tries.length, 2)
+  t.ok(tries[1]! - tries[0]! >= 990, 'not before the pause ended')
+})
+
+t.test('the ETA follows the calls sent, not the jobs taken', async (t) => {
+  // Sends that take 100 ms each, one worker: 10 a second, whatever the budget of 50.
+  const fusion = {
+    send: async (_prepared: PreparedFusion, context: { beforeSend?: () => Promise<void> }) => {
+      await context.beforeSend?.()
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      return { result: { resultType: 'url', imageUrl: 'https://example.invalid/fused.jpg' } }
+    }
+  } as unknown as Fusion
+  const line = createMemoryLine({ fusion, limits: { ...limits, workers: 1 }, log })
+  t.teardown(async () => { await line.close() })
+  const submit = async (): Promise<{ jobId: string, etaSeconds: number }> =>
+    await line.submit({ prepared, answer: 'json', requestId: 'r', owner: undefined, clientId: 'c' })
+  for (let i = 0; i < 8; i++) await submit()
+  await new Promise((resolve) => setTimeout(resolve, 700))
+  const queued: Array<{ jobId: string, etaSeconds: number }> = []
+  for (let i = 0; i < 20; i++) queued.push(await submit())
+  const last = queued.at(-1)!
+  const position = (await line.view(last.jobId, undefined))!.position!
+  t.ok(last.etaSeconds >= Math.floor(position / 10) && last.etaSeconds <= Math.ceil(position / 10) + 1,
+    `${position} jobs ahead at 10 a second: about ${Math.ceil(position / 10)} s (${last.etaSeconds})`)
+})
