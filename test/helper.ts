@@ -37,8 +37,12 @@ export async function startService (
   env: Record<string, string> = {},
   options: { logStream?: DestinationStream } = {}
 ): Promise<{ app: FastifyInstance, url: string }> {
-  // Client limits off unless a test is about them: tests send many requests, many at once, from one address.
-  const loaded = loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '1000000', IMAGE_PLACES_PER_CLIENT: '10000', ...env })
+  // Client limits off unless a test is about them: tests send many requests, many at once, from one address. Load
+  // shedding on event-loop lag too (test/plugins/under-pressure.test.ts turns it on): the service shares this process
+  // with the test, its clients and often an emulator, and on a busy machine their lag alone would answer 503.
+  const loaded = loadConfig({
+    LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '1000000', IMAGE_PLACES_PER_CLIENT: '10000', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', ...env
+  })
   const { config, close } = await completeWithStandIn(loaded, { faults: true })
   const app = await buildApp(config, options).catch(async (error: unknown) => {
     await close()

@@ -48,15 +48,6 @@ async function chromiumBrowser (): Promise<Browser> {
   return await launched
 }
 
-/**
- * The service, without shedding load on event-loop lag: the service, the emulator and the browser's client share
- * this process, and on a busy machine a service starting beside them lags past PRESSURE_MAX_EVENT_LOOP_DELAY_MS
- * and answers 503 FUSION_SATURATED (test/plugins/under-pressure.test.ts tests that).
- */
-async function startPageService (t: Test, env: Record<string, string> = {}): Promise<{ url: string }> {
-  return await startService(t, { PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', ...env })
-}
-
 interface PhonePage {
   page: Page
   /** Script errors in the page, and what its Content-Security-Policy blocked (an inline style, say): none expected. */
@@ -118,7 +109,7 @@ function jobsFollowed (sent: string[], pattern: RegExp): string[] {
 }
 
 t.test('the demo page queues a photo, shows its place in line, the fused picture, and errors as the API gives them', async (t) => {
-  const { url } = await startPageService(t)
+  const { url } = await startService(t)
   const { page, sent, shown, troubles } = await phonePage(t, 'status')
   const headers: Array<Record<string, string>> = []
   page.on('request', (sent) => { if (new URL(sent.url()).pathname === '/fuse') headers.push(sent.headers()) })
@@ -173,7 +164,7 @@ t.test('the demo page queues a photo, shows its place in line, the fused picture
 
 t.test('a job the upstream fails shows the error its job carries, and Fuse then makes a new job', async (t) => {
   // The emulator's fault material: the upstream finds no face (legacy ret 1000), only once the job's turn has come.
-  const { url } = await startPageService(t, { FUSION_TEMPLATES: '100307:emulator_ret_1000=No face' })
+  const { url } = await startService(t, { FUSION_TEMPLATES: '100307:emulator_ret_1000=No face' })
   const { page, sent, shown, troubles } = await phonePage(t, 'status')
   const keys: string[] = []
   page.on('request', (sent) => { if (new URL(sent.url()).pathname === '/fuse') keys.push(sent.headers()['idempotency-key'] ?? '') })
@@ -270,7 +261,7 @@ const busyCases: Array<{ line: keyof typeof LINES, follow: Follow }> = [
 for (const { line, follow } of busyCases) {
   t.test(`a busy ${line} line, ${follow}: the page shows its place as it moves up, then the picture; a waiting job can leave`, async (t) => {
     const gate = await gatedEmulator(t)
-    const { url } = await startPageService(t, { ...gate.env, ...LINES[line](), QUEUE_WORKERS: '1' })
+    const { url } = await startService(t, { ...gate.env, ...LINES[line](), QUEUE_WORKERS: '1' })
     const { page, sent, shown, troubles } = await phonePage(t, 'status', follow)
     const keys: string[] = []
     page.on('request', (sent) => { if (new URL(sent.url()).pathname === '/fuse') keys.push(sent.headers()['idempotency-key'] ?? '') })
@@ -343,7 +334,7 @@ for (const { line, follow } of busyCases) {
   })
 }
 
-/** The fenced block of `language` after `heading` in docs/client-example.md. */
+/** The first fenced block of `language` after `caption` in docs/client-example.md. */
 function docBlock (language: string, caption: string): string | undefined {
   const doc = readFileSync(new URL('../../docs/client-example.md', import.meta.url), 'utf8')
   const at = doc.indexOf(caption)
@@ -352,7 +343,7 @@ function docBlock (language: string, caption: string): string | undefined {
 }
 
 t.test('docs/client-example.md shows exactly the client example the service serves', async (t) => {
-  const { url } = await startPageService(t)
+  const { url } = await startService(t)
   for (const [file, language] of [['client-example.html', 'html'], ['client-example.js', 'js']] as const) {
     const served = await request(`${url}/${file}`)
     t.equal(served.statusCode, 200)
@@ -362,7 +353,7 @@ t.test('docs/client-example.md shows exactly the client example the service serv
 
 for (const follow of ['events', 'no EventSource'] as const) {
   t.test(`the client example runs as it is in the browser (${follow})`, async (t) => {
-    const { url } = await startPageService(t)
+    const { url } = await startService(t)
     const { page, sent, shown, troubles } = await phonePage(t, 'message', follow)
     await page.goto(`${url}/client-example.html`)
     await page.setInputFiles('#photo', fixturePath('face.jpg'))
@@ -381,14 +372,14 @@ for (const follow of ['events', 'no EventSource'] as const) {
 }
 
 t.test('the page is off when DEMO_PAGE=false, and by default in production with real credentials', async (t) => {
-  const off = await startPageService(t, { DEMO_PAGE: 'false' })
+  const off = await startService(t, { DEMO_PAGE: 'false' })
   t.equal((await request(`${off.url}/`)).statusCode, 404)
-  const production = await startPageService(t, {
+  const production = await startService(t, {
     NODE_ENV: 'production', TENCENT_APPID: '1250000001', TENCENT_UIN: '100000000002', TENCENT_SECRET_ID: 'id', TENCENT_SECRET_KEY: 'key'
   })
   t.equal((await request(`${production.url}/`)).statusCode, 404)
   t.equal((await request(`${production.url}/demo.js`)).statusCode, 404)
-  const forced = await startPageService(t, { NODE_ENV: 'production', DEMO_PAGE: 'true', TENCENT_APPID: '1250000001', TENCENT_UIN: '100000000002', TENCENT_SECRET_ID: 'id', TENCENT_SECRET_KEY: 'key' })
+  const forced = await startService(t, { NODE_ENV: 'production', DEMO_PAGE: 'true', TENCENT_APPID: '1250000001', TENCENT_UIN: '100000000002', TENCENT_SECRET_ID: 'id', TENCENT_SECRET_KEY: 'key' })
   const page = await request(`${forced.url}/`)
   t.equal(page.statusCode, 200)
   t.match(page.headers['content-security-policy'], /script-src 'self'/)
