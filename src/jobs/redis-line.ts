@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue, Worker, type Job } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { errorAnswer, fusionError, isFusionError } from '../errors.js'
@@ -29,6 +30,8 @@ export interface RedisLineOptions extends LineParts {
 
 /** The BullMQ queue, under REDIS_KEY_PREFIX (an operator may pause it with BullMQ's own tools; the bench does). */
 export const QUEUE_NAME = 'fusion'
+/** How long closing waits for BullMQ when the line's Redis is unreachable. */
+const CLOSE_UNREACHABLE_MS = 1_000
 export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
 /** How far back the drain rate is measured. */
 const RATE_WINDOW_SECONDS = 10
@@ -133,7 +136,11 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     // A stalled job goes back to the line once; the "sent" marker decides whether it is sent again.
     maxStalledCount: 1
   })
-  worker.on('error', (error) => { options.log.warn({ queue: { error: error.message } }, 'job worker: redis error') })
+  // One line per outage is the Redis plugin's: here, only what is not a lost connection.
+  worker.on('error', (error) => {
+    if (redis.status === 'ready') options.log.warn({ queue: { error: error.message } }, 'job worker: redis error')
+  })
+  queue.on('error', () => {})
 
   async function view (job: Job<JobData, JobOutcome>): Promise<JobView> {
     const base = { jobId: job.id!, createdAt: job.timestamp, answer: job.data.answer, requestId: job.data.requestId }
@@ -242,8 +249,12 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     length: async () => await redis.llen(waitKey),
     mode: () => redis.status === 'ready' ? 'shared' : 'down',
     async close () {
-      await worker.close()
-      await queue.close()
+      // With its Redis down nothing can be finished or handed back, and BullMQ's close would wait for it without end:
+      // the running jobs' locks expire and another replica takes them up.
+      const reachable = redis.status === 'ready'
+      await Promise.all([worker.close(!reachable), queue.close()].map(async (closing) => {
+        await (reachable ? closing : Promise.race([closing, sleep(CLOSE_UNREACHABLE_MS)]))
+      }))
     }
   }
 }
