@@ -205,10 +205,11 @@ let memoryPeak = 0
 let lineLengthPeak = 0
 // When the replicas sent each call (the line's record of its drain, src/jobs/redis-line.ts, kept 10 s), against when
 // the emulator saw it arrive: which side bunched the calls that its frequency control counted.
-const sends = new Map<string, number>()
+// A job sent again after frequency control replaces its entry there (after a pause of 2 s or more): both are kept here.
+const sends = new Set<string>()
 const sendSampler = setInterval(() => {
   lineRedis.zrange(`${keyPrefix}jobs:sends`, '0', '-1', 'WITHSCORES').then((flat) => {
-    for (let i = 0; i < flat.length; i += 2) sends.set(flat[i]!, Number(flat[i + 1]))
+    for (let i = 0; i < flat.length; i += 2) sends.add(`${flat[i]!} ${flat[i + 1]!}`)
   }, () => {})
 }, 1_000)
 const sampler = setInterval(() => {
@@ -344,7 +345,7 @@ const tightest = (times: number[]): number => {
   for (let i = 0; i + quota < times.length; i++) least = Math.min(least, times[i + quota]! - times[i]!)
   return least
 }
-const sendTimes = [...sends.values()].filter((time) => time >= spikeStart && time <= spikeArrivals.at(-1)!).sort((a, b) => a - b)
+const sendTimes = [...sends].map((entry) => Number(entry.split(' ')[1])).filter((time) => time >= spikeStart && time <= spikeArrivals.at(-1)!).sort((a, b) => a - b)
 const pace = (times: number[]): number => (times.length - 1) / ((times.at(-1)! - times[0]!) / 1000)
 const afterIntake = spikeArrivals.filter((time) => time > submitEnd)
 console.log(`drain: ${pace(spikeArrivals).toFixed(2)} calls/s upstream over ${((spikeArrivals.at(-1)! - spikeArrivals[0]!) / 1000).toFixed(1)} s ` +
