@@ -27,7 +27,7 @@ export interface UpstreamCall {
   /** Epoch ms by which the call must be answered. */
   deadline?: number | undefined
   log?: UpstreamLogger | undefined
-  /** Runs before each attempt is sent, after its slot: the point from which it may reach the upstream. */
+  /** Runs before each attempt is sent, after its slot (again if the slot is given up): from here it may reach the upstream. */
   beforeSend?: (() => Promise<void>) | undefined
 }
 
@@ -54,7 +54,12 @@ export interface ChainParts {
 const MAX_STALE_SLOTS = 3
 
 export function createCallPolicy (parts: ChainParts): CallPolicy {
-  async function slot (call: UpstreamCall): Promise<void> {
+  /**
+   * Waits for a slot, then runs `beforeSend`; gives the slot up for another when
+   * the two together ended too late. The lateness is measured after `beforeSend`
+   * because its own wait (a Redis write) delays the arrival too.
+   */
+  async function slotThenPrepare (call: UpstreamCall): Promise<void> {
     for (let stale = 0; ; stale++) {
       const maxWaitMs = call.deadline === undefined ? Infinity : call.deadline - Date.now() - parts.connectTimeoutMs
       let startsAt: number
@@ -70,6 +75,9 @@ export function createCallPolicy (parts: ChainParts): CallPolicy {
         call.signal?.throwIfAborted()
         throw error
       }
+      // The last moment a call can be given up without being sent (the client left, or the service stops in a hurry).
+      call.signal?.throwIfAborted()
+      await call.beforeSend?.()
       const lateMs = performance.now() - startsAt
       if (lateMs <= parts.maxLateMs) return
       parts.onStaleSlot?.(lateMs)
@@ -89,12 +97,9 @@ export function createCallPolicy (parts: ChainParts): CallPolicy {
   return async (call, send) => await parts.retrying(call, async () => {
     // An open circuit fails at once, before a slot of the budget is spent.
     parts.breaker.check()
-    await slot(call)
-    // The last moment a call can be given up without being sent (the client left, or the service stops in a hurry).
-    call.signal?.throwIfAborted()
+    await slotThenPrepare(call)
     return await parts.breaker.run(async () => {
       try {
-        await call.beforeSend?.()
         return await send()
       } catch (error) {
         await backOffOn(error)
