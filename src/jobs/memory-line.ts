@@ -2,8 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
-  admit, drainRate, etaSeconds, newJobId, sendJob, takePace,
-  type JobLine, type JobRequest, type JobView, type LineParts
+  admit, drainRate, etaSeconds, RATE_WINDOW_SECONDS, newJobId, sendJob, takePace,
+  type JobLine, type JobRequest, type JobView, type LineParts, type Pace
 } from './job-line.js'
 
 interface Entry {
@@ -15,9 +15,6 @@ interface Entry {
   etaSeconds: number
   started: boolean
 }
-
-/** How far back the drain rate is measured. */
-const RATE_WINDOW_SECONDS = 10
 
 /**
  * The wait line in this process's memory, for a single replica without Redis:
@@ -40,7 +37,7 @@ export function createMemoryLine (parts: LineParts): JobLine {
   let takenInWindow = 0
   let nextPump: NodeJS.Timeout | undefined
 
-  const rate = (): number => {
+  const currentPace = (): Pace => {
     const since = Date.now() - RATE_WINDOW_SECONDS * 1000
     while (sends.length > 0 && sends[0]! < since) sends.shift()
     return drainRate(sends.length, ((sends.at(-1) ?? 0) - (sends[0] ?? 0)) / 1000, limits.budgetQps)
@@ -111,7 +108,7 @@ export function createMemoryLine (parts: LineParts): JobLine {
     const view = { ...entry.view }
     if (view.status === 'queued') {
       view.position = waiting.indexOf(view.jobId) + 1
-      view.etaSeconds = etaSeconds(view.position, rate())
+      view.etaSeconds = etaSeconds(view.position, currentPace())
     }
     return view
   }
@@ -119,9 +116,9 @@ export function createMemoryLine (parts: LineParts): JobLine {
   return {
     async submit (request: JobRequest) {
       if (closing) throw fusionError('FUSION_QUEUE_UNAVAILABLE')
-      const position = admit({ waiting: waiting.length, clientJobs: clientJobs(request.clientId), rate: rate(), limits })
+      const position = admit({ waiting: waiting.length, clientJobs: clientJobs(request.clientId), pace: currentPace(), limits })
       const jobId = newJobId()
-      const etaAtSubmit = etaSeconds(position, rate())
+      const etaAtSubmit = etaSeconds(position, currentPace())
       jobs.set(jobId, {
         etaSeconds: etaAtSubmit,
         started: false,

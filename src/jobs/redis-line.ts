@@ -4,8 +4,8 @@ import type { Redis } from 'ioredis'
 import { errorAnswer, fusionError, isFusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
-  admit, drainRate, etaSeconds, interrupted, newJobId, sendJob, takePace,
-  type Answer, type JobLine, type JobOutcome, type JobRequest, type JobView, type LineParts
+  admit, drainRate, etaSeconds, RATE_WINDOW_SECONDS, interrupted, newJobId, sendJob, takePace,
+  type Answer, type JobLine, type JobOutcome, type Pace, type JobRequest, type JobView, type LineParts
 } from './job-line.js'
 
 /** What a BullMQ job carries: everything but the photo, which is stored as bytes beside it. */
@@ -33,9 +33,6 @@ export const QUEUE_NAME = 'fusion'
 /** How long closing waits for BullMQ when the line's Redis is unreachable. */
 const CLOSE_UNREACHABLE_MS = 1_000
 export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
-/** How far back the drain rate is measured. */
-const RATE_WINDOW_SECONDS = 10
-
 /**
  * The wait line on Redis with BullMQ, shared by every replica: first in, first
  * out; a job whose replica dies is taken up by another once its lock expires.
@@ -72,7 +69,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
   })
   const waitKey = queue.keys.wait!
 
-  async function rate (): Promise<number> {
+  async function currentPace (): Promise<Pace> {
     const now = Date.now()
     const [, [, count], [, first], [, last]] = await redis.multi()
       .zremrangebyscore(key.sends, '-inf', now - RATE_WINDOW_SECONDS * 1000)
@@ -160,7 +157,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     const place = await position(job.id!)
     return place === undefined
       ? { ...base, status: 'queued' }
-      : { ...base, status: 'queued', position: place, etaSeconds: etaSeconds(place, await rate()) }
+      : { ...base, status: 'queued', position: place, etaSeconds: etaSeconds(place, await currentPace()) }
   }
 
   async function find (jobId: string, owner: string | undefined): Promise<Job<JobData, JobOutcome> | undefined> {
@@ -194,10 +191,10 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
         .zremrangebyscore(clientKey, '-inf', now)
         .zcard(clientKey)
         .exec() as [[unknown, unknown], [unknown, number]]
-      const lineRate = await rate()
-      const position = admit({ waiting: await redis.llen(waitKey), clientJobs, rate: lineRate, limits })
+      const linePace = await currentPace()
+      const position = admit({ waiting: await redis.llen(waitKey), clientJobs, pace: linePace, limits })
       const jobId = newJobId()
-      const eta = etaSeconds(position, lineRate)
+      const eta = etaSeconds(position, linePace)
       const { jpeg, ...fusion } = request.prepared
       await redis.multi()
         .set(key.photo(jobId), jpeg, 'PX', photoTtlMs)
