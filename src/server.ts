@@ -13,7 +13,7 @@ import { ConfigError, loadConfig, type Config, type LoadedConfig } from './confi
 // a limit of about twice the live heap. Every upload brings its bytes in as new external buffers (Node's socket
 // reads), so with a live heap under 30 MB a full collection ran every three or four photos, each costing more CPU
 // than a photo's HTTP and form parsing. Four times the live heap as headroom makes them rare (bench/throughput.ts;
-// the README's performance section has the figures). A value on the command line wins (NODE_OPTIONS cannot carry it).
+// docs/performance.md has the figures). A value on the command line wins (NODE_OPTIONS cannot carry it).
 if (!process.execArgv.some((argument) => argument.replaceAll('_', '-').startsWith('--heap-growing-percent'))) {
   setFlagsFromString('--heap-growing-percent=300')
 }

@@ -160,6 +160,18 @@ t.test('API 3.0 settings are checked', async (t) => {
   t.match(problems({ TENCENT_LEGACY_URL: 'http://[fe80::1/fuseapi/face' }), /TENCENT_LEGACY_URL: must be a valid/)
 })
 
+t.test('IMAGE_MAX_SIDE: 1080 by default, at most what the configured API accepts', async (t) => {
+  t.equal(loadConfig({}).IMAGE_MAX_SIDE, 1080)
+  t.equal(loadConfig({ FUSION_PROVIDER: 'v3', IMAGE_MAX_SIDE: '4095' }).IMAGE_MAX_SIDE, 4095, 'FuseFace 2022 takes up to 4095 px')
+  t.equal(loadConfig({ IMAGE_MAX_SIDE: '720' }).IMAGE_MAX_SIDE, 720, 'smaller than the legacy API\'s limit')
+  t.match(problems({ IMAGE_MAX_SIDE: '1600' }),
+    /IMAGE_MAX_SIDE: 1600 px is more than the legacy API \(fuseapi\/face\) accepts; set at most 1080$/m)
+  t.match(problems({ FUSION_PROVIDER: 'v3', FUSION_V3_VERSION: '2018-12-01', IMAGE_MAX_SIDE: '2048' }),
+    /IMAGE_MAX_SIDE: 2048 px is more than API 3.0 FuseFace 2018-12-01 accepts; set at most 1080/)
+  t.match(problems({ FUSION_PROVIDER: 'v3', IMAGE_MAX_SIDE: '4096' }), /IMAGE_MAX_SIDE: must be <= 4095/)
+  t.match(problems({ IMAGE_MAX_SIDE: '100' }), /IMAGE_MAX_SIDE: must be >= 256/)
+})
+
 t.test('FUSION_TEMPLATES declares what GET /templates lists', async (t) => {
   t.same(loadConfig({ FUSION_TEMPLATES: '100307:qc_100307_152854_1=Astronaut,100646:qc_100646_154021_9' }).templates, {
     source: 'config',

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { parseEnv } from 'node:util'
 import { envSchema } from 'env-schema'
+import { apiImageLimits, apiName } from '../upstream/image-limits.js'
 import type { TemplateInfo } from '../upstream/provider.js'
 import { resolveUpstream, type ResolvedUpstream, type UpstreamSettings } from '../upstream/settings.js'
 import { ConfigError } from './error.js'
@@ -96,6 +97,10 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
   }
   const { TENCENT_SECRET_KEY, TENCENT_SESSION_TOKEN, CLIENT_API_KEYS, FUSION_TEMPLATES, ...rest } = raw
   const upstream = resolveUpstream(raw)
+  const apiMaxSide = apiImageLimits(upstream).maxSide
+  if (raw.IMAGE_MAX_SIDE > apiMaxSide) {
+    throw new ConfigError([`IMAGE_MAX_SIDE: ${raw.IMAGE_MAX_SIDE} px is more than ${apiName(upstream)} accepts; set at most ${apiMaxSide}`])
+  }
   if (upstream.credentials === undefined && raw.NODE_ENV === 'production' && !raw.EMULATOR_IN_PRODUCTION) {
     throw new ConfigError(['NODE_ENV=production without Tencent credentials: the service would answer with the emulator\'s fake ' +
       'fusions. Set TENCENT_SECRET_ID and TENCENT_SECRET_KEY (with FUSION_PROVIDER=v3 for API 3.0; the legacy API also needs ' +

@@ -78,6 +78,9 @@ export const ConfigSchema = Type.Object({
 
   // Intake.
   MAX_UPLOAD_BYTES: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 10 * 1024 * 1024 }),
+  // Longest side sent upstream, at most the configured API's (legacy and FaceFusion 1080, FuseFace 2022 4095): the
+  // materials are at most 1080 × 1080 and the fused picture takes the material's size (docs/performance.md).
+  IMAGE_MAX_SIDE: Type.Integer({ minimum: 256, maximum: 4095, default: 1080 }),
   IMAGE_MAX_INPUT_PIXELS: Type.Integer({ minimum: 10_000, maximum: 268_402_689, default: 50_000_000 }),
   // 0: as many image jobs as CPUs the process may use, plus one (at most UV_THREADPOOL_SIZE - 1; src/images/pipeline.ts).
   IMAGE_CONCURRENCY: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),

@@ -1,10 +1,7 @@
 import fp from 'fastify-plugin'
 import type { ConfigSlice } from '../config/load.js'
-import type { ResolvedUpstream } from '../upstream/settings.js'
 import { createImagePipeline, type ImagePipeline } from '../images/pipeline.js'
-import { LEGACY_IMAGE_LIMITS } from '../upstream/legacy/client.js'
-import type { ImageLimits } from '../upstream/provider.js'
-import { V3_IMAGE_LIMITS } from '../upstream/v3/client.js'
+import { sentImageLimits } from '../upstream/image-limits.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -12,14 +9,9 @@ declare module 'fastify' {
   }
 }
 
-/** What the configured upstream accepts: every photo is fitted within it. */
-export function imageLimitsFor (upstream: ResolvedUpstream): ImageLimits {
-  return upstream.provider === 'v3' ? V3_IMAGE_LIMITS[upstream.version] : LEGACY_IMAGE_LIMITS
-}
-
 /** The settings this plugin reads. */
 export const imagePipelineSettings = [
-  'upstream', 'IMAGE_MAX_INPUT_PIXELS', 'IMAGE_TIMEOUT_SECONDS', 'IMAGE_CONCURRENCY', 'IMAGE_QUEUE_LIMIT',
+  'upstream', 'IMAGE_MAX_SIDE', 'IMAGE_MAX_INPUT_PIXELS', 'IMAGE_TIMEOUT_SECONDS', 'IMAGE_CONCURRENCY', 'IMAGE_QUEUE_LIMIT',
   'IMAGE_PLACES_PER_CLIENT', 'IMAGE_DECODE_MEMORY_BYTES', 'IMAGE_MAX_JPEG_SCANS'
 ] as const
 
@@ -27,7 +19,7 @@ export const imagePipelineSettings = [
 export default fp<{ config: ConfigSlice<typeof imagePipelineSettings[number]> }>(async (app, { config }) => {
   const pipeline = createImagePipeline({
     policy: {
-      ...imageLimitsFor(config.upstream),
+      ...sentImageLimits(config.upstream, config.IMAGE_MAX_SIDE),
       maxInputPixels: config.IMAGE_MAX_INPUT_PIXELS,
       maxJpegScans: config.IMAGE_MAX_JPEG_SCANS,
       timeoutSeconds: config.IMAGE_TIMEOUT_SECONDS

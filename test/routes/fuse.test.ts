@@ -2,8 +2,14 @@ import t, { type Test } from 'tap'
 import sharp from 'sharp'
 import { request } from 'undici'
 import { loadConfig } from '../../src/config/load.js'
-import { imageLimitsFor } from '../../src/plugins/image-pipeline.js'
+import { sentImageLimits } from '../../src/upstream/image-limits.js'
 import { UPSTREAM_PROVIDERS, fixture, fuseForm, multipart, post, startEmulator, startService, upstreamEnv } from '../helper.js'
+
+/** What the service sends the API, at the default IMAGE_MAX_SIDE. */
+function sentLimits (provider: string): ReturnType<typeof sentImageLimits> {
+  const config = loadConfig({ FUSION_PROVIDER: provider })
+  return sentImageLimits(config.upstream, config.IMAGE_MAX_SIDE)
+}
 
 /**
  * The gateway end to end, over real HTTP, once per upstream API: the same
@@ -111,7 +117,7 @@ for (const provider of UPSTREAM_PROVIDERS) {
     })
 
     t.test('what goes upstream: upright, flattened, stripped, within the upstream\'s size and byte limits', async (t) => {
-      const limits = imageLimitsFor(loadConfig({ FUSION_PROVIDER: provider }).upstream)
+      const limits = sentLimits(provider)
       const fitted = (width: number, height: number): { width: number, height: number } => {
         const scale = Math.min(1, limits.maxSide / Math.max(width, height))
         return { width: Math.round(width * scale), height: Math.round(height * scale) }
@@ -150,7 +156,7 @@ for (const provider of UPSTREAM_PROVIDERS) {
     })
 
     t.test('a photo so narrow that fitting it leaves too few pixels is refused', async (t) => {
-      const limits = imageLimitsFor(loadConfig({ FUSION_PROVIDER: provider }).upstream)
+      const limits = sentLimits(provider)
       // Its short side is above the minimum as sent, below it once fitted within maxSide.
       const narrow = await sharp({ create: { width: limits.maxSide * 2, height: limits.minShortSide * 2 - 2, channels: 3, background: '#a0785a' } }).jpeg().toBuffer()
       const reply = await fuseForm(await service(t).then(({ url }) => url), narrow)
@@ -248,3 +254,22 @@ for (const provider of UPSTREAM_PROVIDERS) {
     })
   })
 }
+
+t.test('the sent-size policy: FuseFace 2022 gets photos at IMAGE_MAX_SIDE, never enlarged', async (t) => {
+  const received: Buffer[] = []
+  const emulator = await startEmulator(t, { onPhoto: (photo) => received.push(photo) })
+  const sentSize = async (url: string, photo: Buffer): Promise<{ width?: number, height?: number }> => {
+    t.equal((await fuseForm(url, photo)).status, 200)
+    const { width, height } = await sharp(received.pop()!).metadata()
+    return { width, height }
+  }
+  const phone = fixture('phone-photo-3000x4000.jpg')
+
+  const byDefault = await startService(t, upstreamEnv('v3', emulator))
+  t.same(await sentSize(byDefault.url, phone), { width: 810, height: 1080 }, 'a 12 MP photo reaches the upstream at 1080 px')
+  t.same(await sentSize(byDefault.url, fixture('face.jpg')), { width: 600, height: 800 }, 'a smaller photo as it is')
+
+  const larger = await startService(t, { ...upstreamEnv('v3', emulator), IMAGE_MAX_SIDE: '2000' })
+  t.same(await sentSize(larger.url, phone), { width: 1500, height: 2000 }, 'IMAGE_MAX_SIDE=2000')
+  t.same(await sentSize(larger.url, fixture('face.jpg')), { width: 600, height: 800 }, 'still not enlarged')
+})

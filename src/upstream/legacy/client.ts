@@ -4,7 +4,7 @@ import { failWithRule } from '../code-rules.js'
 import {
   createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer
 } from '../http-exchange.js'
-import type { FusionProvider, FusionRequest, FusionResult, ImageLimits, UpstreamLogger } from '../provider.js'
+import type { FusionProvider, FusionRequest, FusionResult, UpstreamLogger } from '../provider.js'
 import { jsonWithPhoto } from '../json-body.js'
 import { signLegacyNow } from './sign.js'
 import { LEGACY_RET_CODES, UNKNOWN_RET_CODE, parseRet } from './ret-codes.js'
@@ -15,12 +15,6 @@ export interface LegacyClientOptions extends Omit<ExchangeOptions, 'provider'> {
   credentials: LegacyCredentials
   signatureTtlSeconds: number
 }
-
-/**
- * The legacy API's photo limits: "≤ 500 KB, ≤ 1080×1080". Kept under 500 000
- * bytes, the stricter reading of "500k". Below 64 px on the short side no face is found.
- */
-export const LEGACY_IMAGE_LIMITS: ImageLimits = { maxSide: 1080, maxBytes: 500_000, minShortSide: 64 }
 
 /**
  * The legacy API does not document how long its result URLs last; API 3.0's

@@ -5,7 +5,7 @@ import {
   createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer
 } from '../http-exchange.js'
 import { jsonWithPhoto } from '../json-body.js'
-import type { FusionOption, FusionProvider, FusionRequest, FusionResult, ImageLimits, TemplateInfo, UpstreamLogger } from '../provider.js'
+import type { FusionOption, FusionProvider, FusionRequest, FusionResult, TemplateInfo, UpstreamLogger } from '../provider.js'
 import { SIGNATURE_EXPIRED, ruleForV3Code } from './error-codes.js'
 import { tc3Sign } from './tc3-sign.js'
 
@@ -28,17 +28,6 @@ export interface V3ClientOptions extends Omit<ExchangeOptions, 'provider'> {
 const SERVICE = 'facefusion'
 /** Exactly as signed: a client that adds "; charset=utf-8" on its own breaks the signature. */
 const CONTENT_TYPE = 'application/json'
-
-/**
- * FuseFace 2022-09-27: sides over 64 and under 4096 px (so 65…4095), base64 ≤ 5 MB (kept
- * under 5 000 000 characters, the stricter reading). The 2018-12-01 actions
- * documented 1080×1080 and answer `ImageSizeExceedFiveHundredKB` past 500 KB of
- * base64, so they get the legacy-sized budget.
- */
-export const V3_IMAGE_LIMITS: Record<V3Version, ImageLimits> = {
-  '2022-09-27': { maxSide: 4095, maxBytes: 3_750_000, minShortSide: 65 },
-  '2018-12-01': { maxSide: 1080, maxBytes: 375_000, minShortSide: 65 }
-}
 
 /** FaceFusion and FuseFace result URLs work for 7 days (30 before mid-2021; FuseFaceUltra's, not used here, for 1). */
 const V3_RESULT_URL_LIFETIME_SECONDS = 7 * 86_400

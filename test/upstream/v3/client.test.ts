@@ -4,7 +4,8 @@ import { answerJson, fixture, stubUpstream, type StubCall, TEST_TRANSPORT } from
 import type { V3Credentials } from '../../../src/upstream/settings.js'
 import { isFusionError, type FusionError } from '../../../src/errors.js'
 import type { FusionRequest } from '../../../src/upstream/provider.js'
-import { V3_IMAGE_LIMITS, createV3Client, signedV3Headers, type V3ClientOptions } from '../../../src/upstream/v3/client.js'
+import { createV3Client, signedV3Headers, type V3ClientOptions } from '../../../src/upstream/v3/client.js'
+import { V3_IMAGE_LIMITS } from '../../../src/upstream/image-limits.js'
 import { tc3Sign } from '../../../src/upstream/v3/tc3-sign.js'
 import { createRetrying } from '../../../src/upstream/retrying.js'
 
