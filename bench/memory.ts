@@ -9,17 +9,23 @@
  * default, MALLOC_ARENA_MAX=2, and jemalloc when installed (Debian:
  * libjemalloc2), as the container uses it.
  *
- *   npm run bench:memory            (UPLOADS, ROUNDS, BODIES=multipart,json to change the run)
+ * Each on both paths upstream: the legacy API and FuseFace 2022-09-27.
+ *
+ *   npm run bench:memory            (UPLOADS, ROUNDS, BODIES=multipart,json, PATHS=legacy,fuseface-2022,
+ *                                    SETTINGS=glibc,jemalloc+decay,... to change the run)
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { request } from 'undici'
-import { instantUpstream, jsonPhoto, median, multipartPhoto, startBuiltService } from './support.js'
+import { PATHS, instantUpstream, jsonPhoto, median, multipartPhoto, startBuiltService, type UpstreamPath } from './support.js'
 import { root } from './support.js'
 import { join } from 'node:path'
 
 const uploads = Number(process.env.UPLOADS ?? 50)
 const rounds = Number(process.env.ROUNDS ?? 3)
-const bodyKinds = (process.env.BODIES ?? 'multipart,json').split(',').map((kind) => kind.trim()).filter(Boolean)
+const list = (value: string | undefined): string[] | undefined => value?.split(',').map((item) => item.trim()).filter(Boolean)
+const bodyKinds = list(process.env.BODIES) ?? ['multipart', 'json']
+const paths = (list(process.env.PATHS) ?? [...PATHS]) as UpstreamPath[]
+for (const path of paths) if (!PATHS.includes(path)) throw new Error(`PATHS: unknown path ${path} (${PATHS.join(', ')})`)
 const photo = readFileSync(join(root, 'test', 'fixtures', 'images', 'phone-photo-3000x4000.jpg'))
 const jemalloc = ['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2'].find((path) => existsSync(path))
 
@@ -34,6 +40,9 @@ const settings: Record<string, Record<string, string>> = {
       }
     : {})
 }
+const chosen = list(process.env.SETTINGS)
+for (const name of Object.keys(settings)) if (chosen !== undefined && !chosen.includes(name)) delete settings[name]
+if (Object.keys(settings).length === 0) throw new Error(`SETTINGS: none of ${chosen?.join(', ')} is available`)
 if (jemalloc === undefined) console.log('jemalloc not installed (apt-get install libjemalloc2): measuring glibc only')
 
 const rssMiB = (pid: number): number => {
@@ -52,12 +61,14 @@ console.log(`${uploads} concurrent uploads of a ${(photo.length / 1e6).toFixed(1
 const results: Record<string, { idle: number[], peak: number[], after: number[], later: number[] }> = {}
 for (let round = 1; round <= rounds; round++) {
   for (const [setting, env] of Object.entries(settings)) {
-    for (const kind of bodyKinds) await measure(round, `${kind} ${setting}`, env, bodies[kind]!)
+    for (const path of paths) {
+      for (const kind of bodyKinds) await measure(round, `${path} ${kind} ${setting}`, { ...upstream.env(path), ...env }, bodies[kind]!)
+    }
   }
 }
 
 async function measure (round: number, name: string, env: Record<string, string>, { body, contentType }: { body: Buffer, contentType: string }): Promise<void> {
-  const service = await startBuiltService({ TENCENT_LEGACY_URL: upstream.url, ...env })
+  const service = await startBuiltService(env)
   const pid = service.child.pid!
   await sleep(500)
   const idle = rssMiB(pid)
@@ -85,11 +96,11 @@ async function measure (round: number, name: string, env: Record<string, string>
   results[name].peak.push(peak)
   results[name].after.push(after)
   results[name].later.push(later)
-  console.log(`round ${round} ${name.padEnd(28)} idle ${idle.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB, ` +
+  console.log(`round ${round} ${name.padEnd(44)} idle ${idle.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB, ` +
     `3 s after ${after.toFixed(0)} MiB, 15 s after ${later.toFixed(0)} MiB; answers ${JSON.stringify(statuses)}`)
 }
 for (const [name, r] of Object.entries(results)) {
-  console.log(`median ${name.padEnd(28)} idle ${median(r.idle).toFixed(0)} MiB, peak ${median(r.peak).toFixed(0)} MiB, ` +
+  console.log(`median ${name.padEnd(44)} idle ${median(r.idle).toFixed(0)} MiB, peak ${median(r.peak).toFixed(0)} MiB, ` +
     `3 s after ${median(r.after).toFixed(0)} MiB, 15 s after ${median(r.later).toFixed(0)} MiB`)
 }
 upstream.server.close()

@@ -14,18 +14,34 @@ export async function phonePhoto (): Promise<Buffer> {
   return await sharp(source).rotate(90).blur(0.7).jpeg({ quality: 85 }).toBuffer()
 }
 
-/** An upstream that answers every call at once with a fixed success: the bench measures the gateway, not a fusion. */
-export async function instantUpstream (): Promise<{ url: string, server: Server }> {
+/** The two paths a photo can take upstream: the legacy API, and API 3.0's FuseFace 2022-09-27 (every new campaign's). */
+export const PATHS = ['legacy', 'fuseface-2022'] as const
+export type UpstreamPath = typeof PATHS[number]
+
+/**
+ * An upstream that answers every call at once with a fixed success, the
+ * legacy API's or FuseFace's: the benches measure the gateway, not a fusion.
+ * Counts the calls and the bytes of their bodies (the photo, in base64 in JSON).
+ */
+export async function instantUpstream (): Promise<{ env: (path: UpstreamPath) => Record<string, string>, server: Server, received: { calls: number, bytes: number } }> {
+  const received = { calls: 0, bytes: 0 }
   const server = createHttpServer((request, response) => {
-    request.resume()
+    request.on('data', (chunk: Buffer) => { received.bytes += chunk.length })
     request.on('end', () => {
+      received.calls++
       response.writeHead(200, { 'content-type': 'application/json' })
-      response.end('{"ret":"0","img_url":"http://127.0.0.1/result.jpg"}')
+      response.end(request.url === '/fuseapi/face'
+        ? '{"ret":"0","img_url":"http://127.0.0.1/result.jpg"}'
+        : '{"Response":{"FusedImage":"http://127.0.0.1/result.jpg","RequestId":"bench"}}')
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as { port: number }
-  return { url: `http://127.0.0.1:${port}/fuseapi/face`, server }
+  // Without credentials the service signs with the emulator's key: the stub checks nothing.
+  const env = (path: UpstreamPath): Record<string, string> => path === 'legacy'
+    ? { FUSION_PROVIDER: 'legacy', TENCENT_LEGACY_URL: `http://127.0.0.1:${port}/fuseapi/face` }
+    : { FUSION_PROVIDER: 'v3', FUSION_V3_ACTION: 'FuseFace', FUSION_V3_VERSION: '2022-09-27', TENCENT_V3_URL: `http://127.0.0.1:${port}/` }
+  return { env, server, received }
 }
 
 const children = new Set<ChildProcess>()

@@ -1,27 +1,41 @@
 /**
- * Throughput of the image path against its floor: sharp alone turning a 12 MP
- * phone JPEG into an upstream-ready 1080 px JPEG (one job per CPU at once),
- * versus the whole service doing the same for 10 concurrent clients (multipart
- * parse, sniff, normalise, sign, JSON body, upstream call to an instant stub).
- * The service runs one job more than the CPUs, so sharp alone is also measured
- * with that many, and both ratios are printed. Rounds alternate, in one run;
- * the figures quoted are medians.
+ * Throughput and CPU of the image path against its floor, on both paths a
+ * photo takes upstream: the legacy API and FuseFace 2022-09-27. For each, sharp
+ * alone turns a 12 MP phone JPEG into exactly the JPEG that path sends (the
+ * same longest side, IMAGE_MAX_SIDE within the API's limit, and quality),
+ * one job per CPU at once; the whole service does the same for 10 concurrent
+ * clients (multipart parse, sniff, normalise, sign, JSON body, the call to an
+ * instant stub of that API). The service runs one job more than the CPUs, so
+ * sharp alone is also measured with that many. Prints photos a second, CPU
+ * milliseconds per photo by thread (main, libvips, other), the bytes sent
+ * upstream per photo, and the ratios. Rounds alternate, in one run; the
+ * figures quoted are medians.
  *
- *   npm run bench:throughput        (ROUNDS, REQUESTS, CLIENTS to change the run;
- *                                    BODY=json sends the photo as base64 in a JSON body instead of a form)
+ *   npm run bench:throughput        (ROUNDS, REQUESTS, CLIENTS, PATHS=legacy,fuseface-2022 and IMAGE_MAX_SIDE to
+ *                                    change the run; BODY=json sends the photo as base64 in a JSON body instead of a form;
+ *                                    CPU_PROF=dir profiles each service's main thread with node --cpu-prof, summed up by
+ *                                    `tsx bench/profile-summary.ts dir/*.cpuprofile`)
  */
 import { readFileSync, readdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { request } from 'undici'
 import sharp from 'sharp'
+import { loadConfig } from '../src/config/load.js'
 import { imageConcurrency } from '../src/images/pipeline.js'
-import { instantUpstream, jsonPhoto, median, multipartPhoto, percentile, phonePhoto, startBuiltService } from './support.js'
+import { sentImageLimits } from '../src/upstream/image-limits.js'
+import {
+  PATHS, instantUpstream, jsonPhoto, median, multipartPhoto, percentile, phonePhoto, startBuiltService, type UpstreamPath
+} from './support.js'
 
 const rounds = Number(process.env.ROUNDS ?? 5)
 const requests = Number(process.env.REQUESTS ?? 80)
 const clients = Number(process.env.CLIENTS ?? 10)
+const paths = (process.env.PATHS?.split(',').map((path) => path.trim()) ?? [...PATHS]) as UpstreamPath[]
+for (const path of paths) if (!PATHS.includes(path)) throw new Error(`PATHS: unknown path ${path} (${PATHS.join(', ')})`)
 const jobs = availableParallelism()
 const serviceJobs = imageConcurrency(Number(process.env.IMAGE_CONCURRENCY ?? 0))
+/** As src/images/normalize.ts encodes. */
+const QUALITY = 90
 
 // As the service runs it (src/images/pipeline.ts): no libvips operation cache.
 sharp.cache(false)
@@ -38,6 +52,7 @@ function processCpuSeconds (pid: number): number {
 const ownCpuSeconds = (): number => { const usage = process.cpuUsage(); return (usage.user + usage.system) / 1e6 }
 
 type ThreadGroup = 'main' | 'libvips' | 'other'
+const GROUPS = ['main', 'libvips', 'other'] as const
 /**
  * CPU seconds by thread: the main (JavaScript) thread, libvips' workers, and
  * the rest: V8's garbage-collection helpers and libuv's pool, where sharp's
@@ -59,42 +74,69 @@ function threadCpuSeconds (pid: number): Record<ThreadGroup, number> {
   }
   return groups
 }
-const perPhotoMs = (before: Record<ThreadGroup, number>, after: Record<ThreadGroup, number>): string =>
-  (['main', 'libvips', 'other'] as const).map((group) => `${group} ${(1000 * (after[group] - before[group]) / requests).toFixed(1)}`).join(', ')
+type PerPhoto = Record<ThreadGroup, number>
+const perPhotoMs = (before: PerPhoto, after: PerPhoto): PerPhoto =>
+  Object.fromEntries(GROUPS.map((group) => [group, 1000 * (after[group] - before[group]) / requests])) as PerPhoto
+const threadsText = (ms: PerPhoto): string => GROUPS.map((group) => `${group} ${ms[group].toFixed(1)}`).join(', ')
 
-async function sharpAlone (jobCount: number): Promise<{ rate: number, cpu: number, threads: string }> {
+interface Measured { rate: number, cpuMs: number, threads: PerPhoto, bytes: number }
+
+/** Sharp alone doing what the path sends: the same longest side, never enlarged, the same quality. */
+async function sharpAlone (jobCount: number, side: number): Promise<Measured> {
   let next = 0
+  let bytes = 0
   const threadsBefore = threadCpuSeconds(process.pid)
   const cpuBefore = ownCpuSeconds()
   const started = performance.now()
   await Promise.all(Array.from({ length: jobCount }, async () => {
     while (next++ < requests) {
-      await sharp(photo).rotate().resize({ width: 1080, height: 1080, fit: 'inside' }).jpeg({ quality: 90 }).toBuffer()
+      const jpeg = await sharp(photo)
+        .rotate()
+        .resize({ width: side, height: side, fit: 'inside', withoutEnlargement: true })
+        .jpeg({ quality: QUALITY, chromaSubsampling: '4:2:0' })
+        .toBuffer()
+      bytes += jpeg.length
     }
   }))
   return {
     rate: requests / ((performance.now() - started) / 1000),
-    cpu: (ownCpuSeconds() - cpuBefore) / requests,
-    threads: perPhotoMs(threadsBefore, threadCpuSeconds(process.pid))
+    cpuMs: 1000 * (ownCpuSeconds() - cpuBefore) / requests,
+    threads: perPhotoMs(threadsBefore, threadCpuSeconds(process.pid)),
+    bytes: bytes / requests
   }
 }
 
 const upstream = await instantUpstream()
-// IMAGE_CONCURRENCY and UV_THREADPOOL_SIZE pass through, to compare settings.
-const passthrough = Object.fromEntries(['IMAGE_CONCURRENCY', 'UV_THREADPOOL_SIZE', 'LD_PRELOAD', 'MALLOC_ARENA_MAX', 'NODE_OPTIONS'].flatMap((name) => process.env[name] === undefined ? [] : [[name, process.env[name]!]]))
-const service = await startBuiltService({ TENCENT_LEGACY_URL: upstream.url, ...passthrough })
+// IMAGE_CONCURRENCY, IMAGE_MAX_SIDE and UV_THREADPOOL_SIZE pass through, to compare settings.
+const passthrough = Object.fromEntries(['IMAGE_CONCURRENCY', 'IMAGE_MAX_SIDE', 'UV_THREADPOOL_SIZE', 'LD_PRELOAD', 'MALLOC_ARENA_MAX', 'NODE_OPTIONS']
+  .flatMap((name) => process.env[name] === undefined ? [] : [[name, process.env[name]!]]))
 const bodyKind = process.env.BODY === 'json' ? 'json' : 'multipart'
 const { body, contentType } = bodyKind === 'json' ? jsonPhoto(photo) : multipartPhoto(photo)
 console.log(`the service receives the photo as a ${bodyKind === 'json' ? 'JSON' : 'multipart'} body of ${(body.length / 1e6).toFixed(2)} MB`)
 
-async function throughService (): Promise<{ rate: number, latencies: number[], statuses: Record<number, number>, serviceCpu: number, clientCpu: number, threads: string }> {
+interface PathUnderTest { path: UpstreamPath, side: number, maxBytes: number, service: Awaited<ReturnType<typeof startBuiltService>> }
+const underTest: PathUnderTest[] = []
+for (const path of paths) {
+  const env = { ...upstream.env(path), ...passthrough }
+  const config = loadConfig(env)
+  const { maxSide, maxBytes } = sentImageLimits(config.upstream, config.IMAGE_MAX_SIDE)
+  const profile = process.env.CPU_PROF === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`, `--cpu-prof-name=${path}.cpuprofile`]
+  underTest.push({ path, side: maxSide, maxBytes, service: await startBuiltService(env, profile) })
+  console.log(`${path}: photos sent within ${maxSide} px and ${maxBytes} bytes, JPEG quality ${QUALITY} (lower only past the bytes)`)
+}
+
+interface Served extends Measured { latencies: number[], statuses: Record<number, number>, clientCpuMs: number }
+
+async function throughService ({ service }: PathUnderTest): Promise<Served> {
+  const pid = service.child.pid!
   let next = 0
   const latencies: number[] = []
   const statuses: Record<number, number> = {}
-  const started = performance.now()
-  const serviceCpuBefore = processCpuSeconds(service.child.pid!)
-  const threadsBefore = threadCpuSeconds(service.child.pid!)
+  const bytesBefore = upstream.received.bytes
+  const serviceCpuBefore = processCpuSeconds(pid)
+  const threadsBefore = threadCpuSeconds(pid)
   const clientCpuBefore = ownCpuSeconds()
+  const started = performance.now()
   await Promise.all(Array.from({ length: clients }, async () => {
     while (next++ < requests) {
       const sent = performance.now()
@@ -108,44 +150,59 @@ async function throughService (): Promise<{ rate: number, latencies: number[], s
     rate: requests / ((performance.now() - started) / 1000),
     latencies,
     statuses,
-    serviceCpu: (processCpuSeconds(service.child.pid!) - serviceCpuBefore) / requests,
-    clientCpu: (ownCpuSeconds() - clientCpuBefore) / requests,
-    threads: perPhotoMs(threadsBefore, threadCpuSeconds(service.child.pid!))
+    cpuMs: 1000 * (processCpuSeconds(pid) - serviceCpuBefore) / requests,
+    clientCpuMs: 1000 * (ownCpuSeconds() - clientCpuBefore) / requests,
+    threads: perPhotoMs(threadsBefore, threadCpuSeconds(pid)),
+    bytes: (upstream.received.bytes - bytesBefore) / requests
   }
 }
 
-// Warm both paths (JIT, keep-alive sockets, the service's upload buffers).
-await sharpAlone(jobs)
-await throughService()
-
-const alone: number[] = []
-const aloneAsService: number[] = []
-const served: number[] = []
-const ratios: number[] = []
-const ratiosAsService: number[] = []
-const p99s: number[] = []
-const sameJobs = serviceJobs === jobs
-for (let round = 1; round <= rounds; round++) {
-  const a = await sharpAlone(jobs)
-  const b = sameJobs ? a : await sharpAlone(serviceJobs)
-  const s = await throughService()
-  alone.push(a.rate)
-  aloneAsService.push(b.rate)
-  served.push(s.rate)
-  ratios.push(s.rate / a.rate)
-  ratiosAsService.push(s.rate / b.rate)
-  p99s.push(percentile(s.latencies, 99))
-  console.log(`round ${round}: sharp alone ${a.rate.toFixed(1)} photos/s` + (sameJobs ? '' : ` (with ${serviceJobs} jobs: ${b.rate.toFixed(1)})`) +
-    `; service ${s.rate.toFixed(1)} photos/s (${(100 * s.rate / a.rate).toFixed(0)} %` + (sameJobs ? '' : `; ${(100 * s.rate / b.rate).toFixed(0)} % of ${serviceJobs} jobs`) + '); ' +
-    `p50 ${percentile(s.latencies, 50).toFixed(0)} ms, p99 ${percentile(s.latencies, 99).toFixed(0)} ms, statuses ${JSON.stringify(s.statuses)}\n` +
-    `  CPU ms per photo: sharp alone ${(1000 * a.cpu).toFixed(0)} (${a.threads}); service ${(1000 * s.serviceCpu).toFixed(0)} (${s.threads}); ` +
-    `load client ${(1000 * s.clientCpu).toFixed(0)}`)
+// Warm every path (JIT, keep-alive sockets, the service's upload buffers).
+for (const path of underTest) {
+  await sharpAlone(jobs, path.side)
+  await throughService(path)
 }
-console.log(`median: sharp alone ${median(alone).toFixed(1)} photos/s, service ${median(served).toFixed(1)} photos/s, ` +
-  `ratio ${(100 * median(ratios)).toFixed(0)} %` +
-  (sameJobs ? '' : ` (sharp alone with the service's ${serviceJobs} jobs: ${median(aloneAsService).toFixed(1)} photos/s, ratio ${(100 * median(ratiosAsService)).toFixed(0)} %)`) +
-  `, p99 ${median(p99s).toFixed(0)} ms`)
 
-service.child.kill('SIGTERM')
+interface Figures { alone: Measured[], aloneAsService: Measured[], served: Served[] }
+const figures = new Map<UpstreamPath, Figures>(underTest.map(({ path }) => [path, { alone: [], aloneAsService: [], served: [] }]))
+const sameJobs = serviceJobs === jobs
+const pct = (ratio: number): string => `${(100 * ratio).toFixed(0)} %`
+for (let round = 1; round <= rounds; round++) {
+  for (const path of underTest) {
+    const a = await sharpAlone(jobs, path.side)
+    const b = sameJobs ? a : await sharpAlone(serviceJobs, path.side)
+    const s = await throughService(path)
+    const figure = figures.get(path.path)!
+    figure.alone.push(a)
+    figure.aloneAsService.push(b)
+    figure.served.push(s)
+    console.log(`round ${round} ${path.path}: sharp alone ${a.rate.toFixed(1)} photos/s` + (sameJobs ? '' : ` (with ${serviceJobs} jobs: ${b.rate.toFixed(1)})`) +
+      `; service ${s.rate.toFixed(1)} photos/s (${pct(s.rate / a.rate)}` + (sameJobs ? '' : `; ${pct(s.rate / b.rate)} of ${serviceJobs} jobs`) + '); ' +
+      `p50 ${percentile(s.latencies, 50).toFixed(0)} ms, p99 ${percentile(s.latencies, 99).toFixed(0)} ms, statuses ${JSON.stringify(s.statuses)}\n` +
+      `  CPU ms per photo: sharp alone ${a.cpuMs.toFixed(1)} (${threadsText(a.threads)}); service ${s.cpuMs.toFixed(1)} (${threadsText(s.threads)}), ` +
+      `${(s.cpuMs / a.cpuMs).toFixed(3)}×; load client ${s.clientCpuMs.toFixed(1)}\n` +
+      `  bytes per photo: sharp alone's JPEG ${(a.bytes / 1000).toFixed(0)} KB; sent upstream ${(s.bytes / 1000).toFixed(0)} KB (the JSON body, base64)`)
+  }
+}
+
+const medianOf = (values: Measured[], pick: (value: Measured) => number): number => median(values.map(pick))
+const threadMedians = (values: Measured[]): PerPhoto =>
+  Object.fromEntries(GROUPS.map((group) => [group, medianOf(values, (value) => value.threads[group])])) as PerPhoto
+for (const { path } of underTest) {
+  const { alone, aloneAsService, served } = figures.get(path)!
+  const ratios = served.map((s, index) => s.rate / alone[index]!.rate)
+  const ratiosAsService = served.map((s, index) => s.rate / aloneAsService[index]!.rate)
+  const cpuRatios = served.map((s, index) => s.cpuMs / alone[index]!.cpuMs)
+  console.log(`median ${path}: sharp alone ${medianOf(alone, (a) => a.rate).toFixed(1)} photos/s, service ${medianOf(served, (s) => s.rate).toFixed(1)} ` +
+    `photos/s, throughput ratio ${pct(median(ratios))}` +
+    (sameJobs ? '' : ` (sharp alone with the service's ${serviceJobs} jobs: ${medianOf(aloneAsService, (b) => b.rate).toFixed(1)} photos/s, ratio ${pct(median(ratiosAsService))})`) +
+    `, p99 ${median(served.map((s) => percentile(s.latencies, 99))).toFixed(0)} ms\n` +
+    `  CPU ms per photo: sharp alone ${medianOf(alone, (a) => a.cpuMs).toFixed(1)} (${threadsText(threadMedians(alone))}); ` +
+    `service ${medianOf(served, (s) => s.cpuMs).toFixed(1)} (${threadsText(threadMedians(served))}); ratio ${median(cpuRatios).toFixed(3)}×\n` +
+    `  bytes per photo: sharp alone's JPEG ${(medianOf(alone, (a) => a.bytes) / 1000).toFixed(0)} KB, sent upstream ${(medianOf(served, (s) => s.bytes) / 1000).toFixed(0)} KB`)
+}
+
+// A profile is written as the process exits: wait for it.
+await Promise.all(underTest.map(async ({ service }) => await new Promise((resolve) => { service.child.once('exit', resolve).kill('SIGTERM') })))
 upstream.server.close()
 process.exit(0)
