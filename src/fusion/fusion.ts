@@ -1,6 +1,7 @@
 import { fusionError } from '../errors.js'
 import { OVERLOAD_RETRY_AFTER_SECONDS, type ImagePipeline } from '../images/pipeline.js'
 import { OPTION_FIELDS } from './fields.js'
+import { linkSignals } from '../linked-signal.js'
 import type { FusionOption, FusionOptions, FusionProvider, FusionResult, ResultType, UpstreamLogger } from '../upstream/provider.js'
 
 /**
@@ -90,15 +91,16 @@ export function createFusion (parts: { images: ImagePipeline, upstream: FusionPr
     }
     // The pipeline releases the photo when sharp has finished with it (or never started on it), which after a timeout
     // is later than its answer. Not on `signal`: sharp may still be reading it.
+    const watched = linkSignals([context.signal, stop])
     const normalized = await images.normalize(input.photo, {
-      signal: stop === undefined ? context.signal : AbortSignal.any([context.signal, stop]),
+      signal: watched.signal,
       deadline: context.deadline,
       released: context.photoReleased
     }).catch((error: unknown) => {
       // The pipeline answers every abort of a waiting photo as the client's; say when it was the service's.
       if (stop?.aborted === true && !context.signal.aborted) throw stop.reason
       throw error
-    })
+    }).finally(watched.unlink)
     context.log.info({
       image: {
         format: normalized.inputFormat,

@@ -12,6 +12,7 @@ import { firstPollSeconds, opaqueId, waitForJob } from '../jobs/job-line.js'
 import { parsePrefer, type Preferences } from '../prefer.js'
 import { fuseRouteSchema } from '../schemas.js'
 import { jobOwner, sendOutcome, sendPicture, successBody } from './answers.js'
+import { linkSignals } from '../linked-signal.js'
 
 const JSON_TYPE = 'application/json'
 const IMAGE_TYPE = 'image/jpeg'
@@ -183,11 +184,12 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     const fingerprint = payloadFingerprint({ ...input, answer, image: input.photo })
     let waited = false
     const stopping = request.stopping
+    // A wait for the request at work on the key ends when the service stops in a hurry too.
+    const watched = linkSignals([admitted.clientGone.signal, stopping])
     try {
       const begun = await request.idempotency!.begin(fingerprint, {
         deadline: admitted.deadline,
-        // A wait for the request at work on the key ends when the service stops in a hurry too.
-        signal: stopping === null ? admitted.clientGone.signal : AbortSignal.any([admitted.clientGone.signal, stopping]),
+        signal: watched.signal,
         waiting: () => {
           request.log.info({ idempotency: { waiting: true } }, 'waiting for the request at work on this Idempotency-Key')
           if (waitingCopies >= app.imagePipeline.capacity) return
@@ -209,6 +211,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
       if (stopping?.aborted === true && error instanceof Error && error.name === 'AbortError') throw stopping.reason
       throw error
     } finally {
+      watched.unlink()
       if (waited) waitingCopies--
     }
   }

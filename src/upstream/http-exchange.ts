@@ -2,6 +2,7 @@ import { Pool } from 'undici'
 import { fusionError, isFusionError, type FusionError } from '../errors.js'
 import { sendDirectly, type CallPolicy } from './chain.js'
 import type { FusionRequest, UpstreamLogger } from './provider.js'
+import { linkSignals } from '../linked-signal.js'
 
 /**
  * One POST to an upstream, with everything both APIs share: a connection pool
@@ -90,12 +91,15 @@ export function createExchange (options: ExchangeOptions): Exchange {
   async function call<T> (spec: ExchangeCall<T>): Promise<T> {
     const { request } = spec
     // The chain's waits, and the moment before each attempt, also watch `stop`; the HTTP exchange itself does not.
-    const signals = [request.signal, request.stop].filter((signal) => signal !== undefined)
-    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0]
-    return await policy(
-      { projectId: spec.projectId, signal, deadline: request.deadline, log: spec.log, beforeSend: request.beforeSend },
-      async () => await send(spec)
-    )
+    const watched = request.signal === undefined && request.stop === undefined ? undefined : linkSignals([request.signal, request.stop])
+    try {
+      return await policy(
+        { projectId: spec.projectId, signal: watched?.signal, deadline: request.deadline, log: spec.log, beforeSend: request.beforeSend },
+        async () => await send(spec)
+      )
+    } finally {
+      watched?.unlink()
+    }
   }
 
   /** One attempt: signed at send time, so a retry carries a fresh signature. */
