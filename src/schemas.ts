@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http'
 import { Type } from '@sinclair/typebox'
 import { ERROR_CATALOGUE } from './errors.js'
 import { FIELDS } from './fusion/fields.js'
@@ -48,6 +49,48 @@ export const fuseErrorStatuses = [...new Set(Object.values(ERROR_CATALOGUE).map(
   .filter((status) => status !== 499)
   .sort()
 
+/**
+ * Response headers as the document declares them (none is required: a replayed answer, or Fastify's own 503 while
+ * closing, goes without some). x-request-id and x-ratelimit-* are added to every response by plugins/openapi.ts,
+ * as app.ts and the rate-limit plugin send them.
+ */
+export const RESPONSE_HEADERS = {
+  'Retry-After': {
+    type: 'integer',
+    minimum: 0,
+    description: 'Seconds to wait before asking again: on refusals that may pass (409 in progress, 429, 503) and while a job is pending.'
+  },
+  'Idempotent-Replayed': {
+    type: 'string',
+    enum: ['true'],
+    description: '`true` when this is the stored answer to an earlier request with the same Idempotency-Key (no second fusion).'
+  },
+  Location: { type: 'string', description: 'Where to follow the job: `/fuse/jobs/{jobId}`.' },
+  'Preference-Applied': {
+    type: 'string',
+    description: 'The `Prefer` preference honoured: `respond-async` on a 202, `wait=N` on an answer given within the wait.'
+  }
+} as const
+
+type HeaderName = keyof typeof RESPONSE_HEADERS
+const pick = (names: readonly HeaderName[]): Record<string, unknown> =>
+  Object.fromEntries(names.map((name) => [name, RESPONSE_HEADERS[name]]))
+
+/** Refusals that carry `Retry-After`: ones a later try may pass. */
+const RETRY_AFTER_STATUSES = new Set([409, 429, 503])
+
+/** An error answer (ErrorResponse) with its status's reason as the description. */
+export function errorResponse (status: number, headers: readonly HeaderName[] = []): object {
+  const names = RETRY_AFTER_STATUSES.has(status) ? ['Retry-After' as const, ...headers] : headers
+  return {
+    description: `${STATUS_CODES[status] ?? 'Error'}: the error shape; \`code\` says which (docs/errors.md).`,
+    content: { 'application/json': { schema: { $ref: 'ErrorResponse#' } } },
+    ...(names.length > 0 ? { headers: pick(names) } : {})
+  }
+}
+
+const PICTURE = { type: 'string', format: 'binary', description: 'The picture itself: JPEG, or PNG when the material is one.' }
+
 export const TemplateList = Type.Object({
   templates: Type.Array(Type.Object({
     projectId: Type.String(),
@@ -94,6 +137,7 @@ export const JobState = Type.Object({
 }, { title: 'JobState' })
 
 export const fuseRouteSchema = {
+  operationId: 'fuse',
   tags: ['fusion'],
   summary: 'Fuse a photo into a template',
   description: 'A photo and a template in; the fused picture out, as a URL, as base64, or (Accept: image/jpeg) as the image itself.',
@@ -118,47 +162,137 @@ export const fuseRouteSchema = {
   body: { content: { 'multipart/form-data': { schema: FuseForm }, 'application/json': { schema: FuseJson } } },
   response: {
     200: {
-      description: 'The fused picture.',
+      description: 'The fused picture, as JSON or (Accept: image/jpeg) as the picture itself.',
+      headers: pick(['Idempotent-Replayed', 'Preference-Applied']),
       content: {
         'application/json': { schema: FuseAnswer },
-        'image/jpeg': { schema: { type: 'string', format: 'binary' } }
+        'image/jpeg': { schema: PICTURE },
+        'image/png': { schema: PICTURE }
       }
     },
     202: {
       description: 'Queued (Prefer: respond-async): follow the job at `Location`, `GET /fuse/jobs/{jobId}`.',
+      headers: pick(['Location', 'Retry-After', 'Preference-Applied', 'Idempotent-Replayed']),
       content: { 'application/json': { schema: JobAccepted } }
     },
-    ...Object.fromEntries(fuseErrorStatuses.map((status) => [status, { $ref: 'ErrorResponse#' }]))
+    // Final refusals are stored under an Idempotency-Key and replayed too.
+    ...Object.fromEntries(fuseErrorStatuses.map((status) => [status, errorResponse(status, ['Idempotent-Replayed'])]))
   }
 }
 
 const JobParams = Type.Object({ jobId: Type.String({ description: 'The job\'s id, from the 202\'s `jobId` or `Location`.' }) })
-const jobErrors = Object.fromEntries([404, 503].map((status) => [status, { $ref: 'ErrorResponse#' }]))
+const jobErrors = Object.fromEntries([404, 503].map((status) => [status, errorResponse(status)]))
 
 /** The jobs routes as the API document shows them. */
 export const jobRouteSchemas = {
   get: {
+    operationId: 'getFuseJob',
     tags: ['fusion'],
     summary: 'A queued fusion\'s state, position, ETA and result',
     description: 'With `Accept: image/jpeg`, a finished base64 job answers with the picture itself. While pending: `Retry-After`.',
     params: JobParams,
     response: {
-      200: { content: { 'application/json': { schema: JobState }, 'image/jpeg': { schema: { type: 'string', format: 'binary' } } } },
+      200: {
+        description: 'The job; a finished base64 job with `Accept: image/jpeg`, its picture.',
+        headers: pick(['Retry-After']),
+        content: { 'application/json': { schema: JobState }, 'image/jpeg': { schema: PICTURE }, 'image/png': { schema: PICTURE } }
+      },
       ...jobErrors
     }
   },
   delete: {
+    operationId: 'cancelFuseJob',
     tags: ['fusion'],
     summary: 'Cancel a queued fusion, or delete a finished one with its result',
     params: JobParams,
-    response: { 200: JobState, 409: { $ref: 'ErrorResponse#' }, ...jobErrors }
+    response: {
+      200: { description: 'The job as it ends: `canceled`, or as it finished.', content: { 'application/json': { schema: JobState } } },
+      409: errorResponse(409),
+      ...jobErrors
+    }
   },
   events: {
+    operationId: 'followFuseJob',
     tags: ['fusion'],
     summary: 'A queued fusion as a stream of events (text/event-stream)',
     description: 'An event (the `GET` body) whenever the position or state changes, then a final one, then the end. A comment at ' +
       'least every 15 s. Reconnecting with `Last-Event-ID` gives the current state at once.',
     params: JobParams,
-    response: { 200: { content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...jobErrors }
+    response: {
+      200: {
+        description: 'Server-sent events until the job finishes.',
+        content: {
+          'text/event-stream': {
+            schema: {
+              type: 'string',
+              description: 'Events `id: N` and `data: <JobState as JSON>`, each ended by a blank line; `: keep-alive` comments between.'
+            }
+          }
+        }
+      },
+      ...jobErrors
+    }
+  }
+}
+
+/** GET /healthz. */
+export const Health = Type.Object({
+  status: Type.Literal('ok'),
+  upstream: Type.Object({
+    provider: Type.Union([Type.Literal('legacy'), Type.Literal('v3')]),
+    mode: Type.Union([Type.Literal('tencent'), Type.Literal('emulator')]),
+    origin: Type.Optional(Type.String()),
+    action: Type.Optional(Type.String({ description: 'API 3.0 only.' })),
+    version: Type.Optional(Type.String({ description: 'API 3.0 only.' })),
+    region: Type.Optional(Type.String({ description: 'API 3.0 only.' }))
+  }, { description: 'Which upstream answers fusions.' }),
+  warning: Type.Optional(Type.String({ description: 'Present when the built-in emulator, not Tencent Cloud, answers.' }))
+}, { title: 'Health' })
+
+/** GET /readyz, ready or not. */
+export const Readiness = Type.Object({
+  status: Type.Union([Type.Literal('ready'), Type.Literal('not ready')]),
+  upstreamBreaker: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half-open')]),
+  degraded: Type.Boolean({ description: 'Redis is configured but unreachable.' }),
+  redis: Type.Union([Type.Literal('ready'), Type.Literal('unreachable'), Type.Literal('not configured')]),
+  budget: Type.Union([Type.Literal('shared'), Type.Literal('per-replica fallback'), Type.Literal('local')]),
+  clientLimits: Type.Union([Type.Literal('shared'), Type.Literal('fail open'), Type.Literal('local')]),
+  jobLine: Type.Union([Type.Literal('shared'), Type.Literal('local'), Type.Literal('unreachable')], {
+    description: 'Unreachable: new jobs are refused (503); synchronous fusions still work.'
+  })
+}, { title: 'Readiness' })
+
+/** Fastify's own answer to a request that arrives while the service closes, before any hook (so no x-request-id). */
+const Closing = Type.Object({
+  statusCode: Type.Literal(503),
+  error: Type.String(),
+  message: Type.String()
+}, { title: 'Closing', description: 'Fastify\'s own 503 while the service closes.' })
+
+const CLOSING_NOTE = 'While the service closes, Fastify answers every request 503 `Closing` before any route runs.'
+
+export const healthRouteSchemas = {
+  healthz: {
+    operationId: 'getHealth',
+    tags: ['operations'],
+    summary: 'Alive, and which upstream answers',
+    security: [],
+    response: {
+      200: { description: 'Alive.', content: { 'application/json': { schema: Health } } },
+      503: { description: `Closing. ${CLOSING_NOTE}`, content: { 'application/json': { schema: Closing } } }
+    }
+  },
+  readyz: {
+    operationId: 'getReadiness',
+    tags: ['operations'],
+    summary: 'Ready for traffic (503 while the upstream circuit is open); state of the shared stores',
+    security: [],
+    response: {
+      200: { description: 'Ready.', content: { 'application/json': { schema: Readiness } } },
+      503: {
+        description: 'Not ready: the upstream circuit is open, or Redis is unreachable with READYZ_REQUIRES_REDIS=true. ' + CLOSING_NOTE,
+        content: { 'application/json': { schema: Type.Union([Readiness, Closing]) } }
+      }
+    }
   }
 }

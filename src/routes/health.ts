@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { ConfigSlice } from '../config/load.js'
+import { healthRouteSchemas } from '../schemas.js'
 
 /** The settings this plugin reads. */
 export const healthRouteSettings = ['READYZ_REQUIRES_REDIS'] as const
@@ -8,7 +9,7 @@ export const healthRouteSettings = ['READYZ_REQUIRES_REDIS'] as const
 const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSettings[number]> }> = async (app, { config }) => {
   app.get('/healthz', {
     config: { health: true },
-    schema: { tags: ['operations'], summary: 'Alive, and which upstream answers' }
+    schema: healthRouteSchemas.healthz
   }, async () => {
     const upstream = app.upstream.client.describe()
     return {
@@ -30,7 +31,7 @@ const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSe
    */
   app.get('/readyz', {
     config: { health: true },
-    schema: { tags: ['operations'], summary: 'Ready for traffic (503 while the upstream circuit is open); state of the shared stores' }
+    schema: healthRouteSchemas.readyz
   }, async (_request, reply) => {
     // Each component says its own state. An open circuit: this replica would only answer 503; let the gateway send
     // traffic elsewhere.

@@ -3,7 +3,7 @@ import type { ConfigSlice } from '../config/load.js'
 import { fusionError, isFusionError } from '../errors.js'
 import { Type } from '@sinclair/typebox'
 import { FIELDS } from '../fusion/fields.js'
-import { TemplateList } from '../schemas.js'
+import { errorResponse, TemplateList } from '../schemas.js'
 import type { TemplateInfo } from '../upstream/provider.js'
 
 /** Activities whose lists are kept at once; the oldest is dropped first. */
@@ -53,6 +53,7 @@ const templatesRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof templatesR
 
   app.get<{ Querystring: { project_id?: string } }>('/templates', {
     schema: {
+      operationId: 'listTemplates',
       tags: ['fusion'],
       summary: 'The templates a front-end can offer',
       description: 'With FUSION_TEMPLATES set, those; with API 3.0, the activity\'s approved materials ' +
@@ -62,8 +63,8 @@ const templatesRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof templatesR
         project_id: Type.Optional({ ...FIELDS.project_id, description: 'The activity whose materials to list.' })
       }),
       response: {
-        200: TemplateList,
-        ...Object.fromEntries([400, 401, 403, 404, 429, 502, 503, 504].map((status) => [status, { $ref: 'ErrorResponse#' }]))
+        200: { description: 'The templates.', content: { 'application/json': { schema: TemplateList } } },
+        ...Object.fromEntries([400, 401, 403, 404, 429, 502, 503, 504].map((status) => [status, errorResponse(status)]))
       }
     },
     config: { rateLimit: {} },
