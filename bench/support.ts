@@ -64,7 +64,7 @@ export async function startBuiltService (env: Record<string, string>, nodeArgs: 
       UPSTREAM_QPS: '100000',
       ...env
     },
-    stdio: ['ignore', 'ignore', 'inherit']
+    stdio: ['ignore', process.env.BENCH_SERVICE_STDOUT === 'inherit' ? 'inherit' : 'ignore', 'inherit']
   })
   // A bench that stops early must not leave services behind.
   children.add(child)
