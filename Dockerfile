@@ -7,6 +7,8 @@ COPY package.json package-lock.json ./
 # Installed inside the image so sharp's prebuilt libvips matches the target platform.
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+# npm run build: tsc's incremental build, and the removal of outputs whose source is gone.
+COPY scripts/build.ts ./scripts/
 COPY src ./src
 # The emulator ships in the image: without Tencent credentials the service starts it beside itself
 # (dist/emulator/stand-in.js, loaded only then) and serves fusions from it.
