@@ -91,6 +91,12 @@ t.test('docker-compose.yml caps a replica\'s memory and sheds load below the cap
     `${(limit - Number(shedAt)) / MiB} MiB between shedding and the limit: V8's garbage and the allocator's keep (250 MiB) fit`)
 })
 
+t.test('the README\'s examples leave no file in the checkout', async (t) => {
+  const outputs = [...read('README.md').matchAll(/(?:^|\s)(?:-o|--output)[ =](\S+)/gm)].map(([, path]) => path)
+  // Whatever examples the README keeps: a curl that saves a picture saves it outside the checkout.
+  for (const path of outputs) t.match(path, /^(\/|-$)/, `${path}: outside the checkout, or stdout`)
+})
+
 t.test('.env.example and docs/configuration.md list every variable', async (t) => {
   const example = read('.env.example')
   const reference = read('docs/configuration.md')
