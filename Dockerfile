@@ -24,7 +24,7 @@ RUN rm -f dist/.tsbuildinfo && chmod -R a+rX,go-w package.json node_modules dist
 FROM node:24-bookworm-slim
 # glibc's allocator keeps sharp's freed buffers as RSS; jemalloc with a
 # background thread and a short decay returns them within a second of V8
-# freeing them (bench/memory.ts; see the README's performance section).
+# freeing them (bench/memory.ts; figures in docs/performance.md).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* \
