@@ -7,17 +7,24 @@ COPY package.json package-lock.json ./
 # Installed inside the image so sharp's prebuilt libvips matches the target platform.
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+# npm run build: tsc's incremental build, and the removal of outputs whose source is gone.
+COPY scripts/build.ts ./scripts/
 COPY src ./src
 # The emulator ships in the image: without Tencent credentials the service starts it beside itself
 # (dist/emulator/stand-in.js, loaded only then) and serves fusions from it.
 COPY emulator ./emulator
 RUN npm run build && npm prune --omit=dev
+# The demo page's files (served at / when DEMO_PAGE allows).
+COPY public ./public
+# Readable by everyone, writable by root alone, whatever modes the checkout had: the service, which runs as node,
+# cannot rewrite its own code or pages. The build record is not needed at run time.
+RUN rm -f dist/.tsbuildinfo && chmod -R a+rX,go-w package.json node_modules dist public
 
-# --- runtime: the current Node LTS, non-root, jemalloc -----------------------------
+# --- runtime: the current Node LTS, non-root on read-only files, jemalloc -----------
 FROM node:24-bookworm-slim
 # glibc's allocator keeps sharp's freed buffers as RSS; jemalloc with a
 # background thread and a short decay returns them within a second of V8
-# freeing them (bench/memory.ts; see the README's performance section).
+# freeing them (bench/memory.ts; figures in docs/performance.md).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* \
@@ -28,12 +35,12 @@ ENV NODE_ENV=production \
     PORT=3000 \
     HOST=0.0.0.0
 WORKDIR /app
-COPY --from=build --chown=node:node /app/package.json ./
-COPY --from=build --chown=node:node /app/node_modules ./node_modules
+# Owned by root (COPY's default), so the service can read but not change them.
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
 # dist/src: the service; dist/emulator: the emulator it stands up when no credentials are set.
-COPY --from=build --chown=node:node /app/dist ./dist
-# The demo page's files (served at / when DEMO_PAGE allows).
-COPY --chown=node:node public ./public
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/public ./public
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \

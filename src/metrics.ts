@@ -8,8 +8,22 @@ export function createMetrics () {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'fusion_' })
   const seconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+  // Read at each scrape, so the gauge is the connection's state then, as /readyz reports it.
+  const redisProbes = new Map<string, () => boolean>()
   return {
     registry,
+    /** Adds a Redis connection to fusion_redis_up: `up` says whether it is ready now. */
+    watchRedis: (store: 'shared' | 'queue', up: () => boolean): void => { redisProbes.set(store, up) },
+    redisUp: new Gauge({
+      name: 'fusion_redis_up',
+      help: 'Whether a configured Redis answers: 1 ready, 0 unreachable, by store (shared: client limits, upstream ' +
+        'budget and idempotency keys; queue: the wait line). Absent when that Redis is not configured.',
+      labelNames: ['store'] as const,
+      registers: [registry],
+      collect () {
+        for (const [store, up] of redisProbes) this.set({ store }, up() ? 1 : 0)
+      }
+    }),
     httpRequests: new Counter({
       name: 'fusion_http_requests_total',
       help: 'HTTP requests answered, by route, method and status.',

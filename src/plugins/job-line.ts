@@ -72,6 +72,7 @@ export default fp<{ config: ConfigSlice<typeof jobLineSettings[number]> }>(async
     stalledMs: config.QUEUE_LOCK_SECONDS * 1000
   })
   app.decorate('jobLine', line)
+  app.metrics.watchRedis('queue', () => redis.status === 'ready')
   const sampler = setInterval(() => {
     line.length().then((length) => { app.metrics.jobLineLength.set(length) }, () => {})
   }, 5_000).unref()

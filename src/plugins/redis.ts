@@ -50,5 +50,6 @@ export default fp<{ config: ConfigSlice<typeof redisSettings[number]> }>(async (
   // service starts anyway (after the 500 ms connect timeout) and retries in the background.
   await redis.connect().catch(() => {})
   app.decorate('redis', redis)
+  app.metrics.watchRedis('shared', () => redis.status === 'ready')
   app.addHook('onClose', async () => { redis.disconnect() })
-}, { name: 'redis' })
+}, { name: 'redis', dependencies: ['metrics'] })

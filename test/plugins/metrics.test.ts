@@ -1,7 +1,8 @@
 import t from 'tap'
 import { request } from 'undici'
 import { freePort } from '../../scripts/free-port.js'
-import { answerJson, fixture, fuseForm, startService, stubUpstream } from '../helper.js'
+import { startRedisServer } from '../../scripts/redis-server.js'
+import { answerJson, fixture, fuseForm, redisPrefix, startService, stubUpstream } from '../helper.js'
 
 async function scrape (url: string, headers: Record<string, string> = {}): Promise<{ status: number, text: string }> {
   const reply = await request(`${url}/metrics`, { headers })
@@ -58,4 +59,30 @@ t.test('/metrics on a port of its own', async (t) => {
   const separate = await scrape(`http://127.0.0.1:${metricsPort}`)
   t.equal(separate.status, 200)
   t.match(separate.text, /fusion_http_requests_in_flight/)
+})
+
+t.test('fusion_redis_up follows each Redis the replica uses, and is absent without one', async (t) => {
+  t.notMatch((await scrape((await startService(t)).url)).text, /^fusion_redis_up/m, 'no Redis configured: no series')
+
+  // A Redis of this test's own, so stopping it disturbs no other test; the wait line uses it too (no QUEUE_REDIS_URL).
+  let redis = await startRedisServer()
+  t.teardown(async () => await redis.stop())
+  const { url } = await startService(t, { REDIS_URL: redis.url, REDIS_KEY_PREFIX: redisPrefix() })
+  const states = async (): Promise<[number | undefined, number | undefined]> => {
+    const { text } = await scrape(url)
+    return [value(text, 'fusion_redis_up{store="shared"}'), value(text, 'fusion_redis_up{store="queue"}')]
+  }
+  const settled = async (wanted: number): Promise<[number | undefined, number | undefined]> => {
+    let seen = await states()
+    for (const deadline = Date.now() + 10_000; seen.some((state) => state !== wanted) && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      seen = await states()
+    }
+    return seen
+  }
+  t.same(await states(), [1, 1], 'both up')
+  await redis.stop()
+  t.same(await settled(0), [0, 0], 'both down while Redis is stopped')
+  redis = await startRedisServer(redis.port)
+  t.same(await settled(1), [1, 1], 'and up again once it is back')
 })

@@ -38,3 +38,18 @@ t.test('a blocked event loop sheds new requests with 503; health routes still an
   // Once the loop is idle again, sampling clears the pressure.
   t.equal(await servedOnceIdle(url), 400, 'served again')
 })
+
+t.test('resident memory over PRESSURE_MAX_RSS_BYTES sheds new requests with 503; health routes still answer', async (t) => {
+  // Any process holding this service is far above 16 MiB: the first sample finds the limit passed.
+  const { url } = await startService(t, { PRESSURE_MAX_RSS_BYTES: String(16 * 1024 * 1024), PRESSURE_SAMPLE_INTERVAL_MS: '100' })
+  let shed = await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })
+  for (const deadline = Date.now() + 2_000; shed.status === 400 && Date.now() < deadline;) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    shed = await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })
+  }
+  t.equal(shed.status, 503)
+  t.match(shed.json(), { code: 'FUSION_SATURATED' })
+  const health = await request(`${url}/healthz`)
+  t.equal(health.statusCode, 200, '/healthz is exempt')
+  await health.body.dump()
+})
