@@ -9,8 +9,8 @@
  * The photo is encoded a slice at a time, each a multiple of 3 bytes so the
  * pieces join into one base64 text. A 64 KiB string is young garbage, gone at
  * the next scavenge; the photo's whole base64 at once (260 KB for a 1080 px
- * photo) is a large object, which only a full collection frees: one every
- * 20 photos or so under bench/throughput.ts.
+ * photo) would be a large object, left in the old generation until a full
+ * collection.
  */
 const SLICE_BYTES = 3 * 16 * 1024
 
