@@ -1,6 +1,6 @@
 import t from 'tap'
 import { request } from 'undici'
-import { answerJson, fixture, fuseForm, startService, stubUpstream } from '../helper.js'
+import { answerJson, fixture, fuseForm, startService, stubUpstream, until } from '../helper.js'
 
 t.test('the breaker opens after a minimum volume of failures, fails fast, and needs several successes to close', async (t) => {
   let healthy = false
@@ -70,14 +70,20 @@ t.test('half-open lets one call through at a time; a crowd arriving then fails f
   let healthy = false
   let concurrent = 0
   let maxConcurrent = 0
+  // The probe is held until the rest of the crowd has been answered: however slowly a busy machine lets them arrive,
+  // they all meet the circuit while its one probe is out.
+  let releaseProbe = (): void => {}
+  const probeHeld = new Promise<void>((resolve) => { releaseProbe = resolve })
   const upstream = await stubUpstream(t, (_call, response) => {
     concurrent++
     maxConcurrent = Math.max(maxConcurrent, concurrent)
-    setTimeout(() => {
+    const answer = (): void => {
       concurrent--
       if (healthy) answerJson(response, { ret: 0, img_url: 'https://example.invalid/ok.jpg' })
       else response.writeHead(500).end()
-    }, 100)
+    }
+    if (healthy) void probeHeld.then(answer)
+    else setTimeout(answer, 100)
   })
   const { url } = await startService(t, {
     TENCENT_LEGACY_URL: upstream.url,
@@ -89,8 +95,16 @@ t.test('half-open lets one call through at a time; a crowd arriving then fails f
   healthy = true
   maxConcurrent = 0
   await new Promise((resolve) => setTimeout(resolve, 500))
-  const crowd = await Promise.all(Array.from({ length: 6 }, async () => (await fuseForm(url, photo)).status))
+  const answered: number[] = []
+  const crowd = Array.from({ length: 6 }, async () => {
+    const status = (await fuseForm(url, photo)).status
+    answered.push(status)
+    return status
+  })
+  await until(() => answered.length === 5)
+  t.same(answered, [503, 503, 503, 503, 503], 'the rest failed fast while the probe was out')
+  releaseProbe()
+  const statuses = await Promise.all(crowd)
   t.equal(maxConcurrent, 1, 'the upstream saw one probe at a time')
-  t.equal(crowd.filter((status) => status === 200).length, 1, 'one probe went through')
-  t.equal(crowd.filter((status) => status === 503).length, 5, 'the rest failed fast')
+  t.equal(statuses.filter((status) => status === 200).length, 1, 'one probe went through')
 })
