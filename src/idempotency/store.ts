@@ -16,6 +16,8 @@ export interface StoredReply {
   fingerprint: string
   status: number
   contentType: string
+  /** Headers a replay repeats: where an accepted job is and what was applied of the request's preferences. */
+  headers?: Record<string, string>
   body: Buffer
   /** Epoch ms after which the reply must not be replayed (its result URL expires). */
   expiresAt?: number

@@ -126,9 +126,14 @@ export default fp<{ config: ConfigSlice<typeof idempotencySettings[number]> }>(a
         return
       }
       const expiresAt = request.idempotency?.expiresAt
+      const headers = Object.fromEntries(REPLAYED_HEADERS.flatMap((name) => {
+        const value = reply.getHeader(name)
+        return value === undefined ? [] : [[name, String(value)]]
+      }))
       await ownership.complete({
         status: reply.statusCode,
         contentType: String(reply.getHeader('content-type') ?? 'application/json'),
+        ...(Object.keys(headers).length > 0 ? { headers } : {}),
         body,
         ...(expiresAt !== undefined ? { expiresAt } : {})
       })
@@ -139,6 +144,12 @@ export default fp<{ config: ConfigSlice<typeof idempotencySettings[number]> }>(a
     }
   }
 }, { name: 'idempotency', dependencies: ['redis', 'metrics', 'client-identity'] })
+
+/**
+ * Headers that belong to the answer itself and are replayed with it: a queued job's place (its first poll,
+ * `Retry-After`, is advice that holds for a replay too), and the preferences honoured.
+ */
+const REPLAYED_HEADERS = ['location', 'retry-after', 'preference-applied'] as const
 
 /**
  * Keys are the client's own: a known API key keeps its keys apart from

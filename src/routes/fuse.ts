@@ -200,9 +200,10 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
         }
       })
       if ('replay' in begun) {
-        const { status, contentType, body } = begun.replay
+        const { status, contentType, headers, body } = begun.replay
         // (The schema types only 200; a stored answer may be a final error.)
-        return async (reply) => await reply.code(status as 200).type(contentType).header('idempotent-replayed', 'true').send(body)
+        return async (reply) =>
+          await reply.code(status as 200).type(contentType).headers(headers ?? {}).header('idempotent-replayed', 'true').send(body)
       }
       if (waited) admitted.release = app.imagePipeline.admit(request.client.id).release
       return undefined
