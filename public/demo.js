@@ -78,9 +78,16 @@ function usePhoto (file) {
   choiceChanged()
 }
 
-function renderTemplates (templates) {
+/** No template on offer: the list is emptied and nothing stays chosen. */
+function clearTemplates () {
   templateList.replaceChildren()
-  for (const [index, template] of templates.entries()) {
+  choice = null
+  choiceChanged()
+}
+
+function renderTemplates (templates) {
+  clearTemplates()
+  for (const template of templates) {
     const label = document.createElement('label')
     label.className = 'template'
     const input = document.createElement('input')
@@ -88,6 +95,9 @@ function renderTemplates (templates) {
     input.name = 'template'
     input.value = `${template.projectId}/${template.modelId}`
     input.addEventListener('change', () => { choice = template; choiceChanged() })
+    // A material without a face cannot be fused (the upstream refuses it): shown, but not offered.
+    const faceless = Array.isArray(template.faces) && template.faces.length === 0
+    input.disabled = faceless
     label.append(input)
     if (template.previewUrl) {
       const image = document.createElement('img')
@@ -99,8 +109,14 @@ function renderTemplates (templates) {
     const name = document.createElement('span')
     name.textContent = template.name ?? template.modelId
     label.append(name)
+    if (faceless) {
+      const why = document.createElement('small')
+      why.className = 'why'
+      why.textContent = 'No face to replace: cannot be used'
+      label.append(why)
+    }
     templateList.append(label)
-    if (index === 0) {
+    if (choice === null && !faceless) {
       input.checked = true
       choice = template
     }
@@ -111,17 +127,21 @@ function renderTemplates (templates) {
 async function loadTemplates (projectId) {
   const query = projectId ? `?project_id=${encodeURIComponent(projectId)}` : ''
   const response = await fetch(`/templates${query}`, { headers: { accept: 'application/json' } })
-  const body = await response.json()
+  const body = await readBody(response)
   if (!response.ok) {
     // API 3.0 lists templates per activity: ask for one.
-    if (body.code === 'FUSION_MISSING_FIELD') {
+    if (body.code === 'FUSION_MISSING_FIELD' && !projectId) {
       $('project-row').hidden = false
       return
     }
-    showError(body.code, body.message)
+    showError(body.code, `The templates${projectId ? ` of activity ${projectId}` : ''} could not be loaded: ${body.message}`)
     return
   }
   if (body.templates.length === 0) {
+    if (projectId) {
+      showError('', `The activity ${projectId} has no approved templates.`)
+      return
+    }
     // Nothing to list (the legacy API has no listing): type the ids.
     $('manual-row').hidden = false
     return
@@ -130,7 +150,25 @@ async function loadTemplates (projectId) {
 }
 
 function listTemplates (projectId) {
+  // The last list goes at once: while loading, and after a failure, nothing stale can be chosen.
+  clearTemplates()
   loadTemplates(projectId).catch((error) => showError('NETWORK', `The templates could not be loaded: ${error.message}`))
+}
+
+/** "Load templates": an activity's list, or what to type when the box is empty. */
+function loadProjectTemplates () {
+  clearMessages()
+  const input = $('project-id')
+  const projectId = input.value.trim()
+  if (projectId === '') {
+    clearTemplates()
+    input.setAttribute('aria-invalid', 'true')
+    showError('', 'Type your activity\'s id (project_id) first, for example at_1603326187690926080.')
+    input.focus()
+    return
+  }
+  input.removeAttribute('aria-invalid')
+  listTemplates(projectId)
 }
 
 /** The JSON body of an answer, or one that says it was not JSON (a proxy's error page, say). */
@@ -140,12 +178,15 @@ async function readBody (response) {
 
 function showPicture (answer, replayed) {
   fused.removeAttribute('data-loaded')
-  fused.onload = () => { fused.dataset.loaded = 'true' }
+  fused.onload = () => {
+    // Once loaded, when the picture has its height: scrolled to before, it would still lie below the fold.
+    result.scrollIntoView({ block: 'start' })
+    fused.dataset.loaded = 'true'
+  }
   fused.src = answer.imageBase64 !== undefined ? `data:image/jpeg;base64,${answer.imageBase64}` : answer.imageUrl
   result.hidden = false
   resultMeta.textContent = `Request ${answer.requestId}${replayed ? ' (replayed: no second fusion was made)' : ''}`
   setStatus('done', 'Done.')
-  result.scrollIntoView({ block: 'nearest' })
 }
 
 /** The line's words for a job, and its state (data-state) and place (data-position) for styles and tests. */
@@ -339,7 +380,11 @@ drop.addEventListener('drop', (event) => {
   event.preventDefault()
   usePhoto(event.dataTransfer.files[0])
 })
-$('load-templates').addEventListener('click', () => { clearMessages(); listTemplates($('project-id').value.trim()) })
+$('load-templates').addEventListener('click', loadProjectTemplates)
+$('project-id').addEventListener('keydown', (event) => {
+  // Enter in the box loads its templates rather than submitting the form.
+  if (event.key === 'Enter') { event.preventDefault(); loadProjectTemplates() }
+})
 $('manual-project').addEventListener('input', choiceChanged)
 $('manual-model').addEventListener('input', choiceChanged)
 form.addEventListener('submit', (event) => { event.preventDefault(); void fuse() })

@@ -8,6 +8,7 @@ import { createLingeringClose } from './lingering-close.js'
 import { loggerOptions } from './logger.js'
 import clientIdentityPlugin, { clientIdentitySettings } from './plugins/client-identity.js'
 import demoPagePlugin, { demoPageSettings } from './plugins/demo-page.js'
+import emulatorPicturesPlugin from './plugins/emulator-pictures.js'
 import fusionPlugin from './plugins/fusion.js'
 import idempotencyPlugin, { idempotencySettings } from './plugins/idempotency.js'
 import jobLinePlugin, { jobLineSettings } from './plugins/job-line.js'
@@ -119,6 +120,7 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
   await app.register(imagePipelinePlugin, { config: sliceOf(config, imagePipelineSettings) })
   await app.register(upstreamBudgetPlugin, { config: sliceOf(config, upstreamBudgetSettings) })
   await app.register(upstreamPlugin, { config: sliceOf(config, upstreamSettings) })
+  await app.register(emulatorPicturesPlugin)
   await app.register(fusionPlugin)
   await app.register(idempotencyPlugin, { config: sliceOf(config, idempotencySettings) })
   await app.register(healthRoute, { config: sliceOf(config, healthRouteSettings) })

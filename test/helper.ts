@@ -29,13 +29,13 @@ export function fixturePath (name: string): string {
 }
 
 /**
- * Starts the service on a free loopback port. `env` is the whole environment it sees. Without credentials, the
- * emulator stands in as the entry point starts it (src/server.ts), and is closed after the app.
+ * Starts the service on a free port of `options.host` (127.0.0.1). `env` is the whole environment it sees. Without
+ * credentials, the emulator stands in as the entry point starts it (src/server.ts), and is closed after the app.
  */
 export async function startService (
   t: Teardown,
   env: Record<string, string> = {},
-  options: { logStream?: DestinationStream } = {}
+  options: { logStream?: DestinationStream, host?: string } = {}
 ): Promise<{ app: FastifyInstance, url: string }> {
   // Client limits off unless a test is about them: tests send many requests, many at once, from one address. Load
   // shedding on event-loop lag too (test/plugins/under-pressure.test.ts turns it on): the service shares this process
@@ -52,10 +52,11 @@ export async function startService (
     await app.close()
     await close()
   })
-  await app.listen({ port: 0, host: '127.0.0.1' })
+  const host = options.host ?? '127.0.0.1'
+  await app.listen({ port: 0, host })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  return { app, url: `http://127.0.0.1:${address.port}` }
+  return { app, url: `http://${host}:${address.port}` }
 }
 
 /** Starts a standalone emulator, for tests that need its knobs. */

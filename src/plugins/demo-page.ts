@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync } from 'fastify'
@@ -19,6 +21,13 @@ export const demoPageSettings = ['demoPage'] as const
  */
 const demoPage: FastifyPluginAsync<{ config: ConfigSlice<typeof demoPageSettings[number]> }> = async (app, { config }) => {
   if (!config.demoPage) return
+  // The pages link /favicon.svg; what asks for /favicon.ico anyway (an old browser, a bookmark) gets the same picture.
+  const favicon = await readFile(join(PUBLIC_DIR, 'favicon.svg'))
+  app.get('/favicon.ico', { schema: { hide: true } }, async (_request, reply) => await reply
+    .type('image/svg+xml')
+    .header('cache-control', 'no-cache')
+    .header('x-content-type-options', 'nosniff')
+    .send(favicon))
   await app.register(fastifyStatic, {
     root: PUBLIC_DIR,
     // Only the files there now, as fixed routes: no wildcard that would answer every unknown GET.

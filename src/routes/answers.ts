@@ -3,10 +3,13 @@ import type { Fused } from '../fusion/fusion.js'
 import { sniffFormat } from '../images/sniff.js'
 import type { JobOutcome } from '../jobs/job-line.js'
 
-/** A fusion's success body, the same for a request and for a job: `{ requestId, imageUrl, expiresAt }` or `{ requestId, imageBase64 }`. */
-export function successBody (requestId: string, { result, expiresAt }: Fused): object {
+/**
+ * A fusion's success body, the same for a request and for a job: `{ requestId, imageUrl, expiresAt }` or
+ * `{ requestId, imageBase64 }`. The URL is written for the client reading it (`request.pictureUrl`).
+ */
+export function successBody (request: FastifyRequest, requestId: string, { result, expiresAt }: Fused): object {
   if (result.resultType === 'base64') return { requestId, imageBase64: result.imageBase64 }
-  return { requestId, imageUrl: result.imageUrl, expiresAt: new Date(expiresAt ?? Date.now()).toISOString() }
+  return { requestId, imageUrl: request.pictureUrl(result.imageUrl), expiresAt: new Date(expiresAt ?? Date.now()).toISOString() }
 }
 
 /** The fused picture as bytes, for `Accept: image/jpeg` (the upstream returns the material's own format, JPEG or PNG). */
@@ -21,7 +24,7 @@ export async function sendOutcome (
 ): Promise<FastifyReply> {
   if (!outcome.ok) return await reply.code(outcome.error.statusCode).type('application/json').send(outcome.error)
   if (wantsImage && outcome.result.resultType === 'base64') return await sendPicture(reply, outcome.result.imageBase64)
-  return await reply.code(200).type('application/json').send(successBody(requestId, outcome))
+  return await reply.code(200).type('application/json').send(successBody(reply.request, requestId, outcome))
 }
 
 /** Who may see the jobs a request creates: the known API key (as its digest), or anyone holding the job's id. */

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import accepts from 'accepts'
-import type { FastifyPluginAsync, FastifyReply } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { fusionError } from '../errors.js'
 import { firstPollSeconds, JOB_ID_PATTERN, type JobView } from '../jobs/job-line.js'
 import { jobRouteSchemas } from '../schemas.js'
@@ -16,7 +16,7 @@ const QUEUED_POLL_MS = 1_000
 const RUNNING_POLL_MS = 250
 
 /** A job as `GET /fuse/jobs/{jobId}` shows it: `result` and `error` are the synchronous request's bodies. */
-export function jobBody (view: JobView): object {
+export function jobBody (view: JobView, request: FastifyRequest): object {
   const outcome = view.outcome
   return {
     jobId: view.jobId,
@@ -25,7 +25,7 @@ export function jobBody (view: JobView): object {
     createdAt: new Date(view.createdAt).toISOString(),
     ...(view.startedAt !== undefined ? { startedAt: new Date(view.startedAt).toISOString() } : {}),
     ...(view.finishedAt !== undefined ? { finishedAt: new Date(view.finishedAt).toISOString() } : {}),
-    ...(outcome?.ok === true ? { result: successBody(view.requestId, outcome) } : {}),
+    ...(outcome?.ok === true ? { result: successBody(request, view.requestId, outcome) } : {}),
     ...(outcome?.ok === false ? { error: outcome.error } : {})
   }
 }
@@ -54,14 +54,14 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
     if (wantsImage && outcome?.ok === true && outcome.result.resultType === 'base64') {
       return await sendPicture(reply, outcome.result.imageBase64)
     }
-    return jobBody(view)
+    return jobBody(view, request)
   })
 
   app.delete<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.delete }, async (request) => {
     const jobId = request.params.jobId
     const view = JOB_ID_PATTERN.test(jobId) ? await app.jobLine.cancel(jobId, jobOwner(request)) : undefined
     if (view === undefined) throw fusionError('FUSION_JOB_NOT_FOUND')
-    return jobBody(view)
+    return jobBody(view, request)
   })
 
   app.get<{ Params: JobParams }>('/fuse/jobs/:jobId/events', { schema: jobRouteSchemas.events }, async (request, reply) => {
@@ -81,7 +81,7 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
     try {
       // The current state at once, for a new stream and a reconnecting one alike.
       for (;;) {
-        const body = jobBody(view)
+        const body = jobBody(view, request)
         const shown = JSON.stringify({ status: view.status, position: view.position })
         if (shown !== lastSent) {
           send(body)

@@ -135,7 +135,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     const fused = await app.fusion.fuse(input, context)
     if (request.idempotency !== null && fused.expiresAt !== undefined) request.idempotency.expiresAt = fused.expiresAt
     if (wantsImage && fused.result.resultType === 'base64') return await sendPicture(reply, fused.result.imageBase64)
-    return successBody(request.id, fused)
+    return successBody(request, request.id, fused)
   })
 
   /**

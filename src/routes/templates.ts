@@ -73,9 +73,12 @@ const templatesRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof templatesR
   }, async (request) => {
     const projectId = request.query.project_id
     const matches = (template: TemplateInfo): boolean => projectId === undefined || template.projectId === projectId
+    // Previews written for the client reading them (the emulator's name the origin it called).
+    const forClient = (template: TemplateInfo): TemplateInfo =>
+      template.previewUrl === undefined ? template : { ...template, previewUrl: request.pictureUrl(template.previewUrl) }
 
     if (config.templates !== undefined) {
-      return { templates: config.templates.templates.filter(matches), source: config.templates.source }
+      return { templates: config.templates.templates.filter(matches).map(forClient), source: config.templates.source }
     }
     const list = app.upstream.client.listTemplates
     if (list !== undefined) {
@@ -84,7 +87,7 @@ const templatesRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof templatesR
           message: 'The query parameter `project_id` is required: the templates are listed per activity.'
         })
       }
-      return { templates: await fromUpstream(projectId, list, request.log), source: 'upstream' }
+      return { templates: (await fromUpstream(projectId, list, request.log)).map(forClient), source: 'upstream' }
     }
     return { templates: [], source: 'none' }
   })

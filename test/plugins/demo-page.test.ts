@@ -4,6 +4,7 @@ import t, { type Test } from 'tap'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { request } from 'undici'
 import { CHROMIUM_INSTALL_HINT, findChromium } from '../../scripts/chromium.js'
+import { API3_ONLY_PROJECT_ID as API3_ACTIVITY } from '../../emulator/shared/templates.js'
 import {
   fixture, fixturePath, fuseForm, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, upstreamEnv,
   type StubCall
@@ -54,6 +55,10 @@ interface PhonePage {
   troubles: () => Promise<string[]>
   /** Every request the page sent, as `METHOD /path`. */
   sent: string[]
+  /** The origins the page sent requests to. */
+  origins: Set<string>
+  /** The status of each path's last answer. */
+  statuses: Map<string, number>
   /** Every text the element `statusId` showed, in order (recorded in the page, so a brief one is not missed). */
   shown: () => Promise<string[]>
 }
@@ -67,8 +72,17 @@ async function phonePage (t: Test, statusId: string, follow: Follow = 'events'):
   const page = await context.newPage()
   const errors: string[] = []
   page.on('pageerror', (error) => errors.push(error.message))
+  // Chromium also reports what the policy blocks on the console.
+  page.on('console', (message) => { if (/Content[ -]Security[ -]Policy/i.test(message.text())) errors.push(message.text()) })
   const sent: string[] = []
-  page.on('request', (request) => { sent.push(`${request.method()} ${new URL(request.url()).pathname}`) })
+  const origins = new Set<string>()
+  page.on('request', (request) => {
+    const url = new URL(request.url())
+    sent.push(`${request.method()} ${url.pathname}`)
+    if (url.protocol.startsWith('http')) origins.add(url.origin)
+  })
+  const statuses = new Map<string, number>()
+  page.on('response', (response) => { statuses.set(new URL(response.url()).pathname, response.status()) })
   // Page-side code is passed as text: this project is type-checked without the DOM's types.
   await page.addInitScript(`
     window.__blocked = []
@@ -86,6 +100,8 @@ async function phonePage (t: Test, statusId: string, follow: Follow = 'events'):
   return {
     page,
     sent,
+    origins,
+    statuses,
     shown: async () => await page.evaluate('window.__shown') as string[],
     troubles: async () => [...errors, ...await page.evaluate('window.__blocked') as string[]]
   }
@@ -96,6 +112,23 @@ async function fitsThePhone (t: Test, page: Page, picture: string): Promise<void
   t.ok(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'), 'nothing overflows a 390 px wide screen')
   const width = Number(await page.evaluate(`document.querySelector(${JSON.stringify(picture)}).getBoundingClientRect().width`))
   t.ok(width > 0 && width <= 390, `the picture fits the screen's width (${width} px)`)
+}
+
+/** The page's icon: the one it links, loaded (Chromium asks for it itself), and /favicon.ico answered too. */
+async function hasFavicon (t: Test, page: Page, url: string, statuses: Map<string, number>): Promise<void> {
+  t.equal(await page.getAttribute('link[rel="icon"]', 'href'), '/favicon.svg', 'the page links its icon')
+  await eventually(() => statuses.has('/favicon.svg'), 'the browser asked for the icon')
+  t.equal(statuses.get('/favicon.svg'), 200, 'and got it')
+  t.not(statuses.get('/favicon.ico'), 404, 'no request for a missing /favicon.ico')
+  const ico = await request(`${url}/favicon.ico`)
+  t.equal(ico.statusCode, 200, '/favicon.ico is answered')
+  t.equal(ico.headers['content-type'], 'image/svg+xml')
+  t.equal(await ico.body.text(), readFileSync(new URL('../../public/favicon.svg', import.meta.url), 'utf8'), 'with the same icon')
+}
+
+/** Whether the element is wholly on the screen (scrolled into view). */
+async function onScreen (page: Page, selector: string): Promise<boolean> {
+  return await page.evaluate(`(({ top, bottom }) => top >= 0 && bottom <= window.innerHeight)(document.querySelector(${JSON.stringify(selector)}).getBoundingClientRect())`) as boolean
 }
 
 /** The fused picture's real size, once loaded. */
@@ -110,7 +143,7 @@ function jobsFollowed (sent: string[], pattern: RegExp): string[] {
 
 t.test('the demo page queues a photo, shows its place in line, the fused picture, and errors as the API gives them', async (t) => {
   const { url } = await startService(t)
-  const { page, sent, shown, troubles } = await phonePage(t, 'status')
+  const { page, sent, shown, troubles, statuses } = await phonePage(t, 'status')
   const headers: Array<Record<string, string>> = []
   page.on('request', (sent) => { if (new URL(sent.url()).pathname === '/fuse') headers.push(sent.headers()) })
   const keys = (): string[] => headers.map((sent) => sent['idempotency-key'] ?? '')
@@ -131,6 +164,7 @@ t.test('the demo page queues a photo, shows its place in line, the fused picture
   await page.waitForSelector('#fused[data-loaded="true"]', { timeout: 20_000 })
   t.same(await naturalSize(page, '#fused'), { width: 720, height: 960 }, 'the fused picture is displayed at its real size')
   t.ok(await page.isVisible('#fused'))
+  t.ok(Number(await page.evaluate('window.scrollY')) > 0 && await onScreen(page, '#fused'), 'the page scrolled to the whole picture, below the fold')
   t.equal(headers[0]?.prefer, 'respond-async', 'the photo went into the wait line')
   t.match(keys()[0], /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'the request carried an Idempotency-Key')
   const texts = await shown()
@@ -159,6 +193,64 @@ t.test('the demo page queues a photo, shows its place in line, the fused picture
   t.match(await page.textContent('#error-message'), /GIF images are not supported/)
   t.notOk(await page.isVisible('#result'), 'and the last picture is not shown as its answer')
   t.not(keys()[2], keys()[0], 'a new photo is a new key')
+  await hasFavicon(t, page, url, statuses)
+  t.same(await troubles(), [], 'no script errors, nothing blocked by the Content-Security-Policy')
+})
+
+/** The templates on offer, as the page shows them. */
+async function offered (page: Page): Promise<Array<{ modelId: string, disabled: boolean, checked: boolean, text: string }>> {
+  return await page.evaluate(`[...document.querySelectorAll('#template-list label')].map((label) => {
+    const input = label.querySelector('input')
+    return { modelId: input.value.split('/')[1], disabled: input.disabled, checked: input.checked, text: label.textContent }
+  })`) as Array<{ modelId: string, disabled: boolean, checked: boolean, text: string }>
+}
+
+t.test('API 3.0: the activity box shows an example, says what to type, drops a list it could not load, offers no faceless material', async (t) => {
+  const { url } = await startService(t, { FUSION_PROVIDER: 'v3' })
+  const { page, sent, troubles } = await phonePage(t, 'status')
+  const listings = (): number => sent.filter((line) => line === 'GET /templates').length
+  await page.goto(`${url}/`)
+  await page.waitForSelector('#project-row:not([hidden])')
+  t.equal(await page.inputValue('#project-id'), '', 'the activity box starts empty')
+  t.match(await page.getAttribute('#project-id', 'placeholder'), /^e\.g\. /, 'its placeholder reads as an example, not a value')
+  t.ok(await page.isVisible('#project-hint'), 'and a line says what goes there')
+  await page.setInputFiles('#photo', fixturePath('face.jpg'))
+
+  const asked = listings()
+  await page.click('#load-templates')
+  await page.waitForSelector('#error:not([hidden])')
+  t.match(await page.textContent('#error-message'), /Type your activity's id \(project_id\) first/, 'an empty box: what to type')
+  t.equal(await page.getAttribute('#project-id', 'aria-invalid'), 'true')
+  t.equal(listings(), asked, 'and nothing is asked of the gateway')
+
+  await page.fill('#project-id', '100307')
+  await page.click('#load-templates')
+  await page.waitForSelector('#template-list input[type="radio"]')
+  t.notOk(await page.isVisible('#error'), 'the message goes with a listing')
+  const listed = await offered(page)
+  t.same(listed.map((template) => template.modelId), ['qc_100307_152854_1', 'qc_100307_152854_2', 'qc_100307_152854_3'])
+  const faceless = listed.find((template) => template.modelId === 'qc_100307_152854_3')
+  t.match(faceless, { disabled: true, checked: false, text: /No face to replace: cannot be used/ }, 'a material without a face is shown, not offered, with why')
+  t.ok(listed.filter((template) => template.modelId !== 'qc_100307_152854_3').every((template) => !template.disabled), 'the others are offered')
+  t.equal(listed.find((template) => template.checked)?.modelId, 'qc_100307_152854_1', 'the first usable one is chosen')
+  t.ok(await page.isEnabled('#fuse'))
+
+  await page.fill('#project-id', 'at_0000000000000000000')
+  await page.click('#load-templates')
+  await page.waitForSelector('#error:not([hidden])')
+  t.equal(await page.textContent('#error-code'), 'FUSION_TEMPLATE_NOT_FOUND', 'a failed load says why')
+  t.match(await page.textContent('#error-message'), /^The templates of activity at_0000000000000000000 could not be loaded: No such activity/)
+  t.same(await offered(page), [], 'and the last activity\'s templates are no longer on offer')
+  t.ok(await page.isDisabled('#fuse'), 'so nothing can be fused with them')
+
+  await page.fill('#project-id', API3_ACTIVITY)
+  await page.press('#project-id', 'Enter')
+  await page.waitForSelector('#template-list input[type="radio"]:checked')
+  t.notOk(await page.isVisible('#error'))
+  await page.click('#fuse')
+  await page.waitForSelector('#fused[data-loaded="true"]', { timeout: 20_000 })
+  t.ok(Number(await page.evaluate('window.scrollY')) > 0 && await onScreen(page, '#fused'), 'the page scrolled to the whole picture')
+  await fitsThePhone(t, page, '#fused')
   t.same(await troubles(), [], 'no script errors, nothing blocked by the Content-Security-Policy')
 })
 
@@ -351,15 +443,18 @@ t.test('docs/client-example.md shows exactly the client example the service serv
   }
 })
 
-for (const follow of ['events', 'no EventSource'] as const) {
-  t.test(`the client example runs as it is in the browser (${follow})`, async (t) => {
-    const { url } = await startService(t)
-    const { page, sent, shown, troubles } = await phonePage(t, 'message', follow)
+// 127.0.0.2 plays a phone's view of the machine over the LAN: the emulator (on 127.0.0.1) is out of its reach.
+for (const { follow, host } of [{ follow: 'events', host: '127.0.0.2' }, { follow: 'no EventSource', host: '127.0.0.1' }] as const) {
+  t.test(`the client example runs as it is in the browser (${follow}, at ${host})`, async (t) => {
+    const { url } = await startService(t, {}, { host })
+    const { page, sent, origins, statuses, shown, troubles } = await phonePage(t, 'message', follow)
     await page.goto(`${url}/client-example.html`)
     await page.setInputFiles('#photo', fixturePath('face.jpg'))
     await page.click('#fuse')
     await page.waitForSelector('#message:has-text("Valid until")', { timeout: 20_000 })
-    t.match(await page.getAttribute('#result', 'src'), /^http:\/\/127\.0\.0\.1:\d+\/results\/.+\.jpg$/, 'the fused picture\'s URL (the emulator\'s) is shown')
+    t.match(await page.getAttribute('#result', 'src'), new RegExp(`^${url.replaceAll('.', '\\.')}/results/[0-9a-f-]{36}\\.jpg$`),
+      'the fused picture\'s URL names the address the page was opened at')
+    t.same([...origins], [url], 'every request went there')
     await eventuallyInPage(page, 'document.querySelector("#result").complete && document.querySelector("#result").naturalWidth > 0')
     t.same(await naturalSize(page, '#result'), { width: 720, height: 960 }, 'and the picture loaded')
     await fitsThePhone(t, page, '#result')
@@ -367,6 +462,7 @@ for (const follow of ['events', 'no EventSource'] as const) {
     const [jobId] = jobsFollowed(sent, /^GET \/fuse\/jobs\/([\w-]{22})/)
     if (follow === 'events') t.ok(sent.includes(`GET /fuse/jobs/${jobId}/events`), 'followed through the events stream')
     else t.ok(sent.includes(`GET /fuse/jobs/${jobId}`), 'followed by polling')
+    await hasFavicon(t, page, url, statuses)
     t.same(await troubles(), [], 'no script errors, nothing blocked by the Content-Security-Policy')
   })
 }
