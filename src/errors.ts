@@ -42,7 +42,8 @@ export const ERROR_CATALOGUE = {
     status: 400,
     message: 'The request has a field this API does not know.',
     cause: 'A form field or JSON property other than `image`, `project_id`, `model_id`, `rsp_img_type` and the options ' +
-      '(`fuse_profile_degree`, `fuse_face_degree`, `logo_add`, `template_face_id`).'
+      '(`fuse_profile_degree`, `fuse_face_degree`, `logo_add`, `template_face_id`), or a file under a name other than `image`. ' +
+      'The message names the field received and the one expected.'
   },
   FUSION_UNSUPPORTED_OPTION: {
     status: 400,
@@ -74,7 +75,7 @@ export const ERROR_CATALOGUE = {
   FUSION_TOO_MANY_FILES: {
     status: 400,
     message: 'Send exactly one photo, in the `image` field.',
-    cause: 'More than one file part, or a file under a name other than `image`.'
+    cause: 'More than one file part.'
   },
   FUSION_FILE_TOO_LARGE: {
     status: 413,

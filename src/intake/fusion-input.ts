@@ -156,8 +156,9 @@ export async function readMultipartInput (
       if (part.type === 'file') {
         if (name !== 'image') {
           part.file.resume()
-          throw fusionError('FUSION_TOO_MANY_FILES', {
-            message: `Unexpected file field \`${excerpt(name)}\`: send the photo as \`image\`.`
+          // Not a second photo but a misnamed one (curl -F file=@photo.jpg): say which name is expected.
+          throw fusionError('FUSION_UNKNOWN_FIELD', {
+            message: `Unknown file field \`${excerpt(name)}\`: the photo goes in the field \`image\` (curl: -F image=@photo.jpg).`
           })
         }
         photo = await readPhoto(part, capacity, buffers, cutOff)
