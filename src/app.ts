@@ -4,6 +4,7 @@ import { sliceOf, type Config, type LoadedConfig } from './config/load.js'
 import { errorAnswer, fusionError, isFusionError, logLevelOf, type ErrorCode, type FusionError } from './errors.js'
 import { excerpt } from './excerpt.js'
 import { fieldRefusal } from './fusion/fields.js'
+import { fileTooLarge } from './intake/upload-limit.js'
 import { createLingeringClose } from './lingering-close.js'
 import { loggerOptions } from './logger.js'
 import clientIdentityPlugin, { clientIdentitySettings } from './plugins/client-identity.js'
@@ -89,7 +90,7 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
     const socket = request.raw.socket as { destroyed?: boolean } | null
-    const mapped = toFusionError(error, socket === null || socket.destroyed === true)
+    const mapped = toFusionError(error, socket === null || socket.destroyed === true, config.MAX_UPLOAD_BYTES)
     request.errorCode = mapped.code
     logAnswer(request.log, error, mapped)
     if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds))
@@ -158,7 +159,7 @@ function codeOf (error: Error): string | undefined {
   return typeof code === 'string' ? code : undefined
 }
 
-function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
+function toFusionError (error: FastifyError, clientGone: boolean, maxUploadBytes: number): FusionError {
   // Nobody is left to read the answer: whatever failed, it is logged as 499.
   if (clientGone) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
   if (isFusionError(error)) return error
@@ -167,6 +168,8 @@ function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
     return fieldRefusal(error.validation[0], error.validationContext === 'querystring' ? 'query parameter' : 'field', error)
   }
   const known = FRAMEWORK_ERRORS[error.code]
+  // The multipart parser's own size refusal says the limit too, as the intake's does.
+  if (known === 'FUSION_FILE_TOO_LARGE') return Object.assign(fileTooLarge(maxUploadBytes), { cause: error })
   if (known !== undefined) return fusionError(known, { cause: error })
   const status = error.statusCode ?? 500
   // Parser errors (JSON syntax errors and the like) carry a 4xx; busboy's are named in src/intake.

@@ -80,12 +80,13 @@ export const ERROR_CATALOGUE = {
   FUSION_FILE_TOO_LARGE: {
     status: 413,
     message: 'The photo is larger than the upload limit.',
-    cause: 'The uploaded file exceeds `MAX_UPLOAD_BYTES`; the upload is cut off at the limit.'
+    cause: 'The uploaded file exceeds `MAX_UPLOAD_BYTES`; the upload is cut off at the limit. The message gives the limit in MiB.'
   },
   FUSION_BODY_TOO_LARGE: {
     status: 413,
     message: 'The request body is larger than the upload limit.',
-    cause: 'A JSON body larger than the base64 of `MAX_UPLOAD_BYTES` plus room for the other fields.'
+    cause: 'A JSON body larger than the base64 of `MAX_UPLOAD_BYTES` plus room for the other fields. The message gives the limit in ' +
+      'MiB.'
   },
   FUSION_UPLOAD_TOO_SLOW: {
     status: 408,

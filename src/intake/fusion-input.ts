@@ -11,6 +11,7 @@ import type { FusionInput } from '../fusion/fusion.js'
 import { FIELDS, fieldRefusal, fieldSizeRefusal, fieldTooLarge } from '../fusion/fields.js'
 import type { FusionOptions } from '../upstream/provider.js'
 import { decodeBase64 } from './base64-image.js'
+import { base64Refusal, fileTooLarge } from './upload-limit.js'
 import { DecodedImage, JsonBody } from './json-body.js'
 
 /**
@@ -161,7 +162,7 @@ export async function readMultipartInput (
             message: `Unknown file field \`${excerpt(name)}\`: the photo goes in the field \`image\` (curl: -F image=@photo.jpg).`
           })
         }
-        photo = await readPhoto(part, capacity, buffers, cutOff)
+        photo = await readPhoto(part, capacity, maxImageBytes, buffers, cutOff)
         continue
       }
       if (part.valueTruncated) throw fieldTooLarge(name, 'value')
@@ -217,7 +218,9 @@ function parserError (error: unknown): unknown {
  * upload limit), so the photo is never held twice. On success the caller owns
  * the buffer's release; on failure it is released here, once.
  */
-async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers, cutOff?: AbortSignal): Promise<UploadBuffer> {
+async function readPhoto (
+  part: MultipartFile, capacity: number, maxImageBytes: number, buffers: UploadBuffers, cutOff?: AbortSignal
+): Promise<UploadBuffer> {
   const file = part.file
   return await new Promise<UploadBuffer>((resolve, reject) => {
     const loan: UploadBuffer | undefined = capacity > 0 ? buffers.take(capacity) : undefined
@@ -248,7 +251,7 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
         chunk.copy(loan.bytes, size)
       } else {
         // More photo than the body's declared length (Node enforces it, so never expected).
-        return fail(fusionError('FUSION_FILE_TOO_LARGE'))
+        return fail(fileTooLarge(maxImageBytes))
       }
       size += chunk.length
       if (!sniffed && size >= SNIFF_BYTES) {
@@ -266,11 +269,11 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
     file.on('data', onData)
     // busboy stops passing data at the limit but ends the stream only when the
     // part ends; failing here answers at once and leaves the rest unread.
-    file.once('limit', () => { fail(fusionError('FUSION_FILE_TOO_LARGE')) })
+    file.once('limit', () => { fail(fileTooLarge(maxImageBytes)) })
     // Every error, however late, lands here and is ignored once settled.
     file.on('error', fail)
     file.once('end', () => {
-      if (file.truncated) return fail(fusionError('FUSION_FILE_TOO_LARGE'))
+      if (file.truncated) return fail(fileTooLarge(maxImageBytes))
       if (!settle()) return
       if (loan === undefined) return resolve({ bytes: Buffer.concat(chunks, size), release: () => {} })
       // Only the photo's own bytes are handed on: past them the buffer may still hold an earlier upload.
@@ -314,7 +317,7 @@ function checkJson (body: unknown, maxImageBytes: number, release: () => void): 
   const checked = checkFields(withoutEmpty(rest))
   if (image === undefined || image === null) throw fusionError('FUSION_MISSING_IMAGE')
   if (image instanceof DecodedImage) {
-    if (image.refusal !== undefined) throw fusionError(image.refusal)
+    if (image.refusal !== undefined) throw base64Refusal(image.refusal, maxImageBytes)
     return toInput(checked, image.bytes, release)
   }
   if (typeof image !== 'string') throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a base64 string.' })
@@ -324,6 +327,6 @@ function checkJson (body: unknown, maxImageBytes: number, release: () => void): 
 /** A whole base64 string (see src/intake/base64-image.ts for the rules), decoded into a buffer of its own. */
 export function decodeBase64Image (value: string, maxBytes: number): Buffer {
   const decoded = decodeBase64(value, maxBytes)
-  if ('refusal' in decoded) throw fusionError(decoded.refusal)
+  if ('refusal' in decoded) throw base64Refusal(decoded.refusal, maxBytes)
   return decoded.bytes
 }

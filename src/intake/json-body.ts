@@ -6,6 +6,7 @@ import { fusionError } from '../errors.js'
 import { FIELD_NAME_MAX_BYTES, FIELD_VALUE_MAX_BYTES, FIELDS } from '../fusion/fields.js'
 import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
 import { Base64Decoder, type Base64Refusal } from './base64-image.js'
+import { bodyTooLarge } from './upload-limit.js'
 
 /**
  * A JSON body for POST /fuse, read as it arrives: tokens from stream-json's tokenizer, the `image` string's base64
@@ -76,7 +77,7 @@ export class JsonBody {
 export async function readJsonBody (payload: Readable, options: JsonBodyOptions): Promise<JsonBody> {
   // As Fastify's own body reader: a declared length over the limit is refused before a byte is read.
   const declared = Number(options.contentLength)
-  if (declared > options.bodyLimit) throw fusionError('FUSION_BODY_TOO_LARGE')
+  if (declared > options.bodyLimit) throw bodyTooLarge(options.maxImageBytes)
   const reader = new JsonBodyReader(options, Number.isSafeInteger(declared) && declared > 0 ? declared : undefined)
   return await new Promise<JsonBody>((resolve, reject) => {
     let received = 0
@@ -99,7 +100,7 @@ export async function readJsonBody (payload: Readable, options: JsonBodyOptions)
     const onData = (chunk: Buffer | string): void => {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
       received += bytes.length
-      if (received > options.bodyLimit) return finish(fusionError('FUSION_BODY_TOO_LARGE'))
+      if (received > options.bodyLimit) return finish(bodyTooLarge(options.maxImageBytes))
       reader.write(bytes)
     }
     const onEnd = (): void => {

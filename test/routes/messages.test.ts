@@ -21,3 +21,25 @@ t.test('a photo under another field name (curl -F file=@photo.jpg) names the fie
   const second = await post(`${url}/fuse`, two, { 'content-type': twoType })
   t.equal(second.json().code, 'FUSION_TOO_MANY_FILES', 'two photos are still too many files')
 })
+
+t.test('an upload over the limit is told the limit, in MiB', async (t) => {
+  const { url } = await startService(t)
+  // A JPEG's first bytes, so the format passes, then past the default 10 MiB.
+  const large = Buffer.concat([fixture('face.jpg'), Buffer.alloc(10 * 1024 * 1024)])
+  const { body, contentType } = multipart([...ids, { name: 'image', value: large, filename: 'photo.jpg', contentType: 'image/jpeg' }])
+  const form = await post(`${url}/fuse`, body, { 'content-type': contentType })
+  t.equal(form.status, 413)
+  t.match(form.json(), { code: 'FUSION_FILE_TOO_LARGE', message: /upload limit of 10 MiB\b/ })
+
+  const json = await post(`${url}/fuse`, JSON.stringify({ project_id: '100307', model_id: 'qc_100307_152854_1', image: Buffer.alloc(12 * 1024 * 1024).toString('base64') }),
+    { 'content-type': 'application/json' })
+  t.equal(json.status, 413)
+  t.match(json.json(), { code: 'FUSION_BODY_TOO_LARGE', message: /at most 10 MiB, about 13\.33 MiB as base64/ })
+
+  const small = await startService(t, { MAX_UPLOAD_BYTES: '300000' })
+  const decoded = await post(`${small.url}/fuse`,
+    JSON.stringify({ project_id: '100307', model_id: 'qc_100307_152854_1', image: Buffer.alloc(300_003).toString('base64') }),
+    { 'content-type': 'application/json' })
+  t.match(decoded.json(), { code: 'FUSION_FILE_TOO_LARGE', message: /upload limit of 0\.29 MiB \(300000 bytes\)/ },
+    'base64 that decodes past a limit of no whole MiB')
+})
