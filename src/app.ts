@@ -7,6 +7,7 @@ import { fieldRefusal } from './fusion/fields.js'
 import { fileTooLarge } from './intake/upload-limit.js'
 import { createLingeringClose } from './lingering-close.js'
 import { loggerOptions } from './logger.js'
+import { createRouteMethods } from './route-methods.js'
 import clientIdentityPlugin, { clientIdentitySettings } from './plugins/client-identity.js'
 import demoPagePlugin, { demoPageSettings } from './plugins/demo-page.js'
 import fusionPlugin from './plugins/fusion.js'
@@ -104,9 +105,23 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
     return await reply.code(mapped.statusCode).send(errorAnswer(mapped, request.id))
   })
 
-  // Through the error handler above, so a 404 has the same shape as every other error.
-  app.setNotFoundHandler(async (request) => {
-    throw fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${excerpt(request.url.split('?')[0] ?? '', 100)}.` })
+  // Every route's path and methods, for the not-found handler below (routes are registered after this hook).
+  const routeMethods = createRouteMethods()
+  app.addHook('onRoute', (route) => { routeMethods.add(route.url, route.method) })
+
+  // Through the error handler above, so a 404 or 405 has the same shape as every other error.
+  app.setNotFoundHandler(async (request, reply) => {
+    const path = request.url.split('?')[0] ?? ''
+    // A known path asked with another method (GET /fuse): 405, and Allow says which methods it takes.
+    const allowed = routeMethods.allowed(path)
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '))
+      throw fusionError('FUSION_METHOD_NOT_ALLOWED', {
+        message: `${excerpt(path, 100)} does not take ${excerpt(request.method, 20)}: use ${allowed.slice(0, -1).join(', ')}` +
+          `${allowed.length > 1 ? ' or ' : ''}${allowed.at(-1)!}.`
+      })
+    }
+    throw fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${excerpt(path, 100)}.` })
   })
 
   await app.register(openapiPlugin)

@@ -217,7 +217,13 @@ export const ERROR_CATALOGUE = {
   FUSION_NOT_FOUND: {
     status: 404,
     message: 'No such route.',
-    cause: 'The method and path match no route.'
+    cause: 'The path matches no route, whatever the method.'
+  },
+  FUSION_METHOD_NOT_ALLOWED: {
+    status: 405,
+    message: 'This path does not take that method: see the Allow header.',
+    cause: 'A known path asked with a method it has no route for (`GET /fuse`, `DELETE /templates`). The `Allow` header lists the ' +
+      'methods the path takes, and the message names them.'
   },
   FUSION_INVALID_IDEMPOTENCY_KEY: {
     status: 400,

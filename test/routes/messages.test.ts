@@ -1,4 +1,5 @@
 import t from 'tap'
+import { request } from 'undici'
 import { fixture, multipart, post, startService } from '../helper.js'
 
 /**
@@ -42,4 +43,28 @@ t.test('an upload over the limit is told the limit, in MiB', async (t) => {
     { 'content-type': 'application/json' })
   t.match(decoded.json(), { code: 'FUSION_FILE_TOO_LARGE', message: /upload limit of 0\.29 MiB \(300000 bytes\)/ },
     'base64 that decodes past a limit of no whole MiB')
+})
+
+t.test('a known path with another method is 405 with Allow; an unknown path stays 404', async (t) => {
+  const { url } = await startService(t)
+  const cases: Array<[string, string, string]> = [
+    ['GET', '/fuse', 'POST'],
+    ['DELETE', '/templates', 'GET, HEAD'],
+    ['POST', '/fuse/jobs/some-job-id', 'GET, HEAD, DELETE'],
+    ['PUT', '/healthz', 'GET, HEAD']
+  ]
+  for (const [method, path, allow] of cases) {
+    const reply = await request(`${url}${path}?x=1`, { method: method as 'GET' })
+    t.equal(reply.statusCode, 405, `${method} ${path}`)
+    t.equal(reply.headers.allow, allow, `${method} ${path}: Allow`)
+    const answer = await reply.body.json() as Record<string, unknown>
+    t.match(answer, { statusCode: 405, code: 'FUSION_METHOD_NOT_ALLOWED', error: 'Method Not Allowed', requestId: String })
+    t.equal(answer.message, `${path} does not take ${method}: use ${allow.replace(/, (\w+)$/, ' or $1')}.`)
+  }
+  for (const [method, path] of [['GET', '/nope'], ['POST', '/fuse/jobs'], ['GET', '/fuse/jobs/id/events/more'], ['GET', '/fuse/']]) {
+    const reply = await request(`${url}${path}`, { method: method as 'GET' })
+    t.equal(reply.statusCode, 404, `${method} ${path}`)
+    t.equal(reply.headers.allow, undefined)
+    t.match(await reply.body.json(), { code: 'FUSION_NOT_FOUND' })
+  }
 })
