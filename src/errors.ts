@@ -339,7 +339,8 @@ export const ERROR_CATALOGUE = {
     status: 404,
     message: 'No such template (model_id) in this activity (project_id).',
     cause: 'Upstream: unknown material or activity (legacy `ret` -2102; API 3.0 `InvalidParameterValue.MaterialIdNotFound`, ' +
-      '`ActivityIdNotFound`). From `GET /templates`, the message names the activity.'
+      '`ActivityIdNotFound`). The message says which: "No such activity (project_id)" when API 3.0 says the activity is unknown ' +
+      '(on `POST /fuse` and `GET /templates` alike), else the template (model_id); the legacy `ret` does not tell them apart.'
   },
   FUSION_TEMPLATE_FORBIDDEN: {
     status: 403,
