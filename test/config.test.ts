@@ -1,5 +1,6 @@
 import t from 'tap'
 import { ConfigError, loadConfig } from '../src/config/load.js'
+import { ConfigSchema } from '../src/config/schema.js'
 import { DEFAULT_TENCENT_LEGACY_URL, DEFAULT_TENCENT_V3_URL } from '../src/upstream/settings.js'
 import { EMULATOR_ACCOUNT } from '../emulator/shared/accounts.js'
 import { completeWithStandIn } from '../emulator/stand-in.js'
@@ -182,4 +183,20 @@ t.test('FUSION_TEMPLATES declares what GET /templates lists', async (t) => {
   })
   t.equal(loadConfig({}).templates, undefined)
   t.match(problems({ FUSION_TEMPLATES: 'no-colon' }), /FUSION_TEMPLATES: must match pattern/)
+})
+
+t.test('every switch and every choice lists the values it accepts', async (t) => {
+  const properties = ConfigSchema.properties as Record<string, { type?: string, anyOf?: Array<{ const?: unknown }> }>
+  const switches = Object.keys(properties).filter((name) => properties[name]!.type === 'boolean')
+  const choices = Object.keys(properties).filter((name) => properties[name]!.anyOf !== undefined)
+  t.ok(switches.includes('DEMO_PAGE') && switches.length >= 3, `switches: ${switches.join(', ')}`)
+  t.ok(choices.includes('LOG_LEVEL') && choices.length >= 4, `choices: ${choices.join(', ')}`)
+  for (const name of switches) {
+    t.match(problems({ [name]: 'yes' }), new RegExp(`^  - ${name}: must be true or false$`, 'm'), name)
+    t.equal(loadConfig({ [name]: 'false' })[name as 'DEMO_PAGE'], false, `${name}=false is read`)
+  }
+  for (const name of choices) {
+    const accepted = properties[name]!.anyOf!.map((option) => String(option.const))
+    t.match(problems({ [name]: 'not-one-of-them' }), new RegExp(`^  - ${name}: must be one of ${accepted.join(', ')}$`, 'm'), name)
+  }
 })

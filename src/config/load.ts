@@ -56,9 +56,14 @@ function describeIssues (issues: AjvIssue[]): string[] {
   return issues.map((issue) => {
     const variable = issue.instancePath.replace(/^\//, '') ||
       String(issue.params?.missingProperty ?? issue.params?.additionalProperty ?? 'environment')
+    // Every switch and choice lists what it accepts: Ajv's "must be boolean" does not say how to spell one.
     const rule = issue.keyword === 'anyOf' || issue.message === 'must match a schema in anyOf'
       ? `must be one of ${allowedValues(variable).join(', ')}`
-      : issue.message ?? 'is invalid'
+      : issue.keyword === 'type' && issue.params?.type === 'boolean'
+        ? 'must be true or false'
+        : issue.keyword === 'enum' && Array.isArray(issue.params?.allowedValues)
+          ? `must be one of ${issue.params.allowedValues.map(String).join(', ')}`
+          : issue.message ?? 'is invalid'
     return `${variable}: ${rule}`
   }).filter((line, index, all) => all.indexOf(line) === index && !line.includes('must be equal to constant'))
 }
