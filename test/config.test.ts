@@ -200,3 +200,13 @@ t.test('every switch and every choice lists the values it accepts', async (t) =>
     t.match(problems({ [name]: 'not-one-of-them' }), new RegExp(`^  - ${name}: must be one of ${accepted.join(', ')}$`, 'm'), name)
   }
 })
+
+t.test('HOST with a port or a scheme is refused at load, saying the port goes in PORT', async (t) => {
+  const hosts: Array<[string, string | undefined]> = [['localhost:3000', '3000'], ['http://0.0.0.0:8080/', '8080'], ['[::1]:3000', '3000'], ['https://example.com', undefined]]
+  for (const [host, port] of hosts) {
+    const message = problems({ HOST: host })
+    t.match(message, /^ {2}- HOST: .* is not a host name or address: HOST takes one without a scheme or a port .*; the port goes in PORT/m, host)
+    if (port !== undefined) t.match(message, `(PORT=${port})`, `${host}: the port to set`)
+  }
+  for (const host of ['localhost', '0.0.0.0', '127.0.0.1', '::', '::1', 'fusion.internal']) t.equal(loadConfig({ HOST: host }).HOST, host, host)
+})
