@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net'
 import t from 'tap'
 import { request } from 'undici'
 import { freePort } from '../scripts/free-port.js'
@@ -62,4 +63,20 @@ t.test('with credentials, the startup line names the configured API', async (t) 
   t.notMatch(legacy.output(), /EMULATOR MODE/)
   legacy.kill('SIGTERM')
   t.equal(await legacy.exited, 0)
+})
+
+t.test('a port in use stops the process with one line naming PORT, HOST and the address', async (t) => {
+  // The port is held by the test itself, so nothing else can take it between the check and the start.
+  const holder = createServer()
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { holder.close() })
+  const { port } = holder.address() as AddressInfo
+  const stopped = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1' })
+  t.equal(await stopped.exited, 1)
+  const lines = stopped.output().trim().split('\n')
+  t.equal(lines.length, 1, 'one line, no stack')
+  const line = JSON.parse(lines[0]!)
+  t.match(line, { level: 60, code: 'EADDRINUSE', host: '127.0.0.1', port })
+  t.equal(line.msg, `Cannot listen on PORT=${port} HOST=127.0.0.1: 127.0.0.1:${port} is already in use: stop what listens there, or set another PORT`)
+  t.notOk('err' in line || 'stack' in line, 'no stack trace')
 })
