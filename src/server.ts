@@ -114,9 +114,13 @@ try {
 
 const upstream = app.upstream.client.describe()
 if (upstream.mode === 'emulator') {
+  // Only the variables the configured API reads: API 3.0 has no appid or uin.
+  const wanted = config.upstream.provider === 'v3'
+    ? 'TENCENT_SECRET_ID, TENCENT_SECRET_KEY for API 3.0'
+    : 'TENCENT_APPID, TENCENT_UIN, TENCENT_SECRET_ID, TENCENT_SECRET_KEY for the legacy API'
   app.log.warn({ upstream },
-    '*** EMULATOR MODE *** No Tencent credentials are set (TENCENT_APPID, TENCENT_UIN, TENCENT_SECRET_ID, ' +
-    'TENCENT_SECRET_KEY): fusions are answered by the built-in emulator, not by Tencent Cloud.')
+    `*** EMULATOR MODE *** No Tencent credentials are set (${wanted}): fusions are answered by the built-in emulator, ` +
+    'not by Tencent Cloud.')
 } else if (config.upstream.provider === 'v3') {
   const { action, version } = config.upstream
   app.log.info({ upstream }, `upstream: Tencent Cloud face fusion API 3.0 (${action}, version ${version})`)

@@ -24,6 +24,9 @@ t.test('without credentials it starts on the emulator, says so loudly, and stops
   await server.waitFor(/EMULATOR MODE/)
   t.match(server.output(), /"level":40/, 'a warning, not an info line')
 
+  const warning = server.output().split('\n').find((line) => line.includes('EMULATOR MODE'))!
+  t.match(warning, /TENCENT_APPID, TENCENT_UIN, TENCENT_SECRET_ID, TENCENT_SECRET_KEY for the legacy API/, 'the legacy API\'s four')
+
   const health = await request(`http://127.0.0.1:${port}/healthz`)
   t.equal(health.statusCode, 200)
   const body = await health.body.json() as { upstream: { origin: string } }
@@ -63,6 +66,16 @@ t.test('with credentials, the startup line names the configured API', async (t) 
   t.notMatch(legacy.output(), /EMULATOR MODE/)
   legacy.kill('SIGTERM')
   t.equal(await legacy.exited, 0)
+})
+
+t.test('with API 3.0 the emulator warning names only the variables API 3.0 reads', async (t) => {
+  const server = runProcess(t, 'src/server.ts', { PORT: String(await freePort()), HOST: '127.0.0.1', FUSION_PROVIDER: 'v3' })
+  await server.waitFor(/EMULATOR MODE/)
+  const warning = server.output().split('\n').find((line) => line.includes('EMULATOR MODE'))!
+  t.match(warning, /TENCENT_SECRET_ID, TENCENT_SECRET_KEY for API 3\.0/)
+  t.notMatch(warning, /TENCENT_APPID|TENCENT_UIN/, 'no appid or uin: API 3.0 does not use them')
+  server.kill('SIGTERM')
+  t.equal(await server.exited, 0)
 })
 
 t.test('a port in use stops the process with one line naming PORT, HOST and the address', async (t) => {
