@@ -80,7 +80,10 @@ export function checkMultipartBoundary (contentType: string | undefined): void {
   if (contentType === undefined || !MULTIPART_FORM.test(contentType)) return
   const boundary = parameterOf(contentType, 'boundary')
   if (boundary === undefined || boundary === '') {
-    throw fusionError('FUSION_MALFORMED_BODY', { message: 'The multipart Content-Type has no boundary parameter.' })
+    throw fusionError('FUSION_MALFORMED_BODY', {
+      message: 'The multipart Content-Type has no boundary parameter: let the client set that header (curl -F and FormData do), ' +
+        'rather than setting Content-Type by hand.'
+    })
   }
   if (boundary.length > MAX_BOUNDARY_LENGTH) {
     throw fusionError('FUSION_MALFORMED_BODY', {
@@ -205,7 +208,12 @@ async function unlessCutOff<T> (promise: Promise<T>, cutOff: AbortSignal | undef
  */
 function parserError (error: unknown): unknown {
   if (error instanceof Error && (error as { code?: unknown }).code === undefined) {
-    return fusionError('FUSION_MALFORMED_BODY', { cause: error })
+    // busboy's "Unexpected end of multipart data" (or "Part terminated early …"): the closing boundary never came.
+    const message = /unexpected end of multipart data/i.test(error.message)
+      ? 'The form ended before its closing boundary: the body was cut short, or does not use the boundary its Content-Type ' +
+        'names (curl -F and FormData set that header themselves; do not set Content-Type by hand).'
+      : 'The form could not be parsed as multipart/form-data.'
+    return fusionError('FUSION_MALFORMED_BODY', { message, cause: error })
   }
   return error
 }

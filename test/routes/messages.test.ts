@@ -68,3 +68,24 @@ t.test('a known path with another method is 405 with Allow; an unknown path stay
     t.match(await reply.body.json(), { code: 'FUSION_NOT_FOUND' })
   }
 })
+
+t.test('broken JSON, a form without its boundary and a form sent as JSON each get their own message', async (t) => {
+  const { url } = await startService(t)
+  const form = multipart([...ids, { name: 'image', value: fixture('face.jpg'), filename: 'photo.jpg', contentType: 'image/jpeg' }])
+  const cases: Array<[string, Buffer | string, string, RegExp]> = [
+    ['broken JSON', '{"project_id":', 'application/json', /^The request body is not valid JSON\.$/],
+    ['a prototype member', '{"__proto__":{"x":1}}', 'application/json', /`__proto__`/],
+    ['no boundary parameter', form.body, 'multipart/form-data', /has no boundary parameter: let the client set that header/],
+    ['a boundary the body does not use', form.body, 'multipart/form-data; boundary=another-boundary', /ended before its closing boundary/],
+    ['a form sent as JSON (curl -H \'Content-Type: application/json\' -F ...)', form.body, 'application/json',
+      /is a multipart form, but its Content-Type says application\/json/]
+  ]
+  const messages = new Set<string>()
+  for (const [name, body, contentType, message] of cases) {
+    const reply = await post(`${url}/fuse`, body, { 'content-type': contentType })
+    t.equal(reply.status, 400, name)
+    t.match(reply.json(), { code: 'FUSION_MALFORMED_BODY', message }, name)
+    messages.add(reply.json().message)
+  }
+  t.equal(messages.size, cases.length, 'no two share a sentence')
+})
