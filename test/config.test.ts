@@ -209,4 +209,5 @@ t.test('HOST with a port or a scheme is refused at load, saying the port goes in
     if (port !== undefined) t.match(message, `(PORT=${port})`, `${host}: the port to set`)
   }
   for (const host of ['localhost', '0.0.0.0', '127.0.0.1', '::', '::1', 'fusion.internal']) t.equal(loadConfig({ HOST: host }).HOST, host, host)
+  t.match(problems({ HOST: 'localhost:3000', DEMO_PAGE: 'yes' }), /DEMO_PAGE: must be true or false\n {2}- HOST: /, 'listed with the other problems')
 })
