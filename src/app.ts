@@ -4,8 +4,10 @@ import { sliceOf, type Config, type LoadedConfig } from './config/load.js'
 import { errorAnswer, fusionError, isFusionError, logLevelOf, type ErrorCode, type FusionError } from './errors.js'
 import { excerpt } from './excerpt.js'
 import { fieldRefusal } from './fusion/fields.js'
+import { fileTooLarge } from './intake/upload-limit.js'
 import { createLingeringClose } from './lingering-close.js'
 import { loggerOptions } from './logger.js'
+import { createRouteMethods } from './route-methods.js'
 import clientIdentityPlugin, { clientIdentitySettings } from './plugins/client-identity.js'
 import demoPagePlugin, { demoPageSettings } from './plugins/demo-page.js'
 import emulatorPicturesPlugin from './plugins/emulator-pictures.js'
@@ -90,7 +92,7 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
     const socket = request.raw.socket as { destroyed?: boolean } | null
-    const mapped = toFusionError(error, socket === null || socket.destroyed === true)
+    const mapped = toFusionError(error, socket === null || socket.destroyed === true, config.MAX_UPLOAD_BYTES)
     request.errorCode = mapped.code
     logAnswer(request.log, error, mapped)
     if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds))
@@ -104,9 +106,23 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
     return await reply.code(mapped.statusCode).send(errorAnswer(mapped, request.id))
   })
 
-  // Through the error handler above, so a 404 has the same shape as every other error.
-  app.setNotFoundHandler(async (request) => {
-    throw fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${excerpt(request.url.split('?')[0] ?? '', 100)}.` })
+  // Every route's path and methods, for the not-found handler below (routes are registered after this hook).
+  const routeMethods = createRouteMethods()
+  app.addHook('onRoute', (route) => { routeMethods.add(route.url, route.method) })
+
+  // Through the error handler above, so a 404 or 405 has the same shape as every other error.
+  app.setNotFoundHandler(async (request, reply) => {
+    const path = request.url.split('?')[0] ?? ''
+    // A known path asked with another method (GET /fuse): 405, and Allow says which methods it takes.
+    const allowed = routeMethods.allowed(path)
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '))
+      throw fusionError('FUSION_METHOD_NOT_ALLOWED', {
+        message: `${excerpt(path, 100)} does not take ${excerpt(request.method, 20)}: use ${allowed.slice(0, -1).join(', ')}` +
+          `${allowed.length > 1 ? ' or ' : ''}${allowed.at(-1)!}.`
+      })
+    }
+    throw fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${excerpt(path, 100)}.` })
   })
 
   await app.register(openapiPlugin)
@@ -160,7 +176,7 @@ function codeOf (error: Error): string | undefined {
   return typeof code === 'string' ? code : undefined
 }
 
-function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
+function toFusionError (error: FastifyError, clientGone: boolean, maxUploadBytes: number): FusionError {
   // Nobody is left to read the answer: whatever failed, it is logged as 499.
   if (clientGone) return fusionError('FUSION_CLIENT_CLOSED_REQUEST', { cause: error })
   if (isFusionError(error)) return error
@@ -169,6 +185,8 @@ function toFusionError (error: FastifyError, clientGone: boolean): FusionError {
     return fieldRefusal(error.validation[0], error.validationContext === 'querystring' ? 'query parameter' : 'field', error)
   }
   const known = FRAMEWORK_ERRORS[error.code]
+  // The multipart parser's own size refusal says the limit too, as the intake's does.
+  if (known === 'FUSION_FILE_TOO_LARGE') return Object.assign(fileTooLarge(maxUploadBytes), { cause: error })
   if (known !== undefined) return fusionError(known, { cause: error })
   const status = error.statusCode ?? 500
   // Parser errors (JSON syntax errors and the like) carry a 4xx; busboy's are named in src/intake.

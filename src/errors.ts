@@ -25,7 +25,7 @@ export const ERROR_CATALOGUE = {
     status: 400,
     message: 'The request body could not be parsed.',
     cause: 'Broken multipart framing, a multipart boundary missing or longer than 70 characters (RFC 2046; refused before the body is ' +
-      'read), invalid JSON, or a JSON body that is not an object.'
+      'read), invalid JSON, a multipart form sent as application/json, or a JSON body that is not an object. Each has its own message.'
   },
   FUSION_MISSING_FIELD: {
     status: 400,
@@ -42,7 +42,8 @@ export const ERROR_CATALOGUE = {
     status: 400,
     message: 'The request has a field this API does not know.',
     cause: 'A form field or JSON property other than `image`, `project_id`, `model_id`, `rsp_img_type` and the options ' +
-      '(`fuse_profile_degree`, `fuse_face_degree`, `logo_add`, `template_face_id`).'
+      '(`fuse_profile_degree`, `fuse_face_degree`, `logo_add`, `template_face_id`), or a file under a name other than `image`. ' +
+      'The message names the field received and the one expected.'
   },
   FUSION_UNSUPPORTED_OPTION: {
     status: 400,
@@ -74,17 +75,18 @@ export const ERROR_CATALOGUE = {
   FUSION_TOO_MANY_FILES: {
     status: 400,
     message: 'Send exactly one photo, in the `image` field.',
-    cause: 'More than one file part, or a file under a name other than `image`.'
+    cause: 'More than one file part.'
   },
   FUSION_FILE_TOO_LARGE: {
     status: 413,
     message: 'The photo is larger than the upload limit.',
-    cause: 'The uploaded file exceeds `MAX_UPLOAD_BYTES`; the upload is cut off at the limit.'
+    cause: 'The uploaded file exceeds `MAX_UPLOAD_BYTES`; the upload is cut off at the limit. The message gives the limit in MiB.'
   },
   FUSION_BODY_TOO_LARGE: {
     status: 413,
     message: 'The request body is larger than the upload limit.',
-    cause: 'A JSON body larger than the base64 of `MAX_UPLOAD_BYTES` plus room for the other fields.'
+    cause: 'A JSON body larger than the base64 of `MAX_UPLOAD_BYTES` plus room for the other fields. The message gives the limit in ' +
+      'MiB.'
   },
   FUSION_UPLOAD_TOO_SLOW: {
     status: 408,
@@ -215,7 +217,13 @@ export const ERROR_CATALOGUE = {
   FUSION_NOT_FOUND: {
     status: 404,
     message: 'No such route.',
-    cause: 'The method and path match no route.'
+    cause: 'The path matches no route, whatever the method.'
+  },
+  FUSION_METHOD_NOT_ALLOWED: {
+    status: 405,
+    message: 'This path does not take that method: see the Allow header.',
+    cause: 'A known path asked with a method it has no route for (`GET /fuse`, `DELETE /templates`). The `Allow` header lists the ' +
+      'methods the path takes, and the message names them.'
   },
   FUSION_INVALID_IDEMPOTENCY_KEY: {
     status: 400,
@@ -331,7 +339,8 @@ export const ERROR_CATALOGUE = {
     status: 404,
     message: 'No such template (model_id) in this activity (project_id).',
     cause: 'Upstream: unknown material or activity (legacy `ret` -2102; API 3.0 `InvalidParameterValue.MaterialIdNotFound`, ' +
-      '`ActivityIdNotFound`). From `GET /templates`, the message names the activity.'
+      '`ActivityIdNotFound`). The message says which: "No such activity (project_id)" when API 3.0 says the activity is unknown ' +
+      '(on `POST /fuse` and `GET /templates` alike), else the template (model_id); the legacy `ret` does not tell them apart.'
   },
   FUSION_TEMPLATE_FORBIDDEN: {
     status: 403,

@@ -44,9 +44,9 @@ export const FuseAnswer = Type.Union([
   Type.Object({ requestId: Type.String(), imageBase64: Type.String({ description: 'The fused picture as base64 (rsp_img_type=base64).' }) })
 ])
 
-/** Every status /fuse can answer with an error, from the catalogue. */
+/** Every status /fuse can answer with an error, from the catalogue (405 is for the other methods of a path: POST /fuse is its own). */
 export const fuseErrorStatuses = [...new Set(Object.values(ERROR_CATALOGUE).map((entry) => entry.status))]
-  .filter((status) => status !== 499)
+  .filter((status) => status !== 499 && status !== 405)
   .sort()
 
 /**

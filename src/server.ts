@@ -91,13 +91,36 @@ function onStopSignal (signal: NodeJS.Signals): void {
 process.on('SIGTERM', onStopSignal)
 process.on('SIGINT', onStopSignal)
 
-await app.listen({ port: config.PORT, host: config.HOST })
+try {
+  await app.listen({ port: config.PORT, host: config.HOST })
+} catch (error) {
+  // The usual mistakes (a port taken, a privileged port, an address not on this machine) in one line naming the
+  // settings to change, rather than a stack through close-with-grace.
+  const code = (error as { code?: unknown }).code
+  const address = `${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`
+  const reason = code === 'EADDRINUSE'
+    ? `${address} is already in use: stop what listens there, or set another PORT`
+    : code === 'EACCES'
+      ? `${address} may not be bound by this user (ports under 1024 need privileges): set PORT to 1024 or above`
+      : code === 'EADDRNOTAVAIL'
+        ? `${address} is not an address of this machine: set HOST to one of its addresses, or 0.0.0.0`
+        : `${address} could not be listened on (${String(code ?? (error as Error).message)})`
+  bootLog.fatal({ code, host: config.HOST, port: config.PORT }, `Cannot listen on PORT=${config.PORT} HOST=${config.HOST}: ${reason}`)
+  graceful.uninstall()
+  await app.close().catch(() => {})
+  await closeStandIn().catch(() => {})
+  process.exit(1)
+}
 
 const upstream = app.upstream.client.describe()
 if (upstream.mode === 'emulator') {
+  // Only the variables the configured API reads: API 3.0 has no appid or uin.
+  const wanted = config.upstream.provider === 'v3'
+    ? 'TENCENT_SECRET_ID, TENCENT_SECRET_KEY for API 3.0'
+    : 'TENCENT_APPID, TENCENT_UIN, TENCENT_SECRET_ID, TENCENT_SECRET_KEY for the legacy API'
   app.log.warn({ upstream },
-    '*** EMULATOR MODE *** No Tencent credentials are set (TENCENT_APPID, TENCENT_UIN, TENCENT_SECRET_ID, ' +
-    'TENCENT_SECRET_KEY): fusions are answered by the built-in emulator, not by Tencent Cloud.')
+    `*** EMULATOR MODE *** No Tencent credentials are set (${wanted}): fusions are answered by the built-in emulator, ` +
+    'not by Tencent Cloud.')
 } else if (config.upstream.provider === 'v3') {
   const { action, version } = config.upstream
   app.log.info({ upstream }, `upstream: Tencent Cloud face fusion API 3.0 (${action}, version ${version})`)

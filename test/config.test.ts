@@ -1,5 +1,6 @@
 import t from 'tap'
 import { ConfigError, loadConfig } from '../src/config/load.js'
+import { ConfigSchema } from '../src/config/schema.js'
 import { DEFAULT_TENCENT_LEGACY_URL, DEFAULT_TENCENT_V3_URL } from '../src/upstream/settings.js'
 import { EMULATOR_ACCOUNT } from '../emulator/shared/accounts.js'
 import { completeWithStandIn } from '../emulator/stand-in.js'
@@ -182,4 +183,31 @@ t.test('FUSION_TEMPLATES declares what GET /templates lists', async (t) => {
   })
   t.equal(loadConfig({}).templates, undefined)
   t.match(problems({ FUSION_TEMPLATES: 'no-colon' }), /FUSION_TEMPLATES: must match pattern/)
+})
+
+t.test('every switch and every choice lists the values it accepts', async (t) => {
+  const properties = ConfigSchema.properties as Record<string, { type?: string, anyOf?: Array<{ const?: unknown }> }>
+  const switches = Object.keys(properties).filter((name) => properties[name]!.type === 'boolean')
+  const choices = Object.keys(properties).filter((name) => properties[name]!.anyOf !== undefined)
+  t.ok(switches.includes('DEMO_PAGE') && switches.length >= 3, `switches: ${switches.join(', ')}`)
+  t.ok(choices.includes('LOG_LEVEL') && choices.length >= 4, `choices: ${choices.join(', ')}`)
+  for (const name of switches) {
+    t.match(problems({ [name]: 'yes' }), new RegExp(`^  - ${name}: must be true or false$`, 'm'), name)
+    t.equal(loadConfig({ [name]: 'false' })[name as 'DEMO_PAGE'], false, `${name}=false is read`)
+  }
+  for (const name of choices) {
+    const accepted = properties[name]!.anyOf!.map((option) => String(option.const))
+    t.match(problems({ [name]: 'not-one-of-them' }), new RegExp(`^  - ${name}: must be one of ${accepted.join(', ')}$`, 'm'), name)
+  }
+})
+
+t.test('HOST with a port or a scheme is refused at load, saying the port goes in PORT', async (t) => {
+  const hosts: Array<[string, string | undefined]> = [['localhost:3000', '3000'], ['http://0.0.0.0:8080/', '8080'], ['[::1]:3000', '3000'], ['https://example.com', undefined]]
+  for (const [host, port] of hosts) {
+    const message = problems({ HOST: host })
+    t.match(message, /^ {2}- HOST: .* is not a host name or address: HOST takes one without a scheme or a port .*; the port goes in PORT/m, host)
+    if (port !== undefined) t.match(message, `(PORT=${port})`, `${host}: the port to set`)
+  }
+  for (const host of ['localhost', '0.0.0.0', '127.0.0.1', '::', '::1', 'fusion.internal']) t.equal(loadConfig({ HOST: host }).HOST, host, host)
+  t.match(problems({ HOST: 'localhost:3000', DEMO_PAGE: 'yes' }), /DEMO_PAGE: must be true or false\n {2}- HOST: /, 'listed with the other problems')
 })

@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net'
 import t from 'tap'
 import { request } from 'undici'
 import { freePort } from '../scripts/free-port.js'
@@ -22,6 +23,9 @@ t.test('without credentials it starts on the emulator, says so loudly, and stops
   const server = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1' })
   await server.waitFor(/EMULATOR MODE/)
   t.match(server.output(), /"level":40/, 'a warning, not an info line')
+
+  const warning = server.output().split('\n').find((line) => line.includes('EMULATOR MODE'))!
+  t.match(warning, /TENCENT_APPID, TENCENT_UIN, TENCENT_SECRET_ID, TENCENT_SECRET_KEY for the legacy API/, 'the legacy API\'s four')
 
   const health = await request(`http://127.0.0.1:${port}/healthz`)
   t.equal(health.statusCode, 200)
@@ -62,4 +66,30 @@ t.test('with credentials, the startup line names the configured API', async (t) 
   t.notMatch(legacy.output(), /EMULATOR MODE/)
   legacy.kill('SIGTERM')
   t.equal(await legacy.exited, 0)
+})
+
+t.test('with API 3.0 the emulator warning names only the variables API 3.0 reads', async (t) => {
+  const server = runProcess(t, 'src/server.ts', { PORT: String(await freePort()), HOST: '127.0.0.1', FUSION_PROVIDER: 'v3' })
+  await server.waitFor(/EMULATOR MODE/)
+  const warning = server.output().split('\n').find((line) => line.includes('EMULATOR MODE'))!
+  t.match(warning, /TENCENT_SECRET_ID, TENCENT_SECRET_KEY for API 3\.0/)
+  t.notMatch(warning, /TENCENT_APPID|TENCENT_UIN/, 'no appid or uin: API 3.0 does not use them')
+  server.kill('SIGTERM')
+  t.equal(await server.exited, 0)
+})
+
+t.test('a port in use stops the process with one line naming PORT, HOST and the address', async (t) => {
+  // The port is held by the test itself, so nothing else can take it between the check and the start.
+  const holder = createServer()
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { holder.close() })
+  const { port } = holder.address() as AddressInfo
+  const stopped = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1' })
+  t.equal(await stopped.exited, 1)
+  const lines = stopped.output().trim().split('\n')
+  t.equal(lines.length, 1, 'one line, no stack')
+  const line = JSON.parse(lines[0]!)
+  t.match(line, { level: 60, code: 'EADDRINUSE', host: '127.0.0.1', port })
+  t.equal(line.msg, `Cannot listen on PORT=${port} HOST=127.0.0.1: 127.0.0.1:${port} is already in use: stop what listens there, or set another PORT`)
+  t.notOk('err' in line || 'stack' in line, 'no stack trace')
 })

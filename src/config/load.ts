@@ -56,9 +56,14 @@ function describeIssues (issues: AjvIssue[]): string[] {
   return issues.map((issue) => {
     const variable = issue.instancePath.replace(/^\//, '') ||
       String(issue.params?.missingProperty ?? issue.params?.additionalProperty ?? 'environment')
+    // Every switch and choice lists what it accepts: Ajv's "must be boolean" does not say how to spell one.
     const rule = issue.keyword === 'anyOf' || issue.message === 'must match a schema in anyOf'
       ? `must be one of ${allowedValues(variable).join(', ')}`
-      : issue.message ?? 'is invalid'
+      : issue.keyword === 'type' && issue.params?.type === 'boolean'
+        ? 'must be true or false'
+        : issue.keyword === 'enum' && Array.isArray(issue.params?.allowedValues)
+          ? `must be one of ${issue.params.allowedValues.map(String).join(', ')}`
+          : issue.message ?? 'is invalid'
     return `${variable}: ${rule}`
   }).filter((line, index, all) => all.indexOf(line) === index && !line.includes('must be equal to constant'))
 }
@@ -80,13 +85,16 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     Object.fromEntries(Object.entries(entries).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''))
   // The environment wins over the .env file.
   const data = { ...present(options.dotenv === true ? readDotenv() : {}), ...present(env) }
+  // Judged beside the schema, so that one refusal lists every problem.
+  const hostProblems = data.HOST !== undefined ? hostProblemsOf(data.HOST) : []
   try {
     // `env: false`: validate exactly `data`; env-schema would otherwise merge the raw process.env back in.
     raw = envSchema<RawConfig>({ schema: ConfigSchema, data, env: false, dotenv: false })
   } catch (error) {
     const issues = (error as { errors?: AjvIssue[] }).errors
-    throw new ConfigError(issues ? describeIssues(issues) : ['the environment could not be read'])
+    throw new ConfigError([...(issues ? describeIssues(issues) : ['the environment could not be read']), ...hostProblems])
   }
+  if (hostProblems.length > 0) throw new ConfigError(hostProblems)
   for (const variable of ['TENCENT_LEGACY_URL', 'TENCENT_V3_URL'] as const) {
     const value = raw[variable]
     // The pattern lets through what URL cannot parse (a port over 65535, a broken IPv6 literal).
@@ -115,6 +123,18 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     projectQps: parseProjectQps(raw.UPSTREAM_PROJECT_QPS),
     trustProxy: parseTrustProxy(raw.TRUST_PROXY)
   }
+}
+
+/**
+ * HOST is what the listener binds: a name or an address, nothing more. `localhost:3000` or a URL would only fail later,
+ * at listen, as a DNS error (ENOTFOUND) that names neither HOST nor PORT.
+ */
+function hostProblemsOf (host: string): string[] {
+  // An IPv6 address is all colons; anything else with one carries a port or a scheme.
+  if (isIP(host) !== 0 || !/[:/[\]@\s]/.test(host)) return []
+  const port = /:(\d{1,5})\/?$/.exec(host)?.[1]
+  return [`HOST: "${host.slice(0, 80)}" is not a host name or address: HOST takes one without a scheme or a port ` +
+    `(0.0.0.0, 127.0.0.1, ::, localhost); the port goes in PORT${port !== undefined ? ` (PORT=${port})` : ''}`]
 }
 
 /** Addresses and CIDRs only: Fastify 5.12 disabled hop counts, which let direct clients spoof X-Forwarded-For. */

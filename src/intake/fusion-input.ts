@@ -11,6 +11,7 @@ import type { FusionInput } from '../fusion/fusion.js'
 import { FIELDS, fieldRefusal, fieldSizeRefusal, fieldTooLarge } from '../fusion/fields.js'
 import type { FusionOptions } from '../upstream/provider.js'
 import { decodeBase64 } from './base64-image.js'
+import { base64Refusal, fileTooLarge } from './upload-limit.js'
 import { DecodedImage, JsonBody } from './json-body.js'
 
 /**
@@ -79,7 +80,10 @@ export function checkMultipartBoundary (contentType: string | undefined): void {
   if (contentType === undefined || !MULTIPART_FORM.test(contentType)) return
   const boundary = parameterOf(contentType, 'boundary')
   if (boundary === undefined || boundary === '') {
-    throw fusionError('FUSION_MALFORMED_BODY', { message: 'The multipart Content-Type has no boundary parameter.' })
+    throw fusionError('FUSION_MALFORMED_BODY', {
+      message: 'The multipart Content-Type has no boundary parameter: let the client set that header (curl -F and FormData do), ' +
+        'rather than setting Content-Type by hand.'
+    })
   }
   if (boundary.length > MAX_BOUNDARY_LENGTH) {
     throw fusionError('FUSION_MALFORMED_BODY', {
@@ -156,11 +160,12 @@ export async function readMultipartInput (
       if (part.type === 'file') {
         if (name !== 'image') {
           part.file.resume()
-          throw fusionError('FUSION_TOO_MANY_FILES', {
-            message: `Unexpected file field \`${excerpt(name)}\`: send the photo as \`image\`.`
+          // Not a second photo but a misnamed one (curl -F file=@photo.jpg): say which name is expected.
+          throw fusionError('FUSION_UNKNOWN_FIELD', {
+            message: `Unknown file field \`${excerpt(name)}\`: the photo goes in the field \`image\` (curl: -F image=@photo.jpg).`
           })
         }
-        photo = await readPhoto(part, capacity, buffers, cutOff)
+        photo = await readPhoto(part, capacity, maxImageBytes, buffers, cutOff)
         continue
       }
       if (part.valueTruncated) throw fieldTooLarge(name, 'value')
@@ -203,7 +208,12 @@ async function unlessCutOff<T> (promise: Promise<T>, cutOff: AbortSignal | undef
  */
 function parserError (error: unknown): unknown {
   if (error instanceof Error && (error as { code?: unknown }).code === undefined) {
-    return fusionError('FUSION_MALFORMED_BODY', { cause: error })
+    // busboy's "Unexpected end of multipart data" (or "Part terminated early …"): the closing boundary never came.
+    const message = /unexpected end of multipart data/i.test(error.message)
+      ? 'The form ended before its closing boundary: the body was cut short, or does not use the boundary its Content-Type ' +
+        'names (curl -F and FormData set that header themselves; do not set Content-Type by hand).'
+      : 'The form could not be parsed as multipart/form-data.'
+    return fusionError('FUSION_MALFORMED_BODY', { message, cause: error })
   }
   return error
 }
@@ -216,7 +226,9 @@ function parserError (error: unknown): unknown {
  * upload limit), so the photo is never held twice. On success the caller owns
  * the buffer's release; on failure it is released here, once.
  */
-async function readPhoto (part: MultipartFile, capacity: number, buffers: UploadBuffers, cutOff?: AbortSignal): Promise<UploadBuffer> {
+async function readPhoto (
+  part: MultipartFile, capacity: number, maxImageBytes: number, buffers: UploadBuffers, cutOff?: AbortSignal
+): Promise<UploadBuffer> {
   const file = part.file
   return await new Promise<UploadBuffer>((resolve, reject) => {
     const loan: UploadBuffer | undefined = capacity > 0 ? buffers.take(capacity) : undefined
@@ -247,7 +259,7 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
         chunk.copy(loan.bytes, size)
       } else {
         // More photo than the body's declared length (Node enforces it, so never expected).
-        return fail(fusionError('FUSION_FILE_TOO_LARGE'))
+        return fail(fileTooLarge(maxImageBytes))
       }
       size += chunk.length
       if (!sniffed && size >= SNIFF_BYTES) {
@@ -265,11 +277,11 @@ async function readPhoto (part: MultipartFile, capacity: number, buffers: Upload
     file.on('data', onData)
     // busboy stops passing data at the limit but ends the stream only when the
     // part ends; failing here answers at once and leaves the rest unread.
-    file.once('limit', () => { fail(fusionError('FUSION_FILE_TOO_LARGE')) })
+    file.once('limit', () => { fail(fileTooLarge(maxImageBytes)) })
     // Every error, however late, lands here and is ignored once settled.
     file.on('error', fail)
     file.once('end', () => {
-      if (file.truncated) return fail(fusionError('FUSION_FILE_TOO_LARGE'))
+      if (file.truncated) return fail(fileTooLarge(maxImageBytes))
       if (!settle()) return
       if (loan === undefined) return resolve({ bytes: Buffer.concat(chunks, size), release: () => {} })
       // Only the photo's own bytes are handed on: past them the buffer may still hold an earlier upload.
@@ -313,7 +325,7 @@ function checkJson (body: unknown, maxImageBytes: number, release: () => void): 
   const checked = checkFields(withoutEmpty(rest))
   if (image === undefined || image === null) throw fusionError('FUSION_MISSING_IMAGE')
   if (image instanceof DecodedImage) {
-    if (image.refusal !== undefined) throw fusionError(image.refusal)
+    if (image.refusal !== undefined) throw base64Refusal(image.refusal, maxImageBytes)
     return toInput(checked, image.bytes, release)
   }
   if (typeof image !== 'string') throw fusionError('FUSION_INVALID_FIELD', { message: 'The field `image` must be a base64 string.' })
@@ -323,6 +335,6 @@ function checkJson (body: unknown, maxImageBytes: number, release: () => void): 
 /** A whole base64 string (see src/intake/base64-image.ts for the rules), decoded into a buffer of its own. */
 export function decodeBase64Image (value: string, maxBytes: number): Buffer {
   const decoded = decodeBase64(value, maxBytes)
-  if ('refusal' in decoded) throw fusionError(decoded.refusal)
+  if ('refusal' in decoded) throw base64Refusal(decoded.refusal, maxBytes)
   return decoded.bytes
 }

@@ -6,6 +6,7 @@ import { fusionError } from '../errors.js'
 import { FIELD_NAME_MAX_BYTES, FIELD_VALUE_MAX_BYTES, FIELDS } from '../fusion/fields.js'
 import type { UploadBuffer, UploadBuffers } from '../images/upload-buffers.js'
 import { Base64Decoder, type Base64Refusal } from './base64-image.js'
+import { bodyTooLarge } from './upload-limit.js'
 
 /**
  * A JSON body for POST /fuse, read as it arrives: tokens from stream-json's tokenizer, the `image` string's base64
@@ -76,7 +77,7 @@ export class JsonBody {
 export async function readJsonBody (payload: Readable, options: JsonBodyOptions): Promise<JsonBody> {
   // As Fastify's own body reader: a declared length over the limit is refused before a byte is read.
   const declared = Number(options.contentLength)
-  if (declared > options.bodyLimit) throw fusionError('FUSION_BODY_TOO_LARGE')
+  if (declared > options.bodyLimit) throw bodyTooLarge(options.maxImageBytes)
   const reader = new JsonBodyReader(options, Number.isSafeInteger(declared) && declared > 0 ? declared : undefined)
   return await new Promise<JsonBody>((resolve, reject) => {
     let received = 0
@@ -99,12 +100,14 @@ export async function readJsonBody (payload: Readable, options: JsonBodyOptions)
     const onData = (chunk: Buffer | string): void => {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
       received += bytes.length
-      if (received > options.bodyLimit) return finish(fusionError('FUSION_BODY_TOO_LARGE'))
+      if (received > options.bodyLimit) return finish(bodyTooLarge(options.maxImageBytes))
       reader.write(bytes)
     }
     const onEnd = (): void => {
       // (Node frames the body by Content-Length; a transformed stream might not.)
-      if (!Number.isNaN(declared) && received !== declared) return finish(fusionError('FUSION_MALFORMED_BODY'))
+      if (!Number.isNaN(declared) && received !== declared) {
+        return finish(fusionError('FUSION_MALFORMED_BODY', { message: 'The request body is not as long as its Content-Length says.' }))
+      }
       finish()
     }
     const onError = (error: Error & { statusCode?: unknown }): void => {
@@ -120,6 +123,9 @@ export async function readJsonBody (payload: Readable, options: JsonBodyOptions)
     payload.once('error', onError)
   })
 }
+
+/** secure-json-parse's words for a `__proto__` or `constructor.prototype` member. */
+const FORBIDDEN_PROTOTYPE = 'Object contains forbidden prototype property'
 
 /** Unknown members kept whole; the legitimate ones are 9. */
 const MAX_UNKNOWN_MEMBERS = 32
@@ -147,6 +153,8 @@ class JsonBodyReader {
   private readonly tokenize = jsonParser({ packValues: false, streamValues: true }) as unknown as Tokenize
   private readonly text = new StringDecoder('utf8')
   private started = false
+  /** The body's first two characters past any whitespace, to recognise a form sent as JSON when parsing fails. */
+  private head = ''
   private failure: Error | undefined
   private readonly frames: Frame[] = []
   /** 'object' once the top-level value is known to be one; 'other' for any other JSON value. */
@@ -196,6 +204,7 @@ class JsonBodyReader {
       // A byte-order mark is dropped, as secure-json-parse does.
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
     }
+    if (this.head.length < 2) this.head = (this.head + (this.head === '' ? text.trimStart() : text).slice(0, 2)).slice(0, 2)
     this.feed(text)
   }
 
@@ -210,9 +219,23 @@ class JsonBodyReader {
   }
 
   private fail (cause: unknown): void {
-    this.failure = fusionError('FUSION_MALFORMED_BODY', { cause })
+    this.failure = fusionError('FUSION_MALFORMED_BODY', { cause, message: this.failureMessage(cause) })
     // Nothing more is read into it; the answer waits only for the end of the body.
     this.release()
+  }
+
+  /** What was wrong, in words a client can act on: each cause its own sentence. */
+  private failureMessage (cause: unknown): string {
+    if (cause instanceof Error && cause.message === FORBIDDEN_PROTOTYPE) {
+      return 'The JSON body has a `__proto__` or `constructor.prototype` member, which is refused.'
+    }
+    if (this.head === '') return 'The JSON body is empty.'
+    // A form's first boundary line (`--boundary`), sent under a JSON type: curl -H 'Content-Type: application/json' -F ...
+    if (this.head === '--') {
+      return 'The body is a multipart form, but its Content-Type says application/json: send it as multipart/form-data with its ' +
+        'boundary (curl -F and FormData set that header themselves; do not set Content-Type by hand).'
+    }
+    return 'The request body is not valid JSON.'
   }
 
   private take (token: Token): void {
@@ -285,7 +308,7 @@ class JsonBodyReader {
 
   private close (): void {
     const frame = this.frames.pop()!
-    if (frame.poisoned) throw new Error('Object contains forbidden prototype property')
+    if (frame.poisoned) throw new Error(FORBIDDEN_PROTOTYPE)
     const parent = this.frames.at(-1)
     if (parent?.object === true && parent.key === 'constructor') parent.poisoned = frame.object && frame.hasPrototype
   }
@@ -297,7 +320,7 @@ class JsonBodyReader {
 
   private keyRead (key: string): void {
     // secure-json-parse's rule, at any depth (it refuses any encoding of the name; so does this, as keys come decoded).
-    if (key === '__proto__') throw new Error('Object contains forbidden prototype property')
+    if (key === '__proto__') throw new Error(FORBIDDEN_PROTOTYPE)
     const frame = this.frames.at(-1)!
     frame.key = key
     if (key === 'prototype') frame.hasPrototype = true

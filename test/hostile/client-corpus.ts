@@ -88,7 +88,7 @@ export function hostileRequests (): HostileRequest[] {
       name: 'a file part with a hostile name',
       ...form([...ids(), { name: NASTY, value: Buffer.from('abc'), filename: 'a.jpg', contentType: 'image/jpeg' }, photo()]),
       status: 400,
-      code: 'FUSION_TOO_MANY_FILES'
+      code: 'FUSION_UNKNOWN_FIELD'
     },
     { name: 'a duplicated hostile name', ...form([...ids(), { name: NASTY, value: 'a' }, { name: NASTY, value: 'b' }, photo()]), status: 400, code: 'FUSION_DUPLICATE_FIELD' },
     {

@@ -38,13 +38,33 @@ function outcomeOf (run: () => ReturnType<typeof readJsonInput>): Outcome {
   }
 }
 
-/** What /fuse answered before: the body parsed whole by Fastify, then checked. */
+function isJson (text: string): boolean {
+  try {
+    JSON.parse(text.replace(/^\ufeff/, ''))
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** What /fuse answered before: the body parsed whole by Fastify, then checked (its refusals now each in their own words). */
 function reference (text: string, max = MAX): Outcome {
   let parsed: unknown
   let failed: unknown
   fastifyJson({} as never, text, (error: unknown, value: unknown) => { failed = error; parsed = value })
   if (failed !== null && failed !== undefined) {
-    const mapped = fusionError('FUSION_MALFORMED_BODY')
+    // The same refusal, in the words of its own case.
+    const start = text.replace(/^\ufeff/, '').trimStart()
+    const message = start === ''
+      ? 'The JSON body is empty.'
+      // Valid JSON that Fastify refused: secure-json-parse's `__proto__` / `constructor.prototype` rule.
+      : isJson(text)
+        ? 'The JSON body has a `__proto__` or `constructor.prototype` member, which is refused.'
+        : start.startsWith('--')
+          ? 'The body is a multipart form, but its Content-Type says application/json: send it as multipart/form-data with its ' +
+            'boundary (curl -F and FormData set that header themselves; do not set Content-Type by hand).'
+          : 'The request body is not valid JSON.'
+    const mapped = fusionError('FUSION_MALFORMED_BODY', { message })
     return { code: mapped.code, message: mapped.message }
   }
   return outcomeOf(() => readJsonInput(parsed, max))
@@ -187,6 +207,9 @@ function corpus (): Array<[string, string]> {
     ['an array of a poisoned object', '[{"__proto__":1}]'],
     ['empty', ''],
     ['only whitespace', '  \n'],
+    ['a form sent as JSON', '--boundary\r\nContent-Disposition: form-data; name="project_id"\r\n\r\n100307\r\n--boundary--\r\n'],
+    ['a form sent as JSON, after whitespace', ' \r\n--boundary\r\nContent-Disposition: form-data; name="model_id"\r\n\r\nx\r\n--boundary--'],
+    ['a negative number, then garbage', '-x'],
     ['broken: cut in the image', body(str(base64)).slice(0, 400)],
     ['broken: cut in a key', `{${ids},"ima`],
     ['broken: trailing comma', body(str(base64), ',')],

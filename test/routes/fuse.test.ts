@@ -199,7 +199,7 @@ for (const provider of UPSTREAM_PROVIDERS) {
         ['duplicate field', [...ids, { name: 'model_id', value: 'qc_100307_152854_2' }, photo], 400, 'FUSION_DUPLICATE_FIELD'],
         ['image as a text field', [...ids, { name: 'image', value: 'abc' }], 400, 'FUSION_INVALID_FIELD'],
         ['two files', [...ids, photo, { ...photo, filename: 'again.jpg' }], 400, 'FUSION_TOO_MANY_FILES'],
-        ['file under another name', [...ids, { ...photo, name: 'photo' }], 400, 'FUSION_TOO_MANY_FILES'],
+        ['file under another name', [...ids, { ...photo, name: 'photo' }], 400, 'FUSION_UNKNOWN_FIELD'],
         ['oversized field', [{ name: 'project_id', value: '1'.repeat(5000) }, ids[1]!, photo], 413, 'FUSION_FIELD_TOO_LARGE'],
         ['too many fields', [...ids, ...Array.from({ length: 12 }, (_, i) => ({ name: `f${i}`, value: 'x' })), photo], 413, 'FUSION_TOO_MANY_PARTS'],
         ['oversized file', [...ids, { ...photo, value: fixture('face-alpha.png') }], 413, 'FUSION_FILE_TOO_LARGE'],

@@ -1,6 +1,6 @@
 import { fusionError, isFusionError, type FusionError } from '../../errors.js'
 import type { V3Action, V3Credentials, V3Version } from '../settings.js'
-import { failWithRule } from '../code-rules.js'
+import { NO_SUCH_ACTIVITY, failWithRule } from '../code-rules.js'
 import {
   createExchange, failFromHttpStatus, isHttpUrl, jsonObject, retryAfterFrom, type ExchangeOptions, type UpstreamAnswer
 } from '../http-exchange.js'
@@ -38,8 +38,6 @@ function supportedOptions (action: V3Action, version: V3Version): Set<FusionOpti
   if (version === '2022-09-27') options.add('logoAdd')
   return options
 }
-
-const NO_SUCH_ACTIVITY = 'No such activity (project_id) for this account.'
 
 /** Material states a front-end can use: approved, approved on appeal, approved by machine review. */
 const USABLE_MATERIAL_STATES = new Set([1, 11, 21])

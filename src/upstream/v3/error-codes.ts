@@ -1,4 +1,4 @@
-import { rule, type UpstreamCodeRule } from '../code-rules.js'
+import { NO_SUCH_ACTIVITY, rule, type UpstreamCodeRule } from '../code-rules.js'
 
 /**
  * API 3.0's `Response.Error.Code`s for facefusion (2018-12-01 and 2022-09-27,
@@ -38,7 +38,8 @@ export const V3_ERROR_CODES: ReadonlyMap<string, UpstreamCodeRule> = new Map<str
   ['FailedOperation.ImageResolutionTooSmall', rule('FUSION_IMAGE_TOO_SMALL', 'short side under 64 px')],
 
   // Activity and material.
-  ['InvalidParameterValue.ActivityIdNotFound', rule('FUSION_TEMPLATE_NOT_FOUND', 'no such activity')],
+  // The same code as an unknown material (a client switches on "not found"), but the message says it is the activity.
+  ['InvalidParameterValue.ActivityIdNotFound', { ...rule('FUSION_TEMPLATE_NOT_FOUND', 'no such activity'), message: NO_SUCH_ACTIVITY }],
   ['InvalidParameterValue.MaterialIdNotFound', rule('FUSION_TEMPLATE_NOT_FOUND', 'no such material')],
   ['FailedOperation.FuseMaterialNotExist', rule('FUSION_TEMPLATE_NOT_FOUND', 'material does not exist')],
   ['ResourceNotFound', rule('FUSION_TEMPLATE_NOT_FOUND', 'resource not found')],
