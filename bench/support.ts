@@ -47,10 +47,20 @@ export async function instantUpstream (): Promise<{ env: (path: UpstreamPath) =>
 const children = new Set<ChildProcess>()
 process.once('exit', () => { for (const child of children) child.kill('SIGKILL') })
 
-/** Starts the built service (`npm run build` first) and resolves once it listens. */
+/**
+ * Node's flags as `npm start` (and the image) passes them; NODE_FLAGS="…" replaces them, to compare (NODE_FLAGS= for
+ * none).
+ */
+function startFlags (): string[] {
+  if (process.env.NODE_FLAGS !== undefined) return process.env.NODE_FLAGS.split(' ').filter(Boolean)
+  const { scripts } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }
+  return scripts.start.split(' ').filter((word) => word.startsWith('--'))
+}
+
+/** Starts the built service (`npm run build` first) as `npm start` does, and resolves once it listens. */
 export async function startBuiltService (env: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: ChildProcess, url: string }> {
   const port = await freePort()
-  const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'src', 'server.js')], {
+  const child = spawn(process.execPath, [...startFlags(), ...nodeArgs, join(root, 'dist', 'src', 'server.js')], {
     cwd: root,
     // Client limits, the per-client share of image places and the upstream budget off: these benches measure the image
     // path, from one address.
