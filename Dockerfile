@@ -45,5 +45,4 @@ USER node
 EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# The V8 flag as npm start passes it (src/server.ts says why).
-CMD ["node", "--external-memory-accounted-in-global-limit", "dist/src/server.js"]
+CMD ["node", "dist/src/server.js"]

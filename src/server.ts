@@ -9,18 +9,13 @@ import { pino } from 'pino'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config, type LoadedConfig } from './config/load.js'
 
-// V8 starts a full collection when its old generation nears a limit of about twice the live heap, and whenever the
-// external memory allocated since the last one passes 64 MB. Every upload brings its bytes in as new external buffers
-// (Node's socket reads): with a live heap under 30 MB a full collection ran every few photos, each costing more CPU
-// than a photo's HTTP and form parsing. Four times the live heap as headroom, with external memory counted within
-// that limit rather than against its own, makes them rare (bench/throughput.ts; docs/performance.md has the figures).
-// Set here for any way of starting; the external-memory flag takes its full effect only on the command line, where
-// npm start and the image put it (NODE_OPTIONS cannot carry either). A value on the command line wins.
-const V8_FLAGS = ['--heap-growing-percent=300', '--external-memory-accounted-in-global-limit']
-for (const flag of V8_FLAGS) {
-  const name = flag.split('=')[0]!.replace(/^--/, '')
-  const given = process.execArgv.some((argument) => argument.replaceAll('_', '-').replace(/^--(no-)?/, '').startsWith(name))
-  if (!given) setFlagsFromString(flag)
+// V8 starts a full collection when its old generation, plus the external memory allocated since the last one, nears
+// a limit of about twice the live heap. Every upload brings its bytes in as new external buffers (Node's socket
+// reads), so with a live heap under 30 MB a full collection ran every three or four photos, each costing more CPU
+// than a photo's HTTP and form parsing. Four times the live heap as headroom makes them rare (bench/throughput.ts;
+// docs/performance.md has the figures). A value on the command line wins (NODE_OPTIONS cannot carry it).
+if (!process.execArgv.some((argument) => argument.replaceAll('_', '-').startsWith('--heap-growing-percent'))) {
+  setFlagsFromString('--heap-growing-percent=300')
 }
 
 // Every line the process writes is JSON (docs/operations.md#logs): until the app's logger exists, this one speaks.
