@@ -34,7 +34,9 @@ export const FuseJson = Type.Object({
 export const FuseAnswer = Type.Union([
   Type.Object({
     requestId: Type.String(),
-    imageUrl: Type.String({ description: 'The fused picture\'s URL (rsp_img_type=url), as the upstream gave it.' }),
+    imageUrl: Type.String({
+      description: 'The fused picture\'s URL (rsp_img_type=url), as the upstream gave it; with the emulator, on the host the client called.'
+    }),
     expiresAt: Type.String({
       format: 'date-time',
       description: 'Until when the upstream keeps the picture at that URL (API 3.0: 7 days; legacy: undocumented, taken as 1 day). ' +
