@@ -110,8 +110,17 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
   const routeMethods = createRouteMethods()
   app.addHook('onRoute', (route) => { routeMethods.add(route.url, route.method) })
 
+  await app.register(openapiPlugin)
+  await app.register(metricsPlugin, { config: sliceOf(config, metricsSettings) })
+  await app.register(shutdownPlugin)
+  await app.register(underPressurePlugin, { config: sliceOf(config, underPressureSettings) })
+  await app.register(redisPlugin, { config: sliceOf(config, redisSettings) })
+  await app.register(clientIdentityPlugin, { config: sliceOf(config, clientIdentitySettings) })
+  await app.register(rateLimitPlugin, { config: sliceOf(config, rateLimitSettings) })
+
   // Through the error handler above, so a 404 or 405 has the same shape as every other error.
-  app.setNotFoundHandler(async (request, reply) => {
+  // Under the client's rate limit too: probing for paths and methods is limited like calling them.
+  app.setNotFoundHandler({ preHandler: app.rateLimit() }, async (request, reply) => {
     const path = request.url.split('?')[0] ?? ''
     // A known path asked with another method (GET /fuse): 405, and Allow says which methods it takes.
     const allowed = routeMethods.allowed(path)
@@ -125,13 +134,6 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
     throw fusionError('FUSION_NOT_FOUND', { message: `No route for ${request.method} ${excerpt(path, 100)}.` })
   })
 
-  await app.register(openapiPlugin)
-  await app.register(metricsPlugin, { config: sliceOf(config, metricsSettings) })
-  await app.register(shutdownPlugin)
-  await app.register(underPressurePlugin, { config: sliceOf(config, underPressureSettings) })
-  await app.register(redisPlugin, { config: sliceOf(config, redisSettings) })
-  await app.register(clientIdentityPlugin, { config: sliceOf(config, clientIdentitySettings) })
-  await app.register(rateLimitPlugin, { config: sliceOf(config, rateLimitSettings) })
   await app.register(multipartPlugin, { config: sliceOf(config, multipartSettings) })
   await app.register(imagePipelinePlugin, { config: sliceOf(config, imagePipelineSettings) })
   await app.register(upstreamBudgetPlugin, { config: sliceOf(config, upstreamBudgetSettings) })

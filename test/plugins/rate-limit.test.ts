@@ -7,6 +7,20 @@ import { post, redisPrefix, sharedRedisUrl, startService } from '../helper.js'
 const cheap = async (url: string, headers: Record<string, string> = {}): Promise<Awaited<ReturnType<typeof post>>> =>
   await post(`${url}/fuse`, '{}', { 'content-type': 'application/json', ...headers })
 
+t.test('probing unknown paths and wrong methods is limited too', async (t) => {
+  const { url } = await startService(t, { RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW_MS: '30000', REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
+  const statuses: number[] = []
+  for (const [path, method] of [['/nope', 'GET'], ['/fuse', 'GET'], ['/admin', 'GET'], ['/templates', 'DELETE']] as const) {
+    const reply = await request(`${url}${path}`, { method })
+    statuses.push(reply.statusCode)
+    await reply.body.dump()
+  }
+  t.same(statuses, [404, 405, 429, 429])
+  const health = await request(`${url}/healthz`)
+  t.equal(health.statusCode, 200, 'health checks are never limited')
+  await health.body.dump()
+})
+
 t.test('over the limit: 429 with Retry-After in seconds and the rate-limit headers', async (t) => {
   const { url } = await startService(t, { RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW_MS: '30000', REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
   const first = await cheap(url)
