@@ -13,6 +13,7 @@ import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config/load.js'
 import { emulatorPlugin, type EmulatorOptions } from '../emulator/plugin.js'
 import { completeWithStandIn } from '../emulator/stand-in.js'
+import { freePort } from '../scripts/free-port.js'
 import { REDIS_INSTALL_HINT } from '../scripts/redis-server.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
@@ -237,11 +238,34 @@ export interface RunningProcess {
   /** The process id, to read its /proc entries. */
   pid: number
   exited: Promise<number | null>
+  /** Its exit code once it has exited (null while it runs, or when a signal ended it). */
+  exitCode: () => number | null
   /** Everything it wrote to stdout and stderr so far. */
   output: () => string
   kill: (signal: NodeJS.Signals) => void
   /** Resolves once the output matches; fails after `timeoutMs` (20 s), or if the process exits first. */
   waitFor: (pattern: RegExp, timeoutMs?: number) => Promise<void>
+}
+
+/**
+ * Runs an entry point on a free port (`PORT`, or `portVariable`) until `ready` shows in its output. A port found free
+ * can be taken before the process binds it (an outgoing connection of another test gets it as its local port): a
+ * process that exits saying its port is in use is started again on another, up to four times.
+ */
+export async function runOnFreePort (
+  t: Teardown, script: string, env: Record<string, string>, ready: RegExp,
+  options: { portVariable?: string, timeoutMs?: number } = {}
+): Promise<{ process: RunningProcess, port: number, url: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort()
+    const started = runProcess(t, script, { ...env, [options.portVariable ?? 'PORT']: String(port) })
+    try {
+      await started.waitFor(ready, options.timeoutMs)
+      return { process: started, port, url: `http://127.0.0.1:${port}` }
+    } catch (error) {
+      if (attempt === 4 || started.exitCode() === null || !/EADDRINUSE|already in use/.test(started.output())) throw error
+    }
+  }
 }
 
 /**
@@ -264,6 +288,7 @@ export function runProcess (t: Teardown, script: string, env: Record<string, str
   return {
     pid: child.pid!,
     exited,
+    exitCode: () => child.exitCode,
     output: () => output,
     kill: (signal) => child.kill(signal),
     waitFor: async (pattern, timeoutMs = 20_000) => await new Promise<void>((resolve, reject) => {

@@ -2,7 +2,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import t from 'tap'
 import { request } from 'undici'
 import { freePort } from '../scripts/free-port.js'
-import { fixture, fuseForm, runProcess } from './helper.js'
+import { fixture, fuseForm, runOnFreePort, runProcess } from './helper.js'
 
 t.test('a bad configuration stops the process with a message naming the variable', async (t) => {
   const secret = 'the secret with spaces'
@@ -19,9 +19,7 @@ t.test('a bad configuration stops the process with a message naming the variable
 })
 
 t.test('without credentials it starts on the emulator, says so loudly, and stops cleanly on SIGTERM', async (t) => {
-  const port = await freePort()
-  const server = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1' })
-  await server.waitFor(/EMULATOR MODE/)
+  const { process: server, port } = await runOnFreePort(t, 'src/server.ts', { HOST: '127.0.0.1' }, /EMULATOR MODE/)
   t.match(server.output(), /"level":40/, 'a warning, not an info line')
 
   const warning = server.output().split('\n').find((line) => line.includes('EMULATOR MODE'))!
@@ -43,9 +41,8 @@ t.test('NODE_ENV=production without credentials refuses to start, unless the emu
   t.match(refused.output(), /NODE_ENV=production without Tencent credentials/)
   t.match(refused.output(), /EMULATOR_IN_PRODUCTION=true/, 'it says how to opt in')
 
-  const port = await freePort()
-  const staging = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1', NODE_ENV: 'production', EMULATOR_IN_PRODUCTION: 'true' })
-  await staging.waitFor(/EMULATOR MODE/)
+  const { process: staging, port } = await runOnFreePort(t, 'src/server.ts',
+    { HOST: '127.0.0.1', NODE_ENV: 'production', EMULATOR_IN_PRODUCTION: 'true' }, /EMULATOR MODE/)
   // The fault-injection ids are off: a visitor cannot make the upstream fail at will.
   const reply = await fuseForm(`http://127.0.0.1:${port}`, fixture('face.jpg'), { model_id: 'emulator_ret_-5' })
   t.equal(reply.status, 404)
@@ -56,21 +53,20 @@ t.test('NODE_ENV=production without credentials refuses to start, unless the emu
 
 t.test('with credentials, the startup line names the configured API', async (t) => {
   const credentials = { TENCENT_SECRET_ID: 'operator-secret-id', TENCENT_SECRET_KEY: 'operator-secret-key' }
-  const v3 = runProcess(t, 'src/server.ts', { PORT: String(await freePort()), HOST: '127.0.0.1', FUSION_PROVIDER: 'v3', ...credentials })
-  await v3.waitFor(/upstream: Tencent Cloud face fusion API 3\.0 \(FuseFace, version 2022-09-27\)/)
+  const { process: v3 } = await runOnFreePort(t, 'src/server.ts', { HOST: '127.0.0.1', FUSION_PROVIDER: 'v3', ...credentials },
+    /upstream: Tencent Cloud face fusion API 3\.0 \(FuseFace, version 2022-09-27\)/)
   v3.kill('SIGTERM')
   t.equal(await v3.exited, 0)
 
-  const legacy = runProcess(t, 'src/server.ts', { PORT: String(await freePort()), HOST: '127.0.0.1', TENCENT_APPID: '1250000001', TENCENT_UIN: '100000000002', ...credentials })
-  await legacy.waitFor(/upstream: Tencent Cloud legacy face fusion/)
+  const { process: legacy } = await runOnFreePort(t, 'src/server.ts',
+    { HOST: '127.0.0.1', TENCENT_APPID: '1250000001', TENCENT_UIN: '100000000002', ...credentials }, /upstream: Tencent Cloud legacy face fusion/)
   t.notMatch(legacy.output(), /EMULATOR MODE/)
   legacy.kill('SIGTERM')
   t.equal(await legacy.exited, 0)
 })
 
 t.test('with API 3.0 the emulator warning names only the variables API 3.0 reads', async (t) => {
-  const server = runProcess(t, 'src/server.ts', { PORT: String(await freePort()), HOST: '127.0.0.1', FUSION_PROVIDER: 'v3' })
-  await server.waitFor(/EMULATOR MODE/)
+  const { process: server } = await runOnFreePort(t, 'src/server.ts', { HOST: '127.0.0.1', FUSION_PROVIDER: 'v3' }, /EMULATOR MODE/)
   const warning = server.output().split('\n').find((line) => line.includes('EMULATOR MODE'))!
   t.match(warning, /TENCENT_SECRET_ID, TENCENT_SECRET_KEY for API 3\.0/)
   t.notMatch(warning, /TENCENT_APPID|TENCENT_UIN/, 'no appid or uin: API 3.0 does not use them')

@@ -1,7 +1,6 @@
 import t from 'tap'
 import { connect } from 'node:net'
-import { freePort } from '../scripts/free-port.js'
-import { answerJson, fixture, fuseForm, multipart, sharedRedisUrl, redisPrefix, runProcess, stubUpstream } from './helper.js'
+import { answerJson, fixture, fuseForm, multipart, sharedRedisUrl, redisPrefix, runOnFreePort, stubUpstream } from './helper.js'
 
 t.test('SIGTERM with fusions in flight: every one completes, then the process exits 0', async (t) => {
   // An upstream of the test's own that takes its time, so requests are surely in flight at SIGTERM.
@@ -9,17 +8,14 @@ t.test('SIGTERM with fusions in flight: every one completes, then the process ex
     setTimeout(() => answerJson(response, { ret: '0', img_url: 'https://example.invalid/fused.jpg' }), 1_500)
   })
 
-  const port = await freePort()
-  const server = runProcess(t, 'src/server.ts', {
-    PORT: String(port),
+  const { process: server, port } = await runOnFreePort(t, 'src/server.ts', {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
     TENCENT_LEGACY_URL: upstream.url,
     REDIS_URL: sharedRedisUrl(),
     REDIS_KEY_PREFIX: redisPrefix(),
     SHUTDOWN_GRACE_MS: '10000'
-  })
-  await server.waitFor(/Server listening/)
+  }, /Server listening/)
 
   const url = `http://127.0.0.1:${port}`
   const photo = fixture('orientation-1.jpg')
@@ -36,9 +32,8 @@ t.test('SIGTERM with fusions in flight: every one completes, then the process ex
 })
 
 t.test('no credentials: a fusion whose upload is still arriving at SIGTERM is answered by the emulator', async (t) => {
-  const port = await freePort()
-  const server = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '10000' })
-  await server.waitFor(/EMULATOR MODE/)
+  const { process: server, port } = await runOnFreePort(t, 'src/server.ts',
+    { HOST: '127.0.0.1', LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '10000' }, /EMULATOR MODE/)
 
   const { body, contentType } = multipart([
     { name: 'project_id', value: '100307' },

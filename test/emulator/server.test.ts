@@ -1,13 +1,11 @@
 import t from 'tap'
-import { freePort } from '../../scripts/free-port.js'
 import { EMULATOR_ACCOUNT } from '../../emulator/shared/accounts.js'
 import { signLegacyNow } from '../../src/upstream/legacy/sign.js'
-import { fixture, post, runProcess } from '../helper.js'
+import { fixture, post, runOnFreePort } from '../helper.js'
 
 t.test('`npm run emulator` serves the legacy endpoint on its own', async (t) => {
-  const port = await freePort()
-  const emulator = runProcess(t, 'emulator/server.ts', { EMULATOR_PORT: String(port), EMULATOR_RET_TYPE: 'number', LOG_LEVEL: 'info' })
-  await emulator.waitFor(/Server listening/)
+  const { process: emulator, port } = await runOnFreePort(t, 'emulator/server.ts', { EMULATOR_RET_TYPE: 'number', LOG_LEVEL: 'info' }, /Server listening/,
+    { portVariable: 'EMULATOR_PORT' })
 
   const { credentials } = EMULATOR_ACCOUNT
   const reply = await post(`http://127.0.0.1:${port}/fuseapi/face`, JSON.stringify({

@@ -8,8 +8,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { request } from 'undici'
-import { freePort } from '../../scripts/free-port.js'
-import { fixture, fuseForm, multipart, runProcess, startService, type Reply } from '../helper.js'
+import { fixture, fuseForm, multipart, runOnFreePort, startService, type Reply } from '../helper.js'
 import { HOSTILE_IMAGES, plainImage, scanBombJpeg } from './image-corpus.js'
 
 // Some cases decode a deliberately slow photo to its end (its job stays taken until then): more than tap's 60 s on a
@@ -125,9 +124,7 @@ t.test('a wait for an image job never outlasts the deadline: 503 FUSION_OVERLOAD
 
 t.test('decode memory stays within IMAGE_DECODE_MEMORY_BYTES: the service process\'s peak, under costly photos', async (t) => {
   const budget = 320 * MiB
-  const port = await freePort()
-  const service = runProcess(t, 'src/server.ts', {
-    PORT: String(port),
+  const { process: service, port } = await runOnFreePort(t, 'src/server.ts', {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
     RATE_LIMIT_MAX: '1000000',
@@ -137,8 +134,7 @@ t.test('decode memory stays within IMAGE_DECODE_MEMORY_BYTES: the service proces
     // The costly photos take their turns: on a busy machine that can take longer than the default 30 s.
     REQUEST_DEADLINE_MS: '120000',
     IMAGE_DECODE_MEMORY_BYTES: String(budget)
-  })
-  await service.waitFor(/EMULATOR MODE/)
+  }, /EMULATOR MODE/)
   const url = `http://127.0.0.1:${port}`
   const status = (field: 'VmRSS' | 'VmHWM'): number =>
     Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${service.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024

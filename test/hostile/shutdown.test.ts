@@ -1,7 +1,6 @@
 import t from 'tap'
 import { connect } from 'node:net'
-import { freePort } from '../../scripts/free-port.js'
-import { answerJson, fixture, fuseForm, multipart, redisPrefix, runProcess, sharedRedisUrl, stubUpstream, until, type Reply } from '../helper.js'
+import { answerJson, fixture, fuseForm, multipart, redisPrefix, runOnFreePort, sharedRedisUrl, stubUpstream, until, type Reply } from '../helper.js'
 
 /**
  * SIGTERM twice, as an impatient orchestrator or operator sends it: the second signal may cut the wait short, but
@@ -21,9 +20,8 @@ t.test('a second SIGTERM: answers from the upstream delivered, the rest refused 
     void gate.then(() => answerJson(response, { ret: '0', img_url: `https://example.invalid/${project}.jpg` }))
   })
 
-  const port = await freePort()
-  const server = runProcess(t, 'src/server.ts', {
-    PORT: String(port),
+  // Starting (tsx compiles the sources) is slow on a saturated machine.
+  const { process: server, port } = await runOnFreePort(t, 'src/server.ts', {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
     TENCENT_LEGACY_URL: upstream.url,
@@ -36,9 +34,7 @@ t.test('a second SIGTERM: answers from the upstream delivered, the rest refused 
     UPSTREAM_PROJECT_QPS: '100307=0.05',
     UPSTREAM_BUDGET_WAIT_MS: '30000',
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
-  })
-  // Starting (tsx compiles the sources) is slow on a saturated machine.
-  await server.waitFor(/Server listening/, 90_000)
+  }, /Server listening/, { timeoutMs: 90_000 })
   const url = `http://127.0.0.1:${port}`
   const photo = fixture('face.jpg')
   const count = (pattern: RegExp): number => server.output().split('\n').filter((line) => pattern.test(line)).length
@@ -110,17 +106,14 @@ t.test('SIGINT, then SIGTERM: the fusion at the upstream completes, its answer c
   const upstream = await stubUpstream(t, (_call, response) => {
     setTimeout(() => answerJson(response, { ret: '0', img_url: 'https://example.invalid/fused.jpg' }), 1_000)
   })
-  const port = await freePort()
-  const server = runProcess(t, 'src/server.ts', {
-    PORT: String(port),
+  // Starting (tsx compiles the sources) is slow on a saturated machine.
+  const { process: server, port } = await runOnFreePort(t, 'src/server.ts', {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
     TENCENT_LEGACY_URL: upstream.url,
     SHUTDOWN_GRACE_MS: '20000',
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
-  })
-  // Starting (tsx compiles the sources) is slow on a saturated machine.
-  await server.waitFor(/Server listening/, 90_000)
+  }, /Server listening/, { timeoutMs: 90_000 })
   // A raw client that keeps its connection open for as long as the server does, as a load balancer's pool would.
   const { body, contentType } = multipart([
     { name: 'project_id', value: '100307' },

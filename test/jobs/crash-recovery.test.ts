@@ -1,15 +1,12 @@
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { freePort } from '../../scripts/free-port.js'
-import { answerJson, fixture, fuseForm, redisPrefix, runProcess, sharedRedisUrl, stubUpstream } from '../helper.js'
+import { answerJson, fixture, fuseForm, redisPrefix, runOnFreePort, sharedRedisUrl, stubUpstream } from '../helper.js'
 
 const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
 
 /** A replica as operators run it: its own process, on the shared Redis, in front of `upstreamUrl`. */
 async function replica (t: Test, upstreamUrl: string, prefix: string): Promise<{ url: string, kill: (signal: NodeJS.Signals) => void, exited: Promise<number | null> }> {
-  const port = await freePort()
-  const child = runProcess(t, 'src/server.ts', {
-    PORT: String(port),
+  const { process: child, url } = await runOnFreePort(t, 'src/server.ts', {
     HOST: '127.0.0.1',
     TENCENT_LEGACY_URL: upstreamUrl,
     REDIS_URL: sharedRedisUrl(),
@@ -17,9 +14,8 @@ async function replica (t: Test, upstreamUrl: string, prefix: string): Promise<{
     QUEUE_WORKERS: '1',
     QUEUE_LOCK_SECONDS: '1',
     RATE_LIMIT_MAX: '1000'
-  })
-  await child.waitFor(/Server listening/)
-  return { url: `http://127.0.0.1:${port}`, kill: child.kill, exited: child.exited }
+  }, /Server listening/)
+  return { url, kill: child.kill, exited: child.exited }
 }
 
 async function jobState (url: string, location: string): Promise<any> {

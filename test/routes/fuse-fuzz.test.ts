@@ -1,7 +1,6 @@
 import t from 'tap'
 import { request } from 'undici'
-import { freePort } from '../../scripts/free-port.js'
-import { fixture, multipart, runProcess, type Part } from '../helper.js'
+import { fixture, multipart, runOnFreePort, type Part } from '../helper.js'
 
 /**
  * A bounded, seeded fuzz run against the real server process: valid photos and
@@ -79,11 +78,9 @@ const bodyMutations: Record<string, (body: Buffer, boundary: string) => { body: 
 }
 
 t.test(`fuzzing POST /fuse (seed ${seed}, ${cases} cases)`, async (t) => {
-  const port = await freePort()
-  const server = runProcess(t, 'src/server.ts', { PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000' })
+  const { process: server, port } = await runOnFreePort(t, 'src/server.ts', { HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000' }, /EMULATOR MODE/)
   let exited: number | null | undefined
   void server.exited.then((code) => { exited = code })
-  await server.waitFor(/EMULATOR MODE/)
 
   const outcomes: Record<string, number> = {}
   const failures: string[] = []
