@@ -146,7 +146,7 @@ t.test('the build compiles the service and the emulator, and the image runs what
   t.same(build.include, ['src', 'emulator'])
   t.equal(build.compilerOptions.rootDir, '.')
   const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts
-  t.equal(scripts.start, 'node dist/src/server.js')
+  t.equal(scripts.start, 'node --max-semi-space-size=2 dist/src/server.js')
   t.equal(scripts.prestart, 'npm run build')
   t.equal(scripts.build, 'node scripts/build.ts', 'the incremental build (test/build.test.ts)')
   t.equal(scripts.emulator, 'tsx emulator/server.ts')
@@ -154,6 +154,6 @@ t.test('the build compiles the service and the emulator, and the image runs what
   t.match(dockerfile, /^COPY src \.\/src$/m)
   t.match(dockerfile, /^COPY scripts\/build\.ts \.\/scripts\/$/m, 'the image builds with the same script')
   t.match(dockerfile, /^COPY emulator \.\/emulator$/m, 'the emulator is built into the image')
-  t.match(dockerfile, /^CMD \["node", "dist\/src\/server\.js"\]$/m, 'the image starts as npm start does')
+  t.match(dockerfile, /^CMD \["node", "--max-semi-space-size=2", "dist\/src\/server\.js"\]$/m, 'the image starts as npm start does')
   t.notMatch(read('.dockerignore'), /^emulator\/?$/m)
 })
