@@ -31,8 +31,8 @@ export function createMemoryLine (parts: LineParts): JobLine {
   let pausedUntil = 0
   let closing = false
   const idle: Array<() => void> = []
-  // Jobs are taken at the budget's pace: `pace.max` per window.
-  const pace = takePace(limits.budgetQps)
+  // Jobs are taken at the budget's pace: `taking.max` per window.
+  const taking = takePace(limits.budgetQps)
   let windowStart = 0
   let takenInWindow = 0
   let nextPump: NodeJS.Timeout | undefined
@@ -42,11 +42,17 @@ export function createMemoryLine (parts: LineParts): JobLine {
     while (sends.length > 0 && sends[0]! < since) sends.shift()
     return drainRate(sends.length, ((sends.at(-1) ?? 0) - (sends[0] ?? 0)) / 1000, limits.budgetQps)
   }
-  const clientJobs = (clientId: string): number =>
-    [...jobs.values()].filter((entry) => entry.clientId === clientId && entry.view.finishedAt === undefined).length
+  /** Each client's jobs not finished yet (QUEUE_MAX_JOBS_PER_CLIENT). */
+  const pendingByClient = new Map<string, number>()
+  const countPending = (clientId: string, change: 1 | -1): void => {
+    const count = (pendingByClient.get(clientId) ?? 0) + change
+    if (count > 0) pendingByClient.set(clientId, count)
+    else pendingByClient.delete(clientId)
+  }
 
   function finish (entry: Entry, view: Partial<JobView>): void {
     Object.assign(entry.view, view, { finishedAt: Date.now() })
+    countPending(entry.clientId, -1)
     entry.prepared = undefined
     delete entry.view.position
     delete entry.view.etaSeconds
@@ -56,12 +62,12 @@ export function createMemoryLine (parts: LineParts): JobLine {
   function pump (): void {
     while (!closing && running < limits.workers && waiting.length > 0 && Date.now() >= pausedUntil) {
       const now = Date.now()
-      if (now - windowStart >= pace.durationMs) {
+      if (now - windowStart >= taking.durationMs) {
         windowStart = now
         takenInWindow = 0
       }
-      if (takenInWindow >= pace.max) {
-        nextPump ??= setTimeout(() => { nextPump = undefined; pump() }, windowStart + pace.durationMs - now).unref()
+      if (takenInWindow >= taking.max) {
+        nextPump ??= setTimeout(() => { nextPump = undefined; pump() }, windowStart + taking.durationMs - now).unref()
         break
       }
       takenInWindow++
@@ -116,9 +122,10 @@ export function createMemoryLine (parts: LineParts): JobLine {
   return {
     async submit (request: JobRequest) {
       if (closing) throw fusionError('FUSION_QUEUE_UNAVAILABLE')
-      const position = admit({ waiting: waiting.length, clientJobs: clientJobs(request.clientId), pace: currentPace(), limits })
+      const pace = currentPace()
+      const position = admit({ waiting: waiting.length, clientJobs: pendingByClient.get(request.clientId) ?? 0, pace, limits })
       const jobId = newJobId()
-      const etaAtSubmit = etaSeconds(position, currentPace())
+      const etaAtSubmit = etaSeconds(position, pace)
       jobs.set(jobId, {
         etaSeconds: etaAtSubmit,
         started: false,
@@ -127,6 +134,7 @@ export function createMemoryLine (parts: LineParts): JobLine {
         clientId: request.clientId,
         prepared: request.prepared
       })
+      countPending(request.clientId, 1)
       waiting.push(jobId)
       pump()
       return { jobId, position, etaSeconds: etaAtSubmit }

@@ -120,14 +120,14 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     return outcome
   }
 
-  const pace = takePace(limits.budgetQps)
+  const taking = takePace(limits.budgetQps)
   const worker = new Worker<JobData, JobOutcome>(QUEUE_NAME, processJob, {
     connection: options.workerRedis,
     prefix: queuePrefix(keyPrefix),
     concurrency: limits.workers,
     // Jobs are taken at the budget's pace, counted in Redis for every replica (with a limiter, a pause set by
     // queue.rateLimit holds every replica's workers, not only this one's).
-    limiter: { max: pace.max, duration: pace.durationMs },
+    limiter: { max: taking.max, duration: taking.durationMs },
     lockDuration: options.stalledMs,
     stalledInterval: Math.max(1_000, Math.floor(options.stalledMs / 2)),
     // A stalled job goes back to the line once; the "sent" marker decides whether it is sent again.

@@ -18,13 +18,19 @@ export async function sendPicture (reply: FastifyReply, imageBase64: string): Pr
   return await reply.type(sniffFormat(bytes) === 'png' ? 'image/png' : 'image/jpeg').send(bytes)
 }
 
-/** A finished job answered exactly as the synchronous request would have been. */
-export async function sendOutcome (
-  reply: FastifyReply, outcome: JobOutcome, requestId: string, wantsImage: boolean
-): Promise<FastifyReply> {
-  if (!outcome.ok) return await reply.code(outcome.error.statusCode).type('application/json').send(outcome.error)
+/**
+ * POST /fuse's answer to a fusion, done during the request or by its job (Prefer: wait), so that both answer alike.
+ * What the Idempotency-Key store keeps with it is recorded too: until when a URL holds, and a refusal's code.
+ */
+export async function sendOutcome (reply: FastifyReply, outcome: JobOutcome, wantsImage: boolean): Promise<FastifyReply> {
+  const request = reply.request
+  if (!outcome.ok) {
+    request.errorCode = outcome.error.code
+    return await reply.code(outcome.error.statusCode).send(outcome.error)
+  }
+  if (request.idempotency !== null && outcome.expiresAt !== undefined) request.idempotency.expiresAt = outcome.expiresAt
   if (wantsImage && outcome.result.resultType === 'base64') return await sendPicture(reply, outcome.result.imageBase64)
-  return await reply.code(200).type('application/json').send(successBody(reply.request, requestId, outcome))
+  return await reply.code(200).send(successBody(request, request.id, outcome))
 }
 
 /** Who may see the jobs a request creates: the known API key (as its digest), or anyone holding the job's id. */

@@ -11,7 +11,7 @@ import { cutOffBody, watchUpload } from '../intake/upload-watch.js'
 import { firstPollSeconds, opaqueId, waitForJob } from '../jobs/job-line.js'
 import { parsePrefer, type Preferences } from '../prefer.js'
 import { fuseRouteSchema } from '../schemas.js'
-import { jobOwner, sendOutcome, sendPicture, successBody } from './answers.js'
+import { jobOwner, sendOutcome } from './answers.js'
 import { linkSignals } from '../linked-signal.js'
 
 const JSON_TYPE = 'application/json'
@@ -132,10 +132,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
       log: request.log
     }
     if (queued) return await enqueue(request, reply, await app.fusion.prepare(input, context), wantsImage, prefer)
-    const fused = await app.fusion.fuse(input, context)
-    if (request.idempotency !== null && fused.expiresAt !== undefined) request.idempotency.expiresAt = fused.expiresAt
-    if (wantsImage && fused.result.resultType === 'base64') return await sendPicture(reply, fused.result.imageBase64)
-    return successBody(request, request.id, fused)
+    return await sendOutcome(reply, { ok: true, ...await app.fusion.fuse(input, context) }, wantsImage)
   })
 
   /**
@@ -156,10 +153,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     if (prefer.wait !== undefined && prefer.wait > 0) {
       const done = await waitForJob(app.jobLine, submitted.jobId, owner, prefer.wait * 1000, request.admitted!.clientGone.signal)
       if (done?.outcome !== undefined) {
-        reply.header('preference-applied', `wait=${prefer.wait}`)
-        if (!done.outcome.ok) request.errorCode = done.outcome.error.code
-        else if (request.idempotency !== null) request.idempotency.expiresAt = done.outcome.expiresAt
-        return await sendOutcome(reply, done.outcome, request.id, wantsImage)
+        return await sendOutcome(reply.header('preference-applied', `wait=${prefer.wait}`), done.outcome, wantsImage)
       }
     }
     const position = submitted.position

@@ -80,6 +80,8 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.equal(reply.status, 200)
     t.equal(reply.headers['preference-applied'], 'wait=10')
     t.same(Object.keys(reply.json()).sort(), ['imageBase64', 'requestId'])
+    const synchronous = await fuseForm(url, photo, { rsp_img_type: 'base64' })
+    t.equal(reply.headers['content-type'], synchronous.headers['content-type'], 'the same Content-Type as the synchronous answer')
 
     const picture = await fuseForm(url, photo, {}, { prefer: 'wait=10', accept: 'image/jpeg' })
     t.equal(picture.status, 200)
@@ -97,6 +99,8 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     const waited = await fuseForm(url, photo, {}, { prefer: 'wait=10' })
     t.equal(waited.status, 422)
     t.equal(waited.json().code, 'FUSION_NO_FACE')
+    const synchronous = await fuseForm(url, photo)
+    t.equal(waited.headers['content-type'], synchronous.headers['content-type'], 'the same Content-Type as the synchronous refusal')
   })
 
   t.test(`${line} line: a queued job is canceled and never sent; a running one is not; a finished one is deleted`, async (t) => {
@@ -153,6 +157,8 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.equal(statuses[2]!.json().code, 'FUSION_TOO_MANY_JOBS')
     t.ok(Number(statuses[2]!.headers['retry-after']) >= 1)
     upstream.release()
+    for (const reply of statuses.slice(0, 2)) await finished(url, reply.headers.location as string)
+    t.equal((await fuseForm(url, photo, {}, { prefer: 'respond-async' })).status, 202, 'finished jobs give the client its share back')
   })
 
   t.test(`${line} line: a full line, or one whose wait would pass QUEUE_MAX_WAIT_SECONDS, is 503 FUSION_QUEUE_FULL`, async (t) => {
