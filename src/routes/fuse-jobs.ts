@@ -81,10 +81,9 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
     try {
       // The current state at once, for a new stream and a reconnecting one alike.
       for (;;) {
-        const body = jobBody(view, request)
         const shown = JSON.stringify({ status: view.status, position: view.position })
         if (shown !== lastSent) {
-          send(body)
+          send(jobBody(view, request))
           lastSent = shown
         }
         if (view.finishedAt !== undefined) break

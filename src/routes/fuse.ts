@@ -9,7 +9,7 @@ import { checkMultipartBoundary, readFusionInput } from '../intake/fusion-input.
 import { JsonBody, readJsonBody } from '../intake/json-body.js'
 import { cutOffBody, watchUpload } from '../intake/upload-watch.js'
 import { firstPollSeconds, opaqueId, waitForJob } from '../jobs/job-line.js'
-import { parsePrefer, type Preferences } from '../prefer.js'
+import { parsePrefer, type Preferences } from './prefer.js'
 import { fuseRouteSchema } from '../schemas.js'
 import { jobOwner, sendOutcome } from './answers.js'
 import { linkSignals } from '../linked-signal.js'
