@@ -2,7 +2,9 @@ import { fusionError } from '../errors.js'
 import { OVERLOAD_RETRY_AFTER_SECONDS, type ImagePipeline } from '../images/pipeline.js'
 import { OPTION_FIELDS } from './fields.js'
 import { linkSignals } from '../linked-signal.js'
-import type { FusionOption, FusionOptions, FusionProvider, FusionResult, ResultType, UpstreamLogger } from '../upstream/provider.js'
+import {
+  apiName, type FusionOption, type FusionOptions, type FusionProvider, type FusionResult, type ResultType, type UpstreamLogger
+} from '../upstream/provider.js'
 
 /**
  * One fusion, whoever asks for it (the HTTP route, a queue worker, a test):
@@ -70,7 +72,7 @@ export interface Fusion {
 export function createFusion (parts: { images: ImagePipeline, upstream: FusionProvider }): Fusion {
   const { images, upstream } = parts
   const described = upstream.describe()
-  const upstreamName = described.provider === 'v3' ? `API 3.0 ${described.action ?? ''} ${described.version ?? ''}` : 'the legacy API'
+  const upstreamName = apiName(described)
 
   function checkOptions (options: FusionOptions): void {
     for (const option of Object.keys(options) as FusionOption[]) {

@@ -28,11 +28,6 @@ export function apiImageLimits (upstream: ResolvedUpstream): ImageLimits {
   return upstream.provider === 'v3' ? V3_IMAGE_LIMITS[upstream.version] : LEGACY_IMAGE_LIMITS
 }
 
-/** The API's name as an operator configures it, for messages. */
-export function apiName (upstream: ResolvedUpstream): string {
-  return upstream.provider === 'v3' ? `API 3.0 ${upstream.action} ${upstream.version}` : 'the legacy API (fuseapi/face)'
-}
-
 /** What the service sends: the API's limits with the longest side IMAGE_MAX_SIDE (checked at start to be within them). */
 export function sentImageLimits (upstream: ResolvedUpstream, maxSide: number): ImageLimits {
   const api = apiImageLimits(upstream)

@@ -74,6 +74,11 @@ export interface UpstreamDescription {
   region?: string
 }
 
+/** The configured API as messages name it: `the legacy API (fuseapi/face)`, `API 3.0 FuseFace 2022-09-27`. */
+export function apiName (api: { provider: 'legacy' | 'v3', action?: string | undefined, version?: string | undefined }): string {
+  return api.provider === 'v3' ? `API 3.0 ${api.action ?? ''} ${api.version ?? ''}`.trimEnd() : 'the legacy API (fuseapi/face)'
+}
+
 export interface FusionProvider {
   fuse: (request: FusionRequest, log?: UpstreamLogger) => Promise<FusionResult>
   /** How long the upstream keeps a result URL working, as documented. */
