@@ -3,10 +3,6 @@ import fp from 'fastify-plugin'
 import { ErrorResponse } from '../schemas.js'
 import { API_KEY_HEADER } from './client-identity.js'
 
-/**
- * The OpenAPI document, built from the routes' schemas and served at
- * GET /openapi.json; docs/openapi.json is the same document, kept current by a test.
- */
 /** Sent on every answer by src/app.ts (Fastify's own 503 while closing excepted). */
 const REQUEST_ID_HEADER = {
   'x-request-id': {
@@ -42,6 +38,10 @@ function withSharedHeaders (schema: Record<string, unknown>, rateLimited: boolea
   }
 }
 
+/**
+ * The OpenAPI document, built from the routes' schemas and served at
+ * GET /openapi.json; docs/openapi.json is the same document, kept current by a test.
+ */
 export default fp(async (app) => {
   app.addSchema(ErrorResponse)
   await app.register(swagger, {
