@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue, Worker, type Job } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { ClientContext, Redis, Result } from 'ioredis'
 import { errorAnswer, fusionError, isFusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
@@ -28,6 +28,26 @@ export interface RedisLineOptions extends LineParts {
   stalledMs: number
 }
 
+/**
+ * Takes one of a client's places in the line, in one step, so that submissions arriving together cannot all see a
+ * free place. KEYS: the client's set of jobs (scored by expiry). ARGV: now, the new job's expiry, its id, the most
+ * places, the set's lifetime in ms. Returns the jobs the client held before; the place is taken only below the most.
+ */
+const RESERVE_SCRIPT = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local held = redis.call('ZCARD', KEYS[1])
+if held >= tonumber(ARGV[4]) then return held end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return held
+`
+
+declare module 'ioredis' {
+  interface RedisCommander<Context extends ClientContext = { type: 'default' }> {
+    fusionJobsReserve: (...args: Array<string | number>) => Result<number, Context>
+  }
+}
+
 /** The BullMQ queue, under REDIS_KEY_PREFIX (an operator may pause it with BullMQ's own tools; the bench does). */
 export const QUEUE_NAME = 'fusion'
 /** How long closing waits for BullMQ when the line's Redis is unreachable. */
@@ -45,6 +65,7 @@ export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
  */
 export function createRedisLine (options: RedisLineOptions): JobLine {
   const { redis, limits, keyPrefix } = options
+  redis.defineCommand('fusionJobsReserve', { lua: RESERVE_SCRIPT, numberOfKeys: 1 })
   const prefix = `${keyPrefix}jobs:`
   const key = {
     photo: (jobId: string) => `${prefix}photo:${jobId}`,
@@ -187,30 +208,30 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     submit: async (request: JobRequest) => await reachable(async () => {
       const now = Date.now()
       const clientKey = key.client(request.clientId)
-      const [, [, clientJobs]] = await redis.multi()
-        .zremrangebyscore(clientKey, '-inf', now)
-        .zcard(clientKey)
-        .exec() as [[unknown, unknown], [unknown, number]]
-      const linePace = await currentPace()
-      const position = admit({ waiting: await redis.llen(waitKey), clientJobs, pace: linePace, limits })
       const jobId = newJobId()
-      const eta = etaSeconds(position, linePace)
-      const { jpeg, ...fusion } = request.prepared
-      await redis.multi()
-        .set(key.photo(jobId), jpeg, 'PX', photoTtlMs)
-        .zadd(clientKey, now + photoTtlMs, jobId)
-        .pexpire(clientKey, photoTtlMs)
-        .exec()
-      const data: JobData = {
-        ...fusion,
-        answer: request.answer,
-        requestId: request.requestId,
-        clientId: request.clientId,
-        etaSeconds: eta,
-        ...(request.owner !== undefined ? { owner: request.owner } : {})
+      const clientJobs = await redis.fusionJobsReserve(clientKey, now, now + photoTtlMs, jobId, limits.maxJobsPerClient, photoTtlMs)
+      const reserved = clientJobs < limits.maxJobsPerClient
+      try {
+        const linePace = await currentPace()
+        const position = admit({ waiting: await redis.llen(waitKey), clientJobs, pace: linePace, limits })
+        const eta = etaSeconds(position, linePace)
+        const { jpeg, ...fusion } = request.prepared
+        await redis.set(key.photo(jobId), jpeg, 'PX', photoTtlMs)
+        const data: JobData = {
+          ...fusion,
+          answer: request.answer,
+          requestId: request.requestId,
+          clientId: request.clientId,
+          etaSeconds: eta,
+          ...(request.owner !== undefined ? { owner: request.owner } : {})
+        }
+        await queue.add(QUEUE_NAME, data, { jobId })
+        return { jobId, position, etaSeconds: eta }
+      } catch (error) {
+        // Not queued: the place goes back (and the photo, if it was stored).
+        if (reserved) await redis.multi().zrem(clientKey, jobId).del(key.photo(jobId)).exec().catch(() => {})
+        throw error
       }
-      await queue.add(QUEUE_NAME, data, { jobId })
-      return { jobId, position, etaSeconds: eta }
     }),
     view: async (jobId, owner) => await reachable(async () => {
       const job = await find(jobId, owner)

@@ -161,6 +161,16 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.equal((await fuseForm(url, photo, {}, { prefer: 'respond-async' })).status, 202, 'finished jobs give the client its share back')
   })
 
+  t.test(`${line} line: a client's share holds when its submissions arrive together`, async (t) => {
+    const upstream = await heldUpstream(t)
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '2' })
+    const replies = await Promise.all(Array.from({ length: 8 }, async () => await fuseForm(url, photo, {}, { prefer: 'respond-async' })))
+    const outcomes = replies.map((reply) => reply.status === 202 ? 'queued' : reply.json().code as string).sort()
+    t.same(outcomes, ['FUSION_TOO_MANY_JOBS', 'FUSION_TOO_MANY_JOBS', 'FUSION_TOO_MANY_JOBS', 'FUSION_TOO_MANY_JOBS',
+      'FUSION_TOO_MANY_JOBS', 'FUSION_TOO_MANY_JOBS', 'queued', 'queued'], 'two taken, the rest refused for the share')
+    upstream.release()
+  })
+
   t.test(`${line} line: a full line, or one whose wait would pass QUEUE_MAX_WAIT_SECONDS, is 503 FUSION_QUEUE_FULL`, async (t) => {
     const upstream = await heldUpstream(t)
     const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS: '2' })
