@@ -8,9 +8,18 @@
  * libjpeg busy for a minute, out of reach of libvips' timeout, which is only
  * checked between output lines. The number of scans, read from the markers,
  * bounds that work before it starts.
+ *
+ * Only progressive and arithmetic-coded frames need the count. A sequential
+ * Huffman frame (baseline or extended, what cameras and phones write) spends at
+ * least two bits on every block of a scan, one code for its DC and one to end
+ * it, so its scans cost no more than their bytes; the walk stops at its first
+ * scan instead of reading megabytes of entropy-coded data.
  */
 export interface JpegStructure {
-  /** Start-of-scan markers before the end of the image (or of the bytes). */
+  /**
+   * Start-of-scan markers before the end of the image (or of the bytes); for a sequential Huffman frame, 1 once its
+   * first scan is reached.
+   */
   scans: number
   /** A progressive frame (SOF2, SOF6, SOF10, SOF14). */
   progressive: boolean
@@ -21,17 +30,23 @@ const EOI = 0xd9
 const SOS = 0xda
 const TEM = 0x01
 const PROGRESSIVE_FRAMES = new Set([0xc2, 0xc6, 0xca, 0xce])
+/** SOF0 (baseline) and SOF1 (extended sequential), both Huffman-coded. */
+const SEQUENTIAL_HUFFMAN_FRAMES = new Set([0xc0, 0xc1])
+/** Start-of-frame markers: 0xC0 to 0xCF but for DHT, JPG and DAC. libjpeg refuses a second one. */
+const isFrame = (code: number): boolean => code >= 0xc0 && code <= 0xcf && code !== 0xc4 && code !== 0xc8 && code !== 0xcc
 
 /**
- * Walks the marker segments from the start of the image to its end marker,
- * skipping each segment by its length and each scan's entropy-coded data up to
- * the next marker. Stops counting at `stopAfter` scans (the caller's limit,
- * plus one, is enough to refuse). Bytes that break the structure end the walk:
- * the decoder, not this reader, says what is wrong with them.
+ * Walks the marker segments from the start of the image to its end marker (or
+ * a sequential Huffman frame's first scan), skipping each segment by its
+ * length and each scan's entropy-coded data up to the next marker. Stops
+ * counting at `stopAfter` scans (the caller's limit, plus one, is enough to
+ * refuse). Bytes that break the structure end the walk: the decoder, not this
+ * reader, says what is wrong with them.
  */
 export function readJpegStructure (bytes: Buffer, stopAfter = Infinity): JpegStructure {
   const structure: JpegStructure = { scans: 0, progressive: false }
   if (bytes[0] !== 0xff || bytes[1] !== SOI) return structure
+  let frame: number | undefined
   let at = 2
   while (at < bytes.length && structure.scans < stopAfter) {
     // A marker is 0xFF, any number of 0xFF fill bytes, then its code. Stray bytes before it are skipped, as libjpeg
@@ -48,9 +63,11 @@ export function readJpegStructure (bytes: Buffer, stopAfter = Infinity): JpegStr
     const length = (bytes[at]! << 8) | bytes[at + 1]!
     if (length < 2) break
     if (PROGRESSIVE_FRAMES.has(code)) structure.progressive = true
+    if (frame === undefined && isFrame(code)) frame = code
     at += length
     if (code === SOS) {
       structure.scans++
+      if (frame !== undefined && SEQUENTIAL_HUFFMAN_FRAMES.has(frame)) break
       at = endOfEntropyData(bytes, at)
     }
   }

@@ -43,6 +43,29 @@ t.test('entropy-coded data: stuffed 0xFF 0x00 and restart markers are data, fill
   t.same(readJpegStructure(bytes), { scans: 3, progressive: false }, 'three scans before the end marker; what follows it is not the image')
 })
 
+t.test('a sequential Huffman frame is walked to its first scan only; progressive and arithmetic-coded frames to the end', async (t) => {
+  // A start-of-frame segment for one 8 × 8 grey component (its contents are not read), then three scans.
+  const frame = (code: number): number[] => [0xff, code, 0x00, 0x0b, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00]
+  const scan = (data: number[]): number[] => [0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, ...data]
+  const jpeg = (code: number): Buffer => Buffer.from([0xff, 0xd8, ...frame(code), ...scan([0x12]), ...scan([0x34]), ...scan([0x56]), 0xff, 0xd9])
+  t.same(readJpegStructure(jpeg(0xc0)), { scans: 1, progressive: false }, 'baseline (SOF0)')
+  t.same(readJpegStructure(jpeg(0xc1)), { scans: 1, progressive: false }, 'extended sequential (SOF1)')
+  t.same(readJpegStructure(jpeg(0xc2)), { scans: 3, progressive: true }, 'progressive (SOF2)')
+  t.same(readJpegStructure(jpeg(0xc9)), { scans: 3, progressive: false }, 'sequential, arithmetic-coded (SOF9)')
+  t.same(readJpegStructure(jpeg(0xca)), { scans: 3, progressive: true }, 'progressive, arithmetic-coded (SOF10)')
+  const secondFrame = Buffer.from([0xff, 0xd8, ...frame(0xc2), ...frame(0xc0), ...scan([0x12]), ...scan([0x34]), 0xff, 0xd9])
+  t.same(readJpegStructure(secondFrame), { scans: 2, progressive: true }, 'the first frame decides, as libjpeg refuses a second')
+
+  // A phone's baseline photo with its scan repeated 50 times after it: libjpeg reads one scan of an interleaved
+  // baseline image and stops, so what follows costs the decoder nothing, and the walk nothing either.
+  const photo = fixture('face.jpg')
+  const firstScan = photo.subarray(photo.indexOf(Buffer.from([0xff, 0xda])), photo.length - 2)
+  const repeated = Buffer.concat([photo.subarray(0, photo.length - 2), ...Array<Buffer>(50).fill(firstScan), photo.subarray(-2)])
+  t.same(readJpegStructure(repeated), { scans: 1, progressive: false })
+  const { info } = await sharp(repeated, { failOn: 'truncated' }).raw().toBuffer({ resolveWithObject: true })
+  t.same({ width: info.width, height: info.height }, await sharp(photo).metadata().then(({ width, height }) => ({ width, height })))
+})
+
 t.test('the walk stops at the limit and at broken or cut-off structure, leaving the verdict to the decoder', async (t) => {
   const bomb = await scanBombJpeg({ width: 64, height: 64, scans: 500 })
   t.same(readJpegStructure(bomb), { scans: 501, progressive: true })
