@@ -24,14 +24,18 @@ RUN rm -f dist/.tsbuildinfo && chmod -R a+rX,go-w package.json node_modules dist
 FROM node:24-bookworm-slim
 # glibc's allocator keeps sharp's freed buffers as RSS; jemalloc with a
 # background thread and a short decay returns them within a second of V8
-# freeing them (bench/memory.ts; figures in docs/performance.md).
+# freeing them. One arena: libvips frees a decode's buffers on one thread and
+# the next decode allocates on another, and with jemalloc's arena per thread
+# each held its own freed pages through a burst (45 MiB more at the peak);
+# thread caches keep the one arena's lock rare (bench/memory.ts, figures in
+# docs/performance.md).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* \
  && ln -s "$(find /usr/lib -name libjemalloc.so.2 | head -n 1)" /usr/local/lib/libjemalloc.so.2
 ENV NODE_ENV=production \
     LD_PRELOAD=/usr/local/lib/libjemalloc.so.2 \
-    MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0 \
+    MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1 \
     PORT=3000 \
     HOST=0.0.0.0
 WORKDIR /app

@@ -20,7 +20,7 @@ import sharp from 'sharp'
 import { estimateDecodeCost } from '../src/images/decode-cost.js'
 import { normalizeImage } from '../src/images/normalize.js'
 import { plainImage, scanBombJpeg, type PlainImage } from '../test/hostile/image-corpus.js'
-import { root } from './support.js'
+import { containerMallocConf, root } from './support.js'
 
 const MiB = 1024 * 1024
 
@@ -88,7 +88,7 @@ const only = process.env.ONLY
 const jemalloc = ['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2'].find((path) => existsSync(path))
 // As the container runs: jemalloc with a background thread; sharp then uses every core (with glibc, one thread).
 const childEnv = process.env.JEMALLOC === '1' && jemalloc !== undefined
-  ? { ...process.env, LD_PRELOAD: jemalloc, MALLOC_CONF: 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0' }
+  ? { ...process.env, LD_PRELOAD: jemalloc, MALLOC_CONF: containerMallocConf() }
   : process.env
 console.log(`peak memory of one normalisation (maxSide ${maxSide}), ${childEnv === process.env ? 'glibc malloc' : 'jemalloc'}, ` +
   `libvips threads per photo ${process.env.THREADS ?? 1}`)

@@ -16,7 +16,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { request } from 'undici'
-import { PATHS, instantUpstream, jsonPhoto, median, multipartPhoto, startBuiltService, type UpstreamPath } from './support.js'
+import { PATHS, containerMallocConf, instantUpstream, jsonPhoto, median, multipartPhoto, startBuiltService, type UpstreamPath } from './support.js'
 import { root } from './support.js'
 import { join } from 'node:path'
 
@@ -35,8 +35,9 @@ const settings: Record<string, Record<string, string>> = {
   ...(jemalloc !== undefined
     ? {
         jemalloc: { LD_PRELOAD: jemalloc },
-        // What the container sets: a background thread returns freed pages within a second.
-        'jemalloc+decay': { LD_PRELOAD: jemalloc, MALLOC_CONF: 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0' }
+        // What the container sets (the Dockerfile's MALLOC_CONF): one arena, and a background thread that returns freed
+        // pages within a second.
+        'jemalloc+decay': { LD_PRELOAD: jemalloc, MALLOC_CONF: containerMallocConf() }
       }
     : {})
 }

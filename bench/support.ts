@@ -8,6 +8,13 @@ import sharp from 'sharp'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
+/** The allocator settings the container runs with, read from the Dockerfile so the benches cannot drift from it. */
+export function containerMallocConf (): string {
+  const match = /MALLOC_CONF=(\S+)/.exec(readFileSync(join(root, 'Dockerfile'), 'utf8'))
+  if (match === null) throw new Error('Dockerfile: no MALLOC_CONF')
+  return match[1]!
+}
+
 /** A 12 MP (4000×3000) phone-like JPEG of about 3 MB, made from the corpus photo. */
 export async function phonePhoto (): Promise<Buffer> {
   const source = readFileSync(join(root, 'test', 'fixtures', 'images', 'phone-photo-3000x4000.jpg'))

@@ -107,8 +107,8 @@ async function sharpAlone (jobCount: number, side: number): Promise<Measured> {
 }
 
 const upstream = await instantUpstream()
-// IMAGE_CONCURRENCY, IMAGE_MAX_SIDE and UV_THREADPOOL_SIZE pass through, to compare settings.
-const passthrough = Object.fromEntries(['IMAGE_CONCURRENCY', 'IMAGE_MAX_SIDE', 'UV_THREADPOOL_SIZE', 'LD_PRELOAD', 'MALLOC_ARENA_MAX', 'NODE_OPTIONS']
+// Image settings, the thread pool's size and the allocator's pass through, to compare settings.
+const passthrough = Object.fromEntries(['IMAGE_CONCURRENCY', 'IMAGE_MAX_SIDE', 'UV_THREADPOOL_SIZE', 'LD_PRELOAD', 'MALLOC_CONF', 'MALLOC_ARENA_MAX', 'NODE_OPTIONS']
   .flatMap((name) => process.env[name] === undefined ? [] : [[name, process.env[name]!]]))
 const bodyKind = process.env.BODY === 'json' ? 'json' : 'multipart'
 const { body, contentType } = bodyKind === 'json' ? jsonPhoto(photo) : multipartPhoto(photo)
