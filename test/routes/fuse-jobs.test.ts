@@ -171,6 +171,29 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     upstream.release()
   })
 
+  t.test(`${line} line: a submission refused for a full line gives the client's place back`, async (t) => {
+    const upstream = await heldUpstream(t)
+    const { url } = await startService(t, {
+      ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS: '2', QUEUE_MAX_JOBS_PER_CLIENT: '3',
+      CLIENT_API_KEYS: 'key-a,key-b'
+    })
+    const asA = { 'x-api-key': 'key-a', prefer: 'respond-async' }
+    const asB = { 'x-api-key': 'key-b', prefer: 'respond-async' }
+    const filling = [await fuseForm(url, photo, {}, asB)]
+    for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    filling.push(await fuseForm(url, photo, {}, asB), await fuseForm(url, photo, {}, asB))
+    t.same(filling.map((reply) => reply.status), [202, 202, 202], 'B: one running, two waiting, the line full')
+    const refused = []
+    for (let i = 0; i < 3; i++) refused.push(await fuseForm(url, photo, {}, asA))
+    t.same(refused.map((reply) => reply.json().code), ['FUSION_QUEUE_FULL', 'FUSION_QUEUE_FULL', 'FUSION_QUEUE_FULL'],
+      'A, refused as many times as its share')
+    upstream.release()
+    for (const reply of filling) await finished(url, reply.headers.location as string, { 'x-api-key': 'key-b' })
+    const next = await fuseForm(url, photo, {}, asA)
+    t.equal(next.status, 202, 'A\'s share is whole: the refusals took no place')
+    if (next.status === 202) await finished(url, next.headers.location as string, { 'x-api-key': 'key-a' })
+  })
+
   t.test(`${line} line: a full line, or one whose wait would pass QUEUE_MAX_WAIT_SECONDS, is 503 FUSION_QUEUE_FULL`, async (t) => {
     const upstream = await heldUpstream(t)
     const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS: '2' })
