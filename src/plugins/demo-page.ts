@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync } from 'fastify'
 import type { ConfigSlice } from '../config/load.js'
 
@@ -28,6 +27,8 @@ const demoPage: FastifyPluginAsync<{ config: ConfigSlice<typeof demoPageSettings
     .header('cache-control', 'no-cache')
     .header('x-content-type-options', 'nosniff')
     .send(favicon))
+  // Loaded only when the page is on (in production it is off).
+  const { default: fastifyStatic } = await import('@fastify/static')
   await app.register(fastifyStatic, {
     root: PUBLIC_DIR,
     // Only the files there now, as fixed routes: no wildcard that would answer every unknown GET.

@@ -1,9 +1,7 @@
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
 import type { ConfigSlice } from '../config/load.js'
 import type { JobLine, LineParts } from '../jobs/job-line.js'
 import { createMemoryLine } from '../jobs/memory-line.js'
-import { createRedisLine } from '../jobs/redis-line.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -51,6 +49,8 @@ export default fp<{ config: ConfigSlice<typeof jobLineSettings[number]> }>(async
     app.addHook('onClose', async () => { await line.close() })
     return
   }
+  // Loaded only for a Redis line: BullMQ and ioredis are 8 MB of heap an instance without Redis never uses.
+  const [{ Redis }, { createRedisLine }] = await Promise.all([import('ioredis'), import('../jobs/redis-line.js')])
   // Requests fail fast on a Redis that is down; the worker's blocking reads wait for it to come back.
   const redis = new Redis(url, {
     connectTimeout: 500,

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { ConfigSlice } from '../config/load.js'
 
 declare module 'fastify' {
@@ -22,6 +22,8 @@ export default fp<{ config: ConfigSlice<typeof redisSettings[number]> }>(async (
     app.decorate('redis', undefined)
     return
   }
+  // Loaded only when configured, like the job line's.
+  const { Redis } = await import('ioredis')
   const redis = new Redis(config.REDIS_URL, {
     connectTimeout: 500,
     commandTimeout: 500,
