@@ -11,10 +11,10 @@
  * upstream per photo, and the ratios. Rounds alternate, in one run; the
  * figures quoted are medians.
  *
- *   npm run bench:throughput        (ROUNDS, REQUESTS, CLIENTS, PATHS=legacy,fuseface-2022 and IMAGE_MAX_SIDE to
- *                                    change the run; BODY=json sends the photo as base64 in a JSON body instead of a form;
- *                                    CPU_PROF=dir profiles each service's main thread with node --cpu-prof, summed up by
- *                                    `tsx bench/profile-summary.ts dir/*.cpuprofile`)
+ *   npm run bench:throughput        (ROUNDS, REQUESTS, CLIENTS, WARMUP_ROUNDS, PATHS=legacy,fuseface-2022 and
+ *                                    IMAGE_MAX_SIDE to change the run; BODY=json sends the photo as base64 in a
+ *                                    JSON body instead of a form; CPU_PROF=dir profiles each service's main thread
+ *                                    with node --cpu-prof, summed up by `tsx bench/profile-summary.ts dir/*.cpuprofile`)
  */
 import { readFileSync, readdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
@@ -157,10 +157,12 @@ async function throughService ({ service }: PathUnderTest): Promise<Served> {
   }
 }
 
-// Warm every path (JIT, keep-alive sockets, the service's upload buffers).
+// Warm every path (keep-alive sockets, the service's upload buffers, and the JIT: a service runs for hours, and after
+// one round of photos V8 is still optimising the functions each request calls once).
+const warmRounds = Number(process.env.WARMUP_ROUNDS ?? 3)
 for (const path of underTest) {
   await sharpAlone(jobs, path.side)
-  await throughService(path)
+  for (let round = 0; round < warmRounds; round++) await throughService(path)
 }
 
 interface Figures { alone: Measured[], aloneAsService: Measured[], served: Served[] }
