@@ -1,7 +1,7 @@
 import t from 'tap'
 import { ConfigError, loadConfig } from '../src/config/load.js'
 import { ConfigSchema } from '../src/config/schema.js'
-import { DEFAULT_TENCENT_LEGACY_URL, DEFAULT_TENCENT_V3_URL } from '../src/upstream/settings.js'
+import { DEFAULT_TENCENT_LEGACY_URL, DEFAULT_TENCENT_V3_URL } from '../src/config/upstream.js'
 import { EMULATOR_ACCOUNT } from '../emulator/shared/accounts.js'
 import { completeWithStandIn } from '../emulator/stand-in.js'
 import { buildApp } from '../src/app.js'

@@ -4,9 +4,10 @@ import { parseEnv } from 'node:util'
 import { envSchema } from 'env-schema'
 import { apiImageLimits } from '../upstream/image-limits.js'
 import { apiName, type TemplateInfo } from '../upstream/provider.js'
-import { resolveUpstream, type ResolvedUpstream, type UpstreamSettings } from '../upstream/settings.js'
+import type { ResolvedUpstream, UpstreamSettings } from '../upstream/settings.js'
 import { ConfigError } from './error.js'
 import { ConfigSchema, type RawConfig } from './schema.js'
+import { resolveUpstream } from './upstream.js'
 
 export { ConfigError }
 
@@ -14,7 +15,7 @@ export { ConfigError }
  * Reading the configuration: the environment over a `.env` file, validated
  * against the schema (schema.ts), with messages that name the variable, and
  * the values derived from it. The upstream's settings are resolved in
- * src/upstream/settings.ts.
+ * upstream.ts.
  */
 
 /** What GET /templates lists when the upstream is not asked: FUSION_TEMPLATES, or the emulator's. */

@@ -25,7 +25,7 @@ export const ConfigSchema = Type.Object({
   TENCENT_SECRET_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[!-~]+$' })),
   TENCENT_SECRET_KEY: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[!-~]+$' })),
   // No default in the schema: unset means "Tencent's endpoint" with credentials
-  // and "the emulator started beside the service" without them (see src/upstream/settings.ts).
+  // and "the emulator started beside the service" without them (see upstream.ts).
   TENCENT_LEGACY_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s]*)?$' })),
   // API 3.0 (FUSION_PROVIDER=v3). Temporary credentials add the session token, sent as X-TC-Token.
   TENCENT_V3_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$' })),
