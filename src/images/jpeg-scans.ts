@@ -9,16 +9,16 @@
  * checked between output lines. The number of scans, read from the markers,
  * bounds that work before it starts.
  *
- * Only progressive and arithmetic-coded frames need the count. A sequential
- * Huffman frame (baseline or extended, what cameras and phones write) spends at
- * least two bits on every block of a scan, one code for its DC and one to end
- * it, so its scans cost no more than their bytes; the walk stops at its first
- * scan instead of reading megabytes of entropy-coded data.
+ * A sequential Huffman frame whose first scan holds every component (baseline,
+ * interleaved: what cameras and phones write) is complete in that scan, and
+ * libjpeg reads no other: the walk stops there instead of reading megabytes of
+ * entropy-coded data. Progressive and arithmetic-coded frames, and sequential
+ * ones split into a scan per component, are walked to the end and counted.
  */
 export interface JpegStructure {
   /**
-   * Start-of-scan markers before the end of the image (or of the bytes); for a sequential Huffman frame, 1 once its
-   * first scan is reached.
+   * Start-of-scan markers before the end of the image (or of the bytes); 1 for a sequential Huffman frame complete in
+   * its first scan.
    */
   scans: number
   /** A progressive frame (SOF2, SOF6, SOF10, SOF14). */
@@ -37,16 +37,16 @@ const isFrame = (code: number): boolean => code >= 0xc0 && code <= 0xcf && code 
 
 /**
  * Walks the marker segments from the start of the image to its end marker (or
- * a sequential Huffman frame's first scan), skipping each segment by its
- * length and each scan's entropy-coded data up to the next marker. Stops
- * counting at `stopAfter` scans (the caller's limit, plus one, is enough to
- * refuse). Bytes that break the structure end the walk: the decoder, not this
- * reader, says what is wrong with them.
+ * the scan that completes a sequential Huffman frame), skipping each segment
+ * by its length and each scan's entropy-coded data up to the next marker.
+ * Stops counting at `stopAfter` scans (the caller's limit, plus one, is enough
+ * to refuse). Bytes that break the structure end the walk: the decoder, not
+ * this reader, says what is wrong with them.
  */
 export function readJpegStructure (bytes: Buffer, stopAfter = Infinity): JpegStructure {
   const structure: JpegStructure = { scans: 0, progressive: false }
   if (bytes[0] !== 0xff || bytes[1] !== SOI) return structure
-  let frame: number | undefined
+  let frame: { code: number, components: number | undefined } | undefined
   let at = 2
   while (at < bytes.length && structure.scans < stopAfter) {
     // A marker is 0xFF, any number of 0xFF fill bytes, then its code. Stray bytes before it are skipped, as libjpeg
@@ -63,15 +63,25 @@ export function readJpegStructure (bytes: Buffer, stopAfter = Infinity): JpegStr
     const length = (bytes[at]! << 8) | bytes[at + 1]!
     if (length < 2) break
     if (PROGRESSIVE_FRAMES.has(code)) structure.progressive = true
-    if (frame === undefined && isFrame(code)) frame = code
+    // The frame's component count follows its precision, height and width; a scan's is its first byte. Each is
+    // taken only when the segment's length agrees with it, as libjpeg requires.
+    if (frame === undefined && isFrame(code)) frame = { code, components: countAgreeing(bytes[at + 7], length, 8, 3) }
+    const scanComponents = code === SOS ? countAgreeing(bytes[at + 2], length, 6, 2) : undefined
     at += length
     if (code === SOS) {
       structure.scans++
-      if (frame !== undefined && SEQUENTIAL_HUFFMAN_FRAMES.has(frame)) break
+      // libjpeg decides at the first scan whether to expect others: only when it lacks a component, or is progressive.
+      if (structure.scans === 1 && frame !== undefined && SEQUENTIAL_HUFFMAN_FRAMES.has(frame.code) &&
+        scanComponents !== undefined && scanComponents === frame.components) break
       at = endOfEntropyData(bytes, at)
     }
   }
   return structure
+}
+
+/** A segment's component count, when its length is `fixed` plus `each` per component. */
+function countAgreeing (count: number | undefined, length: number, fixed: number, each: number): number | undefined {
+  return count !== undefined && count > 0 && length === fixed + each * count ? count : undefined
 }
 
 /** The offset of the first marker after a scan's entropy-coded data (where 0xFF 0x00 and restart markers are data). */

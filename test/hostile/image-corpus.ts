@@ -102,6 +102,24 @@ export async function scanBombJpeg (options: { width?: number, height?: number, 
   return Buffer.concat([base.subarray(0, firstScanEnd), table, ...new Array<Buffer>(scans).fill(scan), Buffer.from([0xff, 0xd9])])
 }
 
+/**
+ * A baseline JPEG whose frame of three components comes in a scan per component, `scans` of them, each empty:
+ * libjpeg reads every scan of such a frame, and passes over every block of its component in each (an empty scan only
+ * adds a warning). Its own tables: one quantisation table, and one Huffman table for DC and AC with a single code.
+ */
+export function componentScansJpeg (options: { width?: number, height?: number, scans?: number } = {}): Buffer {
+  const { width = 7000, height = 7000, scans = 2_000 } = options
+  const parts = [
+    [0xff, 0xd8],
+    [0xff, 0xdb, 0x00, 0x43, 0x00, ...new Array<number>(64).fill(1)],
+    [0xff, 0xc0, 0x00, 0x11, 0x08, height >> 8, height & 0xff, width >> 8, width & 0xff, 0x03, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0],
+    [0xff, 0xc4, 0x00, 0x26, 0x00, 1, ...new Array<number>(15).fill(0), 0x00, 0x10, 1, ...new Array<number>(15).fill(0), 0x00]
+  ]
+  for (let scan = 0; scan < scans; scan++) parts.push([0xff, 0xda, 0x00, 0x08, 0x01, 1 + (scan % 3), 0x00, 0x00, 0x3f, 0x00])
+  parts.push([0xff, 0xd9])
+  return Buffer.from(parts.flat())
+}
+
 /** The end of a JPEG's first scan's entropy-coded data, and the id of its first (luma) component. */
 function firstScanOf (jpeg: Buffer): { firstScanEnd: number, lumaId: number } {
   let at = 2

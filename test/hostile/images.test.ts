@@ -9,7 +9,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { request } from 'undici'
 import { fixture, fuseForm, multipart, runOnFreePort, startService, type Reply } from '../helper.js'
-import { HOSTILE_IMAGES, plainImage, scanBombJpeg } from './image-corpus.js'
+import { HOSTILE_IMAGES, componentScansJpeg, plainImage, scanBombJpeg } from './image-corpus.js'
 
 // Some cases decode a deliberately slow photo to its end (its job stays taken until then): more than tap's 60 s on a
 // busy machine.
@@ -83,6 +83,12 @@ t.test('three scan bombs at once hold no image job: refused from their markers, 
   t.ok(Date.now() - started < 10_000, `all answered in ${Date.now() - started} ms, not the minute libjpeg would take`)
   allServed(t, replies.slice(3), 'beside three scan bombs')
   t.ok(mostRunning <= ORDINARY, 'the bombs never took a job')
+})
+
+t.test('a baseline JPEG split into thousands of scans, one per component, is counted and refused like a progressive one', async (t) => {
+  const { url } = await startService(t, UNSHED)
+  const reply = await fuseForm(url, componentScansJpeg())
+  t.same([reply.status, reply.json().code], [422, 'FUSION_IMAGE_TOO_MANY_SCANS'])
 })
 
 t.test('IMAGE_TIMEOUT_SECONDS answers a photo libvips cannot stop, and others are served meanwhile', async (t) => {

@@ -2,7 +2,7 @@ import t from 'tap'
 import sharp, { type Sharp } from 'sharp'
 import { readJpegStructure } from '../../src/images/jpeg-scans.js'
 import { fixture } from '../helper.js'
-import { scanBombJpeg } from '../hostile/image-corpus.js'
+import { componentScansJpeg, scanBombJpeg } from '../hostile/image-corpus.js'
 
 const photo = async (): Promise<Sharp> => sharp(fixture('face.jpg'))
 
@@ -43,26 +43,40 @@ t.test('entropy-coded data: stuffed 0xFF 0x00 and restart markers are data, fill
   t.same(readJpegStructure(bytes), { scans: 3, progressive: false }, 'three scans before the end marker; what follows it is not the image')
 })
 
-t.test('a sequential Huffman frame is walked to its first scan only; progressive and arithmetic-coded frames to the end', async (t) => {
-  // A start-of-frame segment for one 8 × 8 grey component (its contents are not read), then three scans.
-  const frame = (code: number): number[] => [0xff, code, 0x00, 0x0b, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00]
+t.test('a sequential Huffman frame complete in its first scan is walked to that scan only; others to the end', async (t) => {
+  // A start-of-frame segment for 8 × 8 pixels in one or three components (their tables are not read), then scans of one.
+  const frame = (code: number, components = 1): number[] =>
+    [0xff, code, 0x00, 8 + 3 * components, 0x08, 0x00, 0x08, 0x00, 0x08, components,
+      ...Array.from({ length: components }, (_, index) => [index + 1, 0x11, 0x00]).flat()]
   const scan = (data: number[]): number[] => [0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, ...data]
-  const jpeg = (code: number): Buffer => Buffer.from([0xff, 0xd8, ...frame(code), ...scan([0x12]), ...scan([0x34]), ...scan([0x56]), 0xff, 0xd9])
+  const scans = [...scan([0x12]), ...scan([0x34]), ...scan([0x56])]
+  const jpeg = (code: number, components = 1): Buffer => Buffer.from([0xff, 0xd8, ...frame(code, components), ...scans, 0xff, 0xd9])
   t.same(readJpegStructure(jpeg(0xc0)), { scans: 1, progressive: false }, 'baseline (SOF0)')
   t.same(readJpegStructure(jpeg(0xc1)), { scans: 1, progressive: false }, 'extended sequential (SOF1)')
+  t.same(readJpegStructure(jpeg(0xc0, 3)), { scans: 3, progressive: false },
+    'baseline in a scan per component: libjpeg reads every scan, so every scan is counted')
+  t.same(readJpegStructure(componentScansJpeg({ scans: 150 })), { scans: 150, progressive: false }, 'however many')
   t.same(readJpegStructure(jpeg(0xc2)), { scans: 3, progressive: true }, 'progressive (SOF2)')
   t.same(readJpegStructure(jpeg(0xc9)), { scans: 3, progressive: false }, 'sequential, arithmetic-coded (SOF9)')
   t.same(readJpegStructure(jpeg(0xca)), { scans: 3, progressive: true }, 'progressive, arithmetic-coded (SOF10)')
-  const secondFrame = Buffer.from([0xff, 0xd8, ...frame(0xc2), ...frame(0xc0), ...scan([0x12]), ...scan([0x34]), 0xff, 0xd9])
-  t.same(readJpegStructure(secondFrame), { scans: 2, progressive: true }, 'the first frame decides, as libjpeg refuses a second')
+  const secondFrame = Buffer.from([0xff, 0xd8, ...frame(0xc2), ...frame(0xc0), ...scans, 0xff, 0xd9])
+  t.same(readJpegStructure(secondFrame), { scans: 3, progressive: true }, 'the first frame decides, as libjpeg refuses a second')
+  const lyingFrame = Buffer.from([0xff, 0xd8, 0xff, 0xc0, 0x00, 0x0c, ...frame(0xc0).slice(4), 0x00, ...scans, 0xff, 0xd9])
+  t.same(readJpegStructure(lyingFrame), { scans: 3, progressive: false }, 'a frame whose length disagrees with its components')
+  const lyingScan = Buffer.from([0xff, 0xd8, ...frame(0xc0), 0xff, 0xda, 0x00, 0x09, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x12,
+    ...scan([0x34]), 0xff, 0xd9])
+  t.same(readJpegStructure(lyingScan), { scans: 2, progressive: false }, 'a scan whose length disagrees with its components')
 
-  // A phone's baseline photo with its scan repeated 50 times after it: libjpeg reads one scan of an interleaved
-  // baseline image and stops, so what follows costs the decoder nothing, and the walk nothing either.
+  // A phone's baseline photo followed by 200 more scans of bytes that are not entropy-coded data: libjpeg, having read
+  // the one scan of an interleaved baseline image, reads none of them (had it, each would be a warning, and these
+  // decode options fail on the first).
   const photo = fixture('face.jpg')
-  const firstScan = photo.subarray(photo.indexOf(Buffer.from([0xff, 0xda])), photo.length - 2)
-  const repeated = Buffer.concat([photo.subarray(0, photo.length - 2), ...Array<Buffer>(50).fill(firstScan), photo.subarray(-2)])
-  t.same(readJpegStructure(repeated), { scans: 1, progressive: false })
-  const { info } = await sharp(repeated, { failOn: 'truncated' }).raw().toBuffer({ resolveWithObject: true })
+  const scanHeader = photo.subarray(photo.indexOf(Buffer.from([0xff, 0xda])), photo.indexOf(Buffer.from([0xff, 0xda])) + 14)
+  const noise = Buffer.from(Array.from({ length: 2000 }, (_, index) => (index * 131 + 17) % 255))
+  const extra = Buffer.concat(Array.from({ length: 200 }, () => Buffer.concat([scanHeader, noise])))
+  const followed = Buffer.concat([photo.subarray(0, photo.length - 2), extra, photo.subarray(-2)])
+  t.same(readJpegStructure(followed), { scans: 1, progressive: false })
+  const { info } = await sharp(followed, { failOn: 'warning' }).raw().toBuffer({ resolveWithObject: true })
   t.same({ width: info.width, height: info.height }, await sharp(photo).metadata().then(({ width, height }) => ({ width, height })))
 })
 
