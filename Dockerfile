@@ -25,10 +25,10 @@ FROM node:24-bookworm-slim
 # glibc's allocator keeps sharp's freed buffers as RSS; jemalloc with a
 # background thread and a short decay returns them within a second of V8
 # freeing them. One arena: libvips frees a decode's buffers on one thread and
-# the next decode allocates on another, and with jemalloc's arena per thread
-# each held its own freed pages through a burst (45 MiB more at the peak);
-# thread caches keep the one arena's lock rare (bench/memory.ts, figures in
-# docs/performance.md).
+# the next decode allocates on another, and with jemalloc's four arenas per
+# CPU each kept its own freed pages through a burst (27 to 73 MiB more at the
+# peak); thread caches keep the one arena's lock rare (bench/memory.ts,
+# figures in docs/performance.md).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* \

@@ -86,7 +86,7 @@ const kinds: Array<{ name: string, spec: Omit<PlainImage, 'width' | 'height'> }>
 ]
 const only = process.env.ONLY
 const jemalloc = ['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2'].find((path) => existsSync(path))
-// As the container runs: jemalloc with a background thread; sharp then uses every core (with glibc, one thread).
+// As the container runs: jemalloc with the Dockerfile's MALLOC_CONF; sharp then uses every core (with glibc, one thread).
 const childEnv = process.env.JEMALLOC === '1' && jemalloc !== undefined
   ? { ...process.env, LD_PRELOAD: jemalloc, MALLOC_CONF: containerMallocConf() }
   : process.env

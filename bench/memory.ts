@@ -12,7 +12,7 @@
  * Each on both paths upstream: the legacy API and FuseFace 2022-09-27.
  *
  *   npm run bench:memory            (UPLOADS, ROUNDS, BODIES=multipart,json, PATHS=legacy,fuseface-2022,
- *                                    SETTINGS=glibc,jemalloc+decay,... to change the run)
+ *                                    SETTINGS=glibc,container,... to change the run)
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { request } from 'undici'
@@ -37,7 +37,7 @@ const settings: Record<string, Record<string, string>> = {
         jemalloc: { LD_PRELOAD: jemalloc },
         // What the container sets (the Dockerfile's MALLOC_CONF): one arena, and a background thread that returns freed
         // pages within a second.
-        'jemalloc+decay': { LD_PRELOAD: jemalloc, MALLOC_CONF: containerMallocConf() }
+        container: { LD_PRELOAD: jemalloc, MALLOC_CONF: containerMallocConf() }
       }
     : {})
 }

@@ -14,7 +14,7 @@ const LINES = {
 }
 
 /** An upstream whose answers wait until released, so jobs can be held queued or running. */
-async function heldUpstream (t: Test, body: unknown = legacyOk): Promise<{ url: string, calls: StubCall[], release: () => void }> {
+async function heldUpstream (t: Test, body: unknown = legacyOk): Promise<{ url: string, calls: StubCall[], release: () => void, hold: () => void }> {
   const held: Array<() => void> = []
   let open = false
   const upstream = await stubUpstream(t, (_call, response) => {
@@ -22,7 +22,11 @@ async function heldUpstream (t: Test, body: unknown = legacyOk): Promise<{ url: 
     if (open) answer()
     else held.push(answer)
   })
-  return { ...upstream, release: () => { open = true; held.splice(0).forEach((answer) => { answer() }) } }
+  return {
+    ...upstream,
+    release: () => { open = true; held.splice(0).forEach((answer) => { answer() }) },
+    hold: () => { open = false }
+  }
 }
 
 async function getJob (url: string, location: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: Record<string, unknown>, body: any, bytes: Buffer }> {
@@ -181,17 +185,25 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     const asB = { 'x-api-key': 'key-b', prefer: 'respond-async' }
     const filling = [await fuseForm(url, photo, {}, asB)]
     for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    t.equal(upstream.calls.length, 1, 'B\'s first job is running')
     filling.push(await fuseForm(url, photo, {}, asB), await fuseForm(url, photo, {}, asB))
     t.same(filling.map((reply) => reply.status), [202, 202, 202], 'B: one running, two waiting, the line full')
     const refused = []
     for (let i = 0; i < 3; i++) refused.push(await fuseForm(url, photo, {}, asA))
-    t.same(refused.map((reply) => reply.json().code), ['FUSION_QUEUE_FULL', 'FUSION_QUEUE_FULL', 'FUSION_QUEUE_FULL'],
+    t.same(refused.map((reply) => [reply.status, reply.json().code]), refused.map(() => [503, 'FUSION_QUEUE_FULL']),
       'A, refused as many times as its share')
     upstream.release()
     for (const reply of filling) await finished(url, reply.headers.location as string, { 'x-api-key': 'key-b' })
-    const next = await fuseForm(url, photo, {}, asA)
-    t.equal(next.status, 202, 'A\'s share is whole: the refusals took no place')
-    if (next.status === 202) await finished(url, next.headers.location as string, { 'x-api-key': 'key-a' })
+    // Held again, so A's jobs stay in the line: each of its three places must be free.
+    upstream.hold()
+    const taken = [await fuseForm(url, photo, {}, asA)]
+    for (let i = 0; i < 100 && upstream.calls.length < 4; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    taken.push(await fuseForm(url, photo, {}, asA), await fuseForm(url, photo, {}, asA))
+    t.same(taken.map((reply) => reply.status), [202, 202, 202], 'A\'s whole share is free: the refusals took no place')
+    upstream.release()
+    for (const reply of taken.filter((reply) => reply.status === 202)) {
+      await finished(url, reply.headers.location as string, { 'x-api-key': 'key-a' })
+    }
   })
 
   t.test(`${line} line: a full line, or one whose wait would pass QUEUE_MAX_WAIT_SECONDS, is 503 FUSION_QUEUE_FULL`, async (t) => {
