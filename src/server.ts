@@ -8,6 +8,7 @@ import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config, type LoadedConfig } from './config/load.js'
+import { CREDENTIAL_VARIABLES, V3_CREDENTIAL_VARIABLES } from './config/upstream.js'
 
 // V8 starts a full collection when its old generation, plus the external memory allocated since the last one, nears
 // a limit of about twice the live heap. Every upload brings its bytes in as new external buffers (Node's socket
@@ -116,8 +117,8 @@ const upstream = app.upstream.client.describe()
 if (upstream.mode === 'emulator') {
   // Only the variables the configured API reads: API 3.0 has no appid or uin.
   const wanted = config.upstream.provider === 'v3'
-    ? 'TENCENT_SECRET_ID, TENCENT_SECRET_KEY for API 3.0'
-    : 'TENCENT_APPID, TENCENT_UIN, TENCENT_SECRET_ID, TENCENT_SECRET_KEY for the legacy API'
+    ? `${V3_CREDENTIAL_VARIABLES.join(', ')} for API 3.0`
+    : `${CREDENTIAL_VARIABLES.join(', ')} for the legacy API`
   app.log.warn({ upstream },
     `*** EMULATOR MODE *** No Tencent credentials are set (${wanted}): fusions are answered by the built-in emulator, ` +
     'not by Tencent Cloud.')

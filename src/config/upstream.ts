@@ -11,8 +11,9 @@ import type { ResolvedUpstream } from '../upstream/settings.js'
 export const DEFAULT_TENCENT_LEGACY_URL = 'https://aiconsole.cloud.tencent.com/fuseapi/face'
 export const DEFAULT_TENCENT_V3_URL = 'https://facefusion.tencentcloudapi.com'
 
-const CREDENTIAL_VARIABLES = ['TENCENT_APPID', 'TENCENT_UIN', 'TENCENT_SECRET_ID', 'TENCENT_SECRET_KEY'] as const
-const V3_CREDENTIAL_VARIABLES = ['TENCENT_SECRET_ID', 'TENCENT_SECRET_KEY'] as const
+/** The credentials each API signs with: the variables that, all set, take the service off the emulator. */
+export const CREDENTIAL_VARIABLES = ['TENCENT_APPID', 'TENCENT_UIN', 'TENCENT_SECRET_ID', 'TENCENT_SECRET_KEY'] as const
+export const V3_CREDENTIAL_VARIABLES = ['TENCENT_SECRET_ID', 'TENCENT_SECRET_KEY'] as const
 
 /**
  * Which upstream the environment names, and how to reach it. Without

@@ -111,7 +111,7 @@ export function createExchange (options: ExchangeOptions): Exchange {
       throw byDeadline(fusionError('FUSION_UPSTREAM_TIMEOUT', { cause: new Error('no time left before the request deadline') }))
     }
     const deadline = AbortSignal.timeout(timeoutMs)
-    const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline
+    const watched = linkSignals([request.signal, deadline])
     const outcome: { status?: number, code?: string, ok: boolean, error?: string } = { ok: false }
     try {
       const response = await poolFor(url.origin).request({
@@ -119,7 +119,7 @@ export function createExchange (options: ExchangeOptions): Exchange {
         path: url.pathname + url.search,
         headers: spec.headers(),
         body: spec.body,
-        signal
+        signal: watched.signal
       })
       outcome.status = response.statusCode
       const text = await readCapped(response.body, options.maxResponseBytes)
@@ -135,6 +135,7 @@ export function createExchange (options: ExchangeOptions): Exchange {
       outcome.code = mapped.upstreamCode
       throw mapped
     } finally {
+      watched.unlink()
       const durationMs = performance.now() - started
       options.onCall?.({ action: spec.action, ok: outcome.ok, code: outcome.code ?? outcome.error ?? 'unknown', durationMs })
       spec.log?.info({
