@@ -94,6 +94,7 @@ t.test('docker-compose.yml caps a replica\'s memory and sheds load below the cap
 t.test('the README\'s examples leave no file in the checkout', async (t) => {
   const outputs = [...read('README.md').matchAll(/(?:^|\s)(?:-o|--output)[ =](\S+)/gm)].map(([, path]) => path)
   // Whatever examples the README keeps: a curl that saves a picture saves it outside the checkout.
+  t.ok(outputs.length > 0, 'the README shows saving a picture')
   for (const path of outputs) t.match(path, /^(\/|-$)/, `${path}: outside the checkout, or stdout`)
 })
 

@@ -100,6 +100,20 @@ export async function until (condition: () => boolean): Promise<void> {
   }
 }
 
+/**
+ * A queued job's view once it has finished: `GET location` until it has `finishedAt`, with `headers` (the owner's
+ * x-api-key, another Host). Fails after 30 s, naming the job's last state.
+ */
+export async function finishedJob (serviceUrl: string, location: string, headers: Record<string, string> = {}): Promise<any> {
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const job = await (await request(`${serviceUrl}${location}`, { headers })).body.json() as { finishedAt?: string }
+    if (job.finishedAt !== undefined) return job
+    if (Date.now() > deadline) throw new Error(`the job at ${location} did not finish in 30 s: ${JSON.stringify(job)}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
 /** Collects every log line a service writes (pass `stream` as startService's `logStream`). */
 export function captureLogs (): { stream: Writable, text: () => string, lines: () => Array<Record<string, unknown>> } {
   const chunks: string[] = []
@@ -284,7 +298,13 @@ export function runProcess (t: Teardown, script: string, env: Record<string, str
   const collect = (chunk: Buffer): void => { output += String(chunk); listeners.forEach((listener) => listener()) }
   child.stdout.on('data', collect)
   child.stderr.on('data', collect)
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code); listeners.forEach((listener) => listener()) }))
+  // 'close', not 'exit': only then has all the process wrote been read (a refusal's last line among it).
+  let closed = false
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => {
+    closed = true
+    resolve(code)
+    listeners.forEach((listener) => listener())
+  }))
   return {
     pid: child.pid!,
     exited,
@@ -301,7 +321,7 @@ export function runProcess (t: Teardown, script: string, env: Record<string, str
       }
       const check = (): void => {
         if (pattern.test(output)) finish()
-        else if (child.exitCode !== null) finish(new Error(`exited (${child.exitCode}) before ${String(pattern)}; output:\n${output}`))
+        else if (closed) finish(new Error(`exited (${child.exitCode}) before ${String(pattern)}; output:\n${output}`))
       }
       listeners.add(check)
       check()

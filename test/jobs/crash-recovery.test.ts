@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { answerJson, fixture, fuseForm, redisPrefix, runOnFreePort, sharedRedisUrl, stubUpstream } from '../helper.js'
+import { answerJson, finishedJob, fixture, fuseForm, redisPrefix, runOnFreePort, sharedRedisUrl, stubUpstream } from '../helper.js'
 
 const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
 
@@ -18,18 +18,7 @@ async function replica (t: Test, upstreamUrl: string, prefix: string): Promise<{
   return { url, kill: child.kill, exited: child.exited }
 }
 
-async function jobState (url: string, location: string): Promise<any> {
-  return await (await request(`${url}${location}`)).body.json()
-}
 
-async function settled (url: string, location: string): Promise<any> {
-  for (let i = 0; i < 300; i++) {
-    const job = await jobState(url, location)
-    if (job.finishedAt !== undefined) return job
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error('the job did not finish')
-}
 
 t.test('a replica killed with SIGKILL loses no queued job, and a job it was sending is never sent twice', async (t) => {
   // The first call is never answered: the replica dies with it in flight.
@@ -44,11 +33,11 @@ t.test('a replica killed with SIGKILL loses no queued job, and a job it was send
   await doomed.exited
 
   const survivor = await replica(t, upstream.url, prefix)
-  const sent = await settled(survivor.url, sending)
+  const sent = await finishedJob(survivor.url, sending)
   t.equal(sent.status, 'failed', 'the job whose call may have been billed is not sent again')
   t.equal(sent.error.code, 'FUSION_JOB_INTERRUPTED')
   t.equal(sent.error.statusCode, 503)
-  const recovered = await settled(survivor.url, queued)
+  const recovered = await finishedJob(survivor.url, queued)
   t.equal(recovered.status, 'succeeded', 'the queued job is taken up by the other replica')
   t.equal(upstream.calls.length, 2, 'one call per job, none repeated')
   const metrics = await (await request(`${survivor.url}/metrics`)).body.text()
@@ -72,7 +61,7 @@ t.test('SIGTERM finishes the job a replica is sending, and leaves the queued one
   t.equal(await leaving.exited, 0, 'it exits once its job is done')
 
   const staying = await replica(t, upstream.url, prefix)
-  t.equal((await settled(staying.url, sending)).status, 'succeeded', 'the job it was sending was finished, not dropped')
-  t.equal((await settled(staying.url, queued)).status, 'succeeded', 'the queued job waited for another replica')
+  t.equal((await finishedJob(staying.url, sending)).status, 'succeeded', 'the job it was sending was finished, not dropped')
+  t.equal((await finishedJob(staying.url, queued)).status, 'succeeded', 'the queued job waited for another replica')
   t.equal(upstream.calls.length, 2)
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import sharp from 'sharp'
 import { request } from 'undici'
-import { UPSTREAM_PROVIDERS, fixture, fuseForm, startEmulator, startService, upstreamEnv } from '../helper.js'
+import { UPSTREAM_PROVIDERS, finishedJob, fixture, fuseForm, startEmulator, startService, upstreamEnv } from '../helper.js'
 
 /**
  * The emulator listens on 127.0.0.1 and a port of its own; a phone on the LAN
@@ -54,12 +54,8 @@ t.test('the Host a client sends names its pictures; X-Forwarded-Host and -Proto 
   // A job names its picture for whoever reads it, not for whoever queued it.
   const queued = await fuseForm(direct.url, fixture('face.jpg'), {}, { prefer: 'respond-async', host: 'desk.example' })
   t.equal(queued.status, 202)
-  const jobUrl = `${direct.url}/fuse/jobs/${queued.json().jobId as string}`
-  let job: any
-  for (const deadline = Date.now() + 20_000; job?.status !== 'succeeded' && Date.now() < deadline;) {
-    job = JSON.parse((await get(jobUrl, { host: `127.0.0.2:${port}` })).body.toString())
-    if (job.status !== 'succeeded') await new Promise((resolve) => setTimeout(resolve, 100))
-  }
+  const job = await finishedJob(direct.url, `/fuse/jobs/${queued.json().jobId as string}`, { host: `127.0.0.2:${port}` })
+  t.equal(job.status, 'succeeded')
   t.match(job.result.imageUrl, new RegExp(`^http://127\\.0\\.0\\.2:${port}/results/`))
 })
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { request } from 'undici'
-import { answerJson, captureLogs, fixture, fuseForm, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, type StubCall } from '../helper.js'
+import { answerJson, captureLogs, finishedJob, fixture, fuseForm, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until, type StubCall } from '../helper.js'
 
 const photo = fixture('orientation-1.jpg')
 const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
@@ -36,14 +36,6 @@ async function getJob (url: string, location: string, headers: Record<string, st
   return { status: reply.statusCode, headers: reply.headers, body: type.startsWith('application/json') ? JSON.parse(bytes.toString()) : undefined, bytes }
 }
 
-async function finished (url: string, location: string, headers: Record<string, string> = {}): Promise<any> {
-  for (let i = 0; i < 200; i++) {
-    const job = await getJob(url, location, headers)
-    if (job.body?.finishedAt !== undefined) return job.body
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error('the job did not finish in time')
-}
 
 for (const [line, lineEnv] of Object.entries(LINES)) {
   t.test(`${line} line: respond-async queues the fusion and the job answers what the request would have`, async (t) => {
@@ -58,7 +50,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.match(body, { jobId: /^[A-Za-z0-9_-]{22}$/, status: 'queued', position: Number, etaSeconds: Number, requestId: String })
     t.equal(accepted.headers.location, `/fuse/jobs/${body.jobId}`)
 
-    const done = await finished(url, accepted.headers.location as string)
+    const done = await finishedJob(url, accepted.headers.location as string)
     t.equal(done.status, 'succeeded')
     t.same(Object.keys(done.result).sort(), ['expiresAt', 'imageUrl', 'requestId'], 'the synchronous success body')
     t.equal(done.result.imageUrl, legacyOk.img_url)
@@ -97,7 +89,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, { ret: '1000', msg: 'no face' }) })
     const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv() })
     const accepted = await fuseForm(url, photo, {}, { prefer: 'respond-async' })
-    const done = await finished(url, accepted.headers.location as string)
+    const done = await finishedJob(url, accepted.headers.location as string)
     t.equal(done.status, 'failed')
     t.match(done.error, { statusCode: 422, code: 'FUSION_NO_FACE', upstreamCode: '1000', requestId: accepted.json().requestId })
     const waited = await fuseForm(url, photo, {}, { prefer: 'wait=10' })
@@ -125,7 +117,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.equal(canceled.statusCode, 200)
     t.equal((await canceled.body.json() as any).status, 'canceled')
     upstream.release()
-    t.equal((await finished(url, first)).status, 'succeeded')
+    t.equal((await finishedJob(url, first)).status, 'succeeded')
     await new Promise((resolve) => setTimeout(resolve, 300))
     t.equal(upstream.calls.length, 1, 'the canceled job never reached the upstream')
 
@@ -147,7 +139,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.equal((await getJob(url, location, { 'x-api-key': 'key-b' })).status, 404, 'another key cannot see it')
     t.equal((await getJob(url, location)).status, 404, 'nor a client without a key')
     t.equal((await request(`${url}${location}`, { method: 'DELETE', headers: { 'x-api-key': 'key-b' } })).statusCode, 404)
-    t.equal((await finished(url, location, { 'x-api-key': 'key-a' })).status, 'succeeded', 'its own key can')
+    t.equal((await finishedJob(url, location, { 'x-api-key': 'key-a' })).status, 'succeeded', 'its own key can')
   })
 
   t.test(`${line} line: admission refuses what the line cannot take in time, per client too`, async (t) => {
@@ -161,7 +153,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.equal(statuses[2]!.json().code, 'FUSION_TOO_MANY_JOBS')
     t.ok(Number(statuses[2]!.headers['retry-after']) >= 1)
     upstream.release()
-    for (const reply of statuses.slice(0, 2)) await finished(url, reply.headers.location as string)
+    for (const reply of statuses.slice(0, 2)) await finishedJob(url, reply.headers.location as string)
     t.equal((await fuseForm(url, photo, {}, { prefer: 'respond-async' })).status, 202, 'finished jobs give the client its share back')
   })
 
@@ -184,8 +176,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     const asA = { 'x-api-key': 'key-a', prefer: 'respond-async' }
     const asB = { 'x-api-key': 'key-b', prefer: 'respond-async' }
     const filling = [await fuseForm(url, photo, {}, asB)]
-    for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
-    t.equal(upstream.calls.length, 1, 'B\'s first job is running')
+    await until(() => upstream.calls.length === 1)
     filling.push(await fuseForm(url, photo, {}, asB), await fuseForm(url, photo, {}, asB))
     t.same(filling.map((reply) => reply.status), [202, 202, 202], 'B: one running, two waiting, the line full')
     const refused = []
@@ -193,16 +184,17 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     t.same(refused.map((reply) => [reply.status, reply.json().code]), refused.map(() => [503, 'FUSION_QUEUE_FULL']),
       'A, refused as many times as its share')
     upstream.release()
-    for (const reply of filling) await finished(url, reply.headers.location as string, { 'x-api-key': 'key-b' })
+    for (const reply of filling) await finishedJob(url, reply.headers.location as string, { 'x-api-key': 'key-b' })
     // Held again, so A's jobs stay in the line: each of its three places must be free.
     upstream.hold()
     const taken = [await fuseForm(url, photo, {}, asA)]
-    for (let i = 0; i < 100 && upstream.calls.length < 4; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    // A's first job running, so the next two wait in a line of two.
+    await until(() => upstream.calls.length >= 4)
     taken.push(await fuseForm(url, photo, {}, asA), await fuseForm(url, photo, {}, asA))
     t.same(taken.map((reply) => reply.status), [202, 202, 202], 'A\'s whole share is free: the refusals took no place')
     upstream.release()
     for (const reply of taken.filter((reply) => reply.status === 202)) {
-      await finished(url, reply.headers.location as string, { 'x-api-key': 'key-a' })
+      await finishedJob(url, reply.headers.location as string, { 'x-api-key': 'key-a' })
     }
   })
 
@@ -266,8 +258,8 @@ t.test('redis line: frequency control pauses the line and puts the job back at i
   const first = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_1' }, { prefer: 'respond-async' })).headers.location as string
   for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
   const second = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_2' }, { prefer: 'respond-async' })).headers.location as string
-  t.equal((await finished(url, first)).status, 'succeeded', 'the refused job was sent again, not failed')
-  t.equal((await finished(url, second)).status, 'succeeded')
+  t.equal((await finishedJob(url, first)).status, 'succeeded', 'the refused job was sent again, not failed')
+  t.equal((await finishedJob(url, second)).status, 'succeeded')
   t.same(order, ['qc_100307_152854_1', 'qc_100307_152854_1', 'qc_100307_152854_2'], 'first in, first out: the refused job went first again')
 })
 
@@ -277,7 +269,7 @@ t.test('no job id, photo or result in a log line', async (t) => {
   const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), LOG_LEVEL: 'info' }, { logStream: logs.stream })
   const accepted = await fuseForm(url, photo, { rsp_img_type: 'base64' }, { prefer: 'respond-async' })
   const { jobId } = accepted.json()
-  await finished(url, `/fuse/jobs/${jobId}`)
+  await finishedJob(url, `/fuse/jobs/${jobId}`)
   await request(`${url}/fuse/jobs/${jobId}/events`).then(async (reply) => await reply.body.dump())
   await request(`${url}/fuse/jobs/${jobId}`, { method: 'DELETE' }).then(async (reply) => await reply.body.dump())
   t.ok(logs.lines().some((line) => line.req !== undefined), 'the requests were logged')
@@ -302,6 +294,6 @@ t.test('redis line: the same Idempotency-Key gives the same job from another rep
   const other = await fuseForm(two.url, fixture('orientation-6.jpg'), {}, { prefer: 'respond-async', 'idempotency-key': 'same-photo-1' })
   t.equal(other.status, 422)
   t.equal(other.json().code, 'FUSION_IDEMPOTENCY_KEY_REUSED')
-  t.equal((await finished(two.url, first.headers.location as string)).status, 'succeeded', 'any replica shows the job')
+  t.equal((await finishedJob(two.url, first.headers.location as string)).status, 'succeeded', 'any replica shows the job')
   t.equal(upstream.calls.length, 1)
 })
