@@ -16,7 +16,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { request } from 'undici'
-import { PATHS, containerMallocConf, instantUpstream, jsonPhoto, median, multipartPhoto, startBuiltService, type UpstreamPath } from './support.js'
+import { containerMallocConf, instantUpstream, jsonPhoto, median, multipartPhoto, pathsFromEnv, startBuiltService } from './support.js'
 import { root } from './support.js'
 import { join } from 'node:path'
 
@@ -24,8 +24,7 @@ const uploads = Number(process.env.UPLOADS ?? 50)
 const rounds = Number(process.env.ROUNDS ?? 3)
 const list = (value: string | undefined): string[] | undefined => value?.split(',').map((item) => item.trim()).filter(Boolean)
 const bodyKinds = list(process.env.BODIES) ?? ['multipart', 'json']
-const paths = (list(process.env.PATHS) ?? [...PATHS]) as UpstreamPath[]
-for (const path of paths) if (!PATHS.includes(path)) throw new Error(`PATHS: unknown path ${path} (${PATHS.join(', ')})`)
+const paths = pathsFromEnv()
 const photo = readFileSync(join(root, 'test', 'fixtures', 'images', 'phone-photo-3000x4000.jpg'))
 const jemalloc = ['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2'].find((path) => existsSync(path))
 

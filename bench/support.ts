@@ -8,6 +8,13 @@ import sharp from 'sharp'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
+/** PATHS="legacy,fuseface-2022" (each checked), or both. */
+export function pathsFromEnv (): UpstreamPath[] {
+  const paths = (process.env.PATHS?.split(',').map((path) => path.trim()).filter(Boolean) ?? [...PATHS]) as UpstreamPath[]
+  for (const path of paths) if (!PATHS.includes(path)) throw new Error(`PATHS: unknown path ${path} (${PATHS.join(', ')})`)
+  return paths
+}
+
 /** The allocator settings the container runs with, read from the Dockerfile so the benches cannot drift from it. */
 export function containerMallocConf (): string {
   const match = /MALLOC_CONF=(\S+)/.exec(readFileSync(join(root, 'Dockerfile'), 'utf8'))

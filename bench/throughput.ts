@@ -21,21 +21,21 @@ import { availableParallelism } from 'node:os'
 import { request } from 'undici'
 import sharp from 'sharp'
 import { loadConfig } from '../src/config/load.js'
+import { HIGHEST_QUALITY } from '../src/images/normalize.js'
 import { imageConcurrency } from '../src/images/pipeline.js'
 import { sentImageLimits } from '../src/upstream/image-limits.js'
 import {
-  PATHS, instantUpstream, jsonPhoto, median, multipartPhoto, percentile, phonePhoto, startBuiltService, type UpstreamPath
+  instantUpstream, jsonPhoto, median, multipartPhoto, pathsFromEnv, percentile, phonePhoto, startBuiltService, type UpstreamPath
 } from './support.js'
 
 const rounds = Number(process.env.ROUNDS ?? 5)
 const requests = Number(process.env.REQUESTS ?? 80)
 const clients = Number(process.env.CLIENTS ?? 10)
-const paths = (process.env.PATHS?.split(',').map((path) => path.trim()) ?? [...PATHS]) as UpstreamPath[]
-for (const path of paths) if (!PATHS.includes(path)) throw new Error(`PATHS: unknown path ${path} (${PATHS.join(', ')})`)
+const paths = pathsFromEnv()
 const jobs = availableParallelism()
 const serviceJobs = imageConcurrency(Number(process.env.IMAGE_CONCURRENCY ?? 0))
 /** As src/images/normalize.ts encodes. */
-const QUALITY = 90
+const QUALITY = HIGHEST_QUALITY
 
 // As the service runs it (src/images/pipeline.ts): no libvips operation cache.
 sharp.cache(false)
@@ -182,7 +182,7 @@ for (let round = 1; round <= rounds; round++) {
       `; service ${s.rate.toFixed(1)} photos/s (${pct(s.rate / a.rate)}` + (sameJobs ? '' : `; ${pct(s.rate / b.rate)} of ${serviceJobs} jobs`) + '); ' +
       `p50 ${percentile(s.latencies, 50).toFixed(0)} ms, p99 ${percentile(s.latencies, 99).toFixed(0)} ms, statuses ${JSON.stringify(s.statuses)}\n` +
       `  CPU ms per photo: sharp alone ${a.cpuMs.toFixed(1)} (${threadsText(a.threads)}); service ${s.cpuMs.toFixed(1)} (${threadsText(s.threads)}), ` +
-      `${(s.cpuMs / a.cpuMs).toFixed(3)}×; load client ${s.clientCpuMs.toFixed(1)}\n` +
+      `${(s.cpuMs / a.cpuMs).toFixed(3)}×; load client and stub upstream ${s.clientCpuMs.toFixed(1)}\n` +
       `  bytes per photo: sharp alone's JPEG ${(a.bytes / 1000).toFixed(0)} KB; sent upstream ${(s.bytes / 1000).toFixed(0)} KB (the JSON body, base64)`)
   }
 }
@@ -201,7 +201,7 @@ for (const { path } of underTest) {
     `, p99 ${median(served.map((s) => percentile(s.latencies, 99))).toFixed(0)} ms\n` +
     `  CPU ms per photo: sharp alone ${medianOf(alone, (a) => a.cpuMs).toFixed(1)} (${threadsText(threadMedians(alone))}); ` +
     `service ${medianOf(served, (s) => s.cpuMs).toFixed(1)} (${threadsText(threadMedians(served))}); ratio ${median(cpuRatios).toFixed(3)}×\n` +
-    `  bytes per photo: sharp alone's JPEG ${(medianOf(alone, (a) => a.bytes) / 1000).toFixed(0)} KB, sent upstream ${(medianOf(served, (s) => s.bytes) / 1000).toFixed(0)} KB`)
+    `  bytes per photo: sharp alone's JPEG ${(medianOf(alone, (a) => a.bytes) / 1000).toFixed(0)} KB, sent upstream ${(medianOf(served, (s) => s.bytes) / 1000).toFixed(0)} KB (the JSON body, base64)`)
 }
 
 // A profile is written as the process exits: wait for it.

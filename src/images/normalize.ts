@@ -49,7 +49,7 @@ export interface NormalizedImage {
 
 /** Formats the installed sharp decodes and the upstream's users send. */
 const ACCEPTED = new Set<SniffedFormat>(['jpeg', 'png', 'webp', 'avif', 'heif'])
-const HIGHEST_QUALITY = 90
+export const HIGHEST_QUALITY = 90
 const LOWEST_QUALITY = 40
 
 const FORMAT_NAMES: Partial<Record<SniffedFormat, string>> = {
