@@ -114,6 +114,28 @@ export async function finishedJob (serviceUrl: string, location: string, headers
   }
 }
 
+/** Markdown without its code blocks, and its code spans without the brackets that would read as links. */
+export function markdownWithoutCode (markdown: string): string {
+  return markdown.replace(/^```[\s\S]*?^```/gm, '').replace(/`[^`\n]*`/g, (span) => span.replace(/[[\]()]/g, ''))
+}
+
+/**
+ * The `#anchors` a Markdown page's headings get on GitHub: lower case, punctuation dropped, spaces as hyphens, a
+ * repeated heading numbered (`-1`, `-2`); headings inside code are not headings.
+ */
+export function markdownAnchors (markdown: string): Set<string> {
+  const text = markdownWithoutCode(markdown)
+  const seen = new Map<string, number>()
+  const anchors = new Set<string>()
+  for (const [, heading] of text.matchAll(/^#{1,6} (.+)$/gm)) {
+    const slug = heading!.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-')
+    const count = seen.get(slug) ?? 0
+    seen.set(slug, count + 1)
+    anchors.add(count === 0 ? slug : `${slug}-${count}`)
+  }
+  return anchors
+}
+
 /** Collects every log line a service writes (pass `stream` as startService's `logStream`). */
 export function captureLogs (): { stream: Writable, text: () => string, lines: () => Array<Record<string, unknown>> } {
   const chunks: string[] = []

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { parse } from 'yaml'
 import { createMetrics } from '../../src/metrics.js'
+import { markdownAnchors } from '../helper.js'
 
 // deploy/prometheus/alerts.yml: valid for Prometheus, each alert firing (and not) as its cases in alerts.test.yml
 // say, on metrics the service really exports, with a runbook in docs/operations.md.
@@ -64,9 +65,7 @@ t.test('each alert reads metrics the service exports', async (t) => {
 
 t.test('each alert links its runbook in docs/operations.md', async (t) => {
   const operations = read('docs/operations.md')
-  // GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens.
-  const anchors = new Set([...operations.matchAll(/^#+ (.+)$/gm)].map(([, heading = '']) =>
-    heading.toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')))
+  const anchors = markdownAnchors(operations)
   t.ok(anchors.has('alerts'), 'an Alerts section')
   for (const { alert, annotations } of alerts) {
     const url = annotations?.runbook_url ?? ''

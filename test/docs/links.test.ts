@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import t from 'tap'
+import { markdownAnchors, markdownWithoutCode } from '../helper.js'
 
 /**
  * The README and docs/ link to each other and into each other's sections: every relative link must reach a file
@@ -9,25 +10,11 @@ import t from 'tap'
 const root = join(import.meta.dirname, '..', '..')
 const pages = ['README.md', ...readdirSync(join(root, 'docs')).filter((name) => name.endsWith('.md')).map((name) => join('docs', name))]
 
-function withoutCode (markdown: string): string {
-  return markdown.replace(/^```[\s\S]*?^```/gm, '').replace(/`[^`\n]*`/g, (span) => span.replace(/[[\]()]/g, ''))
-}
-
-function anchorsOf (file: string): Set<string> {
-  const seen = new Map<string, number>()
-  const anchors = new Set<string>()
-  for (const [, heading] of withoutCode(readFileSync(file, 'utf8')).matchAll(/^#{1,6} (.+)$/gm)) {
-    const slug = heading!.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-')
-    const count = seen.get(slug) ?? 0
-    seen.set(slug, count + 1)
-    anchors.add(count === 0 ? slug : `${slug}-${count}`)
-  }
-  return anchors
-}
+const anchorsOf = (file: string): Set<string> => markdownAnchors(readFileSync(file, 'utf8'))
 
 for (const page of pages) {
   t.test(page, async (t) => {
-    const text = withoutCode(readFileSync(join(root, page), 'utf8'))
+    const text = markdownWithoutCode(readFileSync(join(root, page), 'utf8'))
     const links = [...text.matchAll(/\]\(([^)\s]+)\)/g)].map(([, target]) => target!).filter((target) => !/^[a-z]+:/i.test(target))
     for (const link of links) {
       const [path, anchor] = link.split('#') as [string, string | undefined]
