@@ -8,7 +8,7 @@ t.test('SIGTERM with fusions in flight: every one completes, then the process ex
     setTimeout(() => answerJson(response, { ret: '0', img_url: 'https://example.invalid/fused.jpg' }), 1_500)
   })
 
-  const { process: server, port } = await runOnFreePort(t, 'src/server.ts', {
+  const { process: server, url } = await runOnFreePort(t, 'src/server.ts', {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
     TENCENT_LEGACY_URL: upstream.url,
@@ -17,7 +17,6 @@ t.test('SIGTERM with fusions in flight: every one completes, then the process ex
     SHUTDOWN_GRACE_MS: '10000'
   }, /Server listening/)
 
-  const url = `http://127.0.0.1:${port}`
   const photo = fixture('orientation-1.jpg')
   const inFlight = [0, 1, 2, 3].map(async () => await fuseForm(url, photo))
   while (upstream.calls.length < 4) await new Promise((resolve) => setTimeout(resolve, 20))

@@ -130,7 +130,7 @@ t.test('a wait for an image job never outlasts the deadline: 503 FUSION_OVERLOAD
 
 t.test('decode memory stays within IMAGE_DECODE_MEMORY_BYTES: the service process\'s peak, under costly photos', async (t) => {
   const budget = 320 * MiB
-  const { process: service, port } = await runOnFreePort(t, 'src/server.ts', {
+  const { process: service, url } = await runOnFreePort(t, 'src/server.ts', {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
     RATE_LIMIT_MAX: '1000000',
@@ -141,7 +141,6 @@ t.test('decode memory stays within IMAGE_DECODE_MEMORY_BYTES: the service proces
     REQUEST_DEADLINE_MS: '120000',
     IMAGE_DECODE_MEMORY_BYTES: String(budget)
   }, /EMULATOR MODE/)
-  const url = `http://127.0.0.1:${port}`
   const status = (field: 'VmRSS' | 'VmHWM'): number =>
     Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${service.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024
   // Warm: the first photo loads libvips' decoders and the emulator's.

@@ -21,7 +21,7 @@ t.test('a second SIGTERM: answers from the upstream delivered, the rest refused 
   })
 
   // Starting (tsx compiles the sources) is slow on a saturated machine.
-  const { process: server, port } = await runOnFreePort(t, 'src/server.ts', {
+  const { process: server, port, url } = await runOnFreePort(t, 'src/server.ts', {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
     TENCENT_LEGACY_URL: upstream.url,
@@ -35,7 +35,6 @@ t.test('a second SIGTERM: answers from the upstream delivered, the rest refused 
     UPSTREAM_BUDGET_WAIT_MS: '30000',
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0'
   }, /Server listening/, { timeoutMs: 90_000 })
-  const url = `http://127.0.0.1:${port}`
   const photo = fixture('face.jpg')
   const count = (pattern: RegExp): number => server.output().split('\n').filter((line) => pattern.test(line)).length
   const normalised = (): number => count(/"msg":"image normalised"/)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { request } from 'undici'
-import { fixture, multipart, post, startService } from '../helper.js'
+import { fixture, fuseForm, multipart, post, startService } from '../helper.js'
 
 /**
  * Refusals that tell the user what to do: each names what was wrong and what the service expects, over real HTTP.
@@ -27,8 +27,7 @@ t.test('an upload over the limit is told the limit, in MiB', async (t) => {
   const { url } = await startService(t)
   // A JPEG's first bytes, so the format passes, then past the default 10 MiB.
   const large = Buffer.concat([fixture('face.jpg'), Buffer.alloc(10 * 1024 * 1024)])
-  const { body, contentType } = multipart([...ids, { name: 'image', value: large, filename: 'photo.jpg', contentType: 'image/jpeg' }])
-  const form = await post(`${url}/fuse`, body, { 'content-type': contentType })
+  const form = await fuseForm(url, large)
   t.equal(form.status, 413)
   t.match(form.json(), { code: 'FUSION_FILE_TOO_LARGE', message: /upload limit of 10 MiB\b/ })
 
