@@ -73,8 +73,13 @@ function startFlags (): string[] {
 
 /** Starts the built service (`npm run build` first) as `npm start` does, and resolves once it listens. */
 export async function startBuiltService (env: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: ChildProcess, url: string }> {
+  return await startServer(join(root, 'dist', 'src', 'server.js'), env, nodeArgs)
+}
+
+/** Starts a server script with the service's flags, its port in PORT, and resolves once its /healthz answers. */
+export async function startServer (script: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: ChildProcess, url: string }> {
   const port = await freePort()
-  const child = spawn(process.execPath, [...startFlags(), ...nodeArgs, join(root, 'dist', 'src', 'server.js')], {
+  const child = spawn(process.execPath, [...startFlags(), ...nodeArgs, script], {
     cwd: root,
     // Client limits, the per-client share of image places and the upstream budget off: these benches measure the image
     // path, from one address.
