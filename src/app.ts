@@ -75,9 +75,9 @@ export async function buildApp (loaded: Config | LoadedConfig, options: BuildOpt
     requestTimeout: 120_000,
     keepAliveTimeout: 10_000,
     ajv: { customOptions: { removeAdditional: false } },
-    // While closing, requests already in flight are finished; a new request on a kept-alive
-    // connection is answered 503 with Connection: close, and idle connections are closed.
-    return503OnClosing: true,
+    // While closing, requests already in flight are finished and idle connections closed; a request arriving on a
+    // kept-alive connection meanwhile is refused by the shutdown plugin, in the error shape (Fastify's own 503 has none).
+    return503OnClosing: false,
     // Only the listed proxies' X-Forwarded-For is believed; anyone else's is ignored.
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false
   }

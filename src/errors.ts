@@ -211,8 +211,10 @@ export const ERROR_CATALOGUE = {
     status: 503,
     transient: true,
     message: 'This server is shutting down: retry after the delay in Retry-After.',
-    cause: 'The replica was told twice to stop (a second `SIGTERM` or `SIGINT`): a request that had not reached the upstream yet is ' +
-      'refused, before any upstream call, so a retry is never billed twice. Carries `Retry-After`; the retry reaches another replica.'
+    cause: 'The replica is stopping. Once told to stop (`SIGTERM` or `SIGINT`), it finishes what it has received and refuses a request ' +
+      'that arrives meanwhile on a connection opened before, before anything is read; told twice, it also refuses a request that had ' +
+      'not reached the upstream yet, before any upstream call, so a retry is never billed twice. Carries `Retry-After`; the retry ' +
+      'reaches another replica.'
   },
   FUSION_NOT_FOUND: {
     status: 404,

@@ -52,9 +52,9 @@ export const fuseErrorStatuses = [...new Set(Object.values(ERROR_CATALOGUE).map(
   .sort()
 
 /**
- * Response headers as the document declares them (none is required: a replayed answer, or Fastify's own 503 while
- * closing, goes without some). x-request-id and x-ratelimit-* are added to every response by plugins/openapi.ts,
- * as app.ts and the rate-limit plugin send them.
+ * Response headers as the document declares them (none is required: a replayed answer goes without some).
+ * x-request-id and x-ratelimit-* are added to every response by plugins/openapi.ts, as app.ts and the rate-limit
+ * plugin send them.
  */
 export const RESPONSE_HEADERS = {
   'Retry-After': {
@@ -264,14 +264,7 @@ export const Readiness = Type.Object({
   })
 }, { title: 'Readiness' })
 
-/** Fastify's own answer to a request that arrives while the service closes, before any hook (so no x-request-id). */
-const Closing = Type.Object({
-  statusCode: Type.Literal(503),
-  error: Type.String(),
-  message: Type.String()
-}, { title: 'Closing', description: 'Fastify\'s own 503 while the service closes.' })
-
-const CLOSING_NOTE = 'While the service closes, Fastify answers every request 503 `Closing` before any route runs.'
+const CLOSING_NOTE = 'While the service closes, every request that arrives is answered 503 FUSION_SHUTTING_DOWN (the error shape).'
 
 export const healthRouteSchemas = {
   healthz: {
@@ -281,7 +274,7 @@ export const healthRouteSchemas = {
     security: [],
     response: {
       200: { description: 'Alive.', content: { 'application/json': { schema: Health } } },
-      503: { description: `Closing. ${CLOSING_NOTE}`, content: { 'application/json': { schema: Closing } } }
+      503: { ...errorResponse(503), description: `Closing. ${CLOSING_NOTE}` }
     }
   },
   readyz: {
@@ -293,7 +286,8 @@ export const healthRouteSchemas = {
       200: { description: 'Ready.', content: { 'application/json': { schema: Readiness } } },
       503: {
         description: 'Not ready: the upstream circuit is open, or Redis is unreachable with READYZ_REQUIRES_REDIS=true. ' + CLOSING_NOTE,
-        content: { 'application/json': { schema: Type.Union([Readiness, Closing]) } }
+        content: { 'application/json': { schema: Type.Union([Readiness, Type.Ref(ErrorResponse)]) } },
+        headers: pick(['Retry-After'])
       }
     }
   }

@@ -52,7 +52,7 @@ try {
 }
 log = app.log
 
-// SIGTERM or SIGINT: stop accepting connections (a new request on a kept-alive one gets 503 while closing), let
+// SIGTERM or SIGINT: stop accepting connections (a request arriving on an open one gets 503 FUSION_SHUTTING_DOWN), let
 // in-flight requests finish within the grace period, then close the upstream pool and Redis (onClose hooks), then the
 // emulator when it stands in, and exit 0. A second SIGTERM or SIGINT hurries (src/plugins/shutdown.ts): what has not
 // reached the upstream is refused at once with 503 FUSION_SHUTTING_DOWN, while upstream calls already sent run to their

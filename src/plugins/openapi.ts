@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import { ErrorResponse } from '../schemas.js'
 import { API_KEY_HEADER } from './client-identity.js'
 
-/** Sent on every answer by src/app.ts (Fastify's own 503 while closing excepted). */
+/** Sent on every answer by src/app.ts. */
 const REQUEST_ID_HEADER = {
   'x-request-id': {
     type: 'string',

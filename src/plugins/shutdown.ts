@@ -3,7 +3,8 @@ import { fusionError } from '../errors.js'
 
 /**
  * Stopping, and stopping in a hurry. The first SIGTERM closes the app gracefully (src/server.ts): every request
- * already received is finished, and its answer closes its connection. A second one asks for haste: `hurry()` aborts
+ * already received is finished, and its answer closes its connection; a request that arrives meanwhile (on a
+ * connection opened before) is answered at once with 503 FUSION_SHUTTING_DOWN. A second one asks for haste: `hurry()` aborts
  * each request's `stopping` signal, so whatever has not reached the upstream yet (a photo waiting for an image job, a
  * wait for the upstream budget, a retry, a wait on another request's Idempotency-Key) is answered at once with 503
  * FUSION_SHUTTING_DOWN, and an upload still arriving as soon as its body is in. An upstream call already sent does not
@@ -55,6 +56,7 @@ export default fp(async (app) => {
   })
 
   app.addHook('onRequest', async (request, reply) => {
+    if (closing) throw refusal()
     const controller = new AbortController()
     request.stopping = controller.signal
     if (hurried) {
