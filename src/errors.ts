@@ -258,8 +258,9 @@ export const ERROR_CATALOGUE = {
     status: 503,
     transient: true,
     message: 'The wait line is full: retry after the delay in Retry-After.',
-    cause: 'The line already holds `QUEUE_MAX_JOBS` jobs, or a new job\'s estimated wait is over `QUEUE_MAX_WAIT_SECONDS`. ' +
-      'Carries `Retry-After`.'
+    cause: 'The line already holds `QUEUE_MAX_JOBS` jobs, or a new job\'s estimated wait is over `QUEUE_MAX_WAIT_SECONDS`, or the ' +
+      'line\'s Redis would be past 90 % of its `maxmemory` with the new photo (the rest is room for the results of the jobs already ' +
+      'in). Carries `Retry-After`.'
   },
   FUSION_TOO_MANY_JOBS: {
     status: 429,

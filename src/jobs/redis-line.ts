@@ -52,6 +52,12 @@ declare module 'ioredis' {
 export const QUEUE_NAME = 'fusion'
 /** How long closing waits for BullMQ when the line's Redis is unreachable. */
 const CLOSE_UNREACHABLE_MS = 1_000
+/**
+ * The share of the line's Redis `maxmemory` new jobs may fill. The rest is room for what the jobs already in still
+ * write (their results, the sent markers): with `noeviction`, a Redis past its limit refuses writes, and a job whose
+ * result cannot be stored is lost after its call was billed.
+ */
+const MEMORY_FILL_LIMIT = 0.9
 export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
 /**
  * The wait line on Redis with BullMQ, shared by every replica: first in, first
@@ -194,6 +200,24 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     return canceledBy !== undefined && canceledBy !== owner ? undefined : canceled
   }
 
+  /** Memory used and allowed (0: no limit) on the line's Redis; unknown (both 0) where INFO is not allowed. */
+  async function memoryUse (): Promise<{ used: number, max: number }> {
+    const info = await redis.info('memory').catch(() => '')
+    const field = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0)
+    return { used: field('used_memory'), max: field('maxmemory') }
+  }
+
+  /** Refuses a job whose photo would fill the line's Redis past MEMORY_FILL_LIMIT of its maxmemory. */
+  async function assertMemoryRoom (photoBytes: number, waiting: number, pace: Pace): Promise<void> {
+    const { used, max } = await memoryUse()
+    if (max === 0 || used + photoBytes <= max * MEMORY_FILL_LIMIT) return
+    // Memory comes back as queued jobs finish and their photos go: a tenth of the line drained gives some back.
+    throw fusionError('FUSION_QUEUE_FULL', {
+      cause: new Error(`the line's Redis is past ${MEMORY_FILL_LIMIT * 100} % of its maxmemory`),
+      retryAfterSeconds: etaSeconds(Math.max(1, Math.ceil(waiting / 10)), pace)
+    })
+  }
+
   /** Every Redis failure on the way in is one answer: the line is unavailable. */
   async function reachable<T> (work: () => Promise<T>): Promise<T> {
     try {
@@ -213,9 +237,11 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
       const reserved = clientJobs < limits.maxJobsPerClient
       try {
         const linePace = await currentPace()
-        const position = admit({ waiting: await redis.llen(waitKey), clientJobs, pace: linePace, limits })
+        const waiting = await redis.llen(waitKey)
+        const position = admit({ waiting, clientJobs, pace: linePace, limits })
         const eta = etaSeconds(position, linePace)
         const { jpeg, ...fusion } = request.prepared
+        await assertMemoryRoom(jpeg.length, waiting, linePace)
         await redis.set(key.photo(jobId), jpeg, 'PX', photoTtlMs)
         const data: JobData = {
           ...fusion,

@@ -1,6 +1,8 @@
 import t from 'tap'
 import type { Test } from 'tap'
+import { Redis } from 'ioredis'
 import { request } from 'undici'
+import { startRedisServer } from '../../scripts/redis-server.js'
 import { answerJson, captureLogs, finishedJob, fixture, fuseForm, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until, type StubCall } from '../helper.js'
 
 const photo = fixture('orientation-1.jpg')
@@ -276,6 +278,45 @@ t.test('no job id, photo or result in a log line', async (t) => {
   t.notOk(logs.text().includes(jobId), 'the job id is in no line')
   t.notOk(logs.text().includes(legacyBase64.img_base64.slice(0, 40)), 'nor the result')
   t.match(logs.text(), /\/fuse\/jobs\/\[job\]/)
+})
+
+t.test('redis line: a job that would fill its Redis past 90 % of maxmemory is 503 FUSION_QUEUE_FULL; every job taken ends', async (t) => {
+  // A Redis of this test's own: its memory limit concerns no other test.
+  const redis = await startRedisServer()
+  t.teardown(async () => await redis.stop())
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  const usedMemory = async (): Promise<number> => Number(/^used_memory:(\d+)/m.exec(await admin.info('memory'))?.[1])
+  const upstream = await heldUpstream(t)
+  const { url } = await startService(t, {
+    ...stubEnv('legacy', upstream.url), REDIS_URL: redis.url, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '1000'
+  })
+  // A photo of about 100 KB once normalised; the first job loads BullMQ's scripts and holds the worker.
+  const large = fixture('face.jpg')
+  const first = await fuseForm(url, large, {}, { prefer: 'respond-async' })
+  t.equal(first.status, 202)
+  await until(() => upstream.calls.length === 1)
+  const limit = await usedMemory() + 4 * 1024 * 1024
+  await admin.config('SET', 'maxmemory', String(limit))
+  await admin.config('SET', 'maxmemory-policy', 'noeviction')
+
+  const taken = [first]
+  let refused
+  for (let i = 0; i < 200 && refused === undefined; i++) {
+    const reply = await fuseForm(url, large, {}, { prefer: 'respond-async' })
+    if (reply.status === 202) taken.push(reply)
+    else refused = reply
+  }
+  t.ok(taken.length > 10, `jobs are taken until the store nears its limit (${taken.length})`)
+  t.equal(refused?.status, 503)
+  t.equal(refused?.json().code, 'FUSION_QUEUE_FULL', 'refused as a full line, before Redis refuses a write')
+  t.ok(Number(refused?.headers['retry-after']) >= 1, 'with Retry-After')
+  t.ok(await usedMemory() <= limit, 'the store stays within its limit')
+
+  upstream.release()
+  for (const reply of taken) {
+    t.equal((await finishedJob(url, reply.headers.location as string)).status, 'succeeded', 'every job taken ends with its result stored')
+  }
 })
 
 t.test('redis line: the same Idempotency-Key gives the same job from another replica', async (t) => {
