@@ -25,7 +25,8 @@ export const ERROR_CATALOGUE = {
     status: 400,
     message: 'The request body could not be parsed.',
     cause: 'Broken multipart framing, a multipart boundary missing or longer than 70 characters (RFC 2046; refused before the body is ' +
-      'read), invalid JSON, a multipart form sent as application/json, or a JSON body that is not an object. Each has its own message.'
+      'read), invalid JSON, JSON nested more than 64 levels deep (refused as it arrives), a multipart form sent as application/json, ' +
+      'or a JSON body that is not an object. Each has its own message.'
   },
   FUSION_MISSING_FIELD: {
     status: 400,

@@ -22,6 +22,8 @@ import { bodyTooLarge } from './upload-limit.js'
  *   the first 32 are left out, but for the first of them over a size limit (the refusal then names it);
  * - `image`: the decoded photo, or why there is none (empty, invalid, too large), told only after the fields are
  *   checked, as before.
+ * One refusal is the reader's own: objects and arrays nested more than 64 levels deep (400 FUSION_MALFORMED_BODY, at the
+ * first level too many; no field is ever nested, and each level open costs memory until the body ends).
  * Refusals that parsing gave keep their place too: a body over the limit (413 FUSION_BODY_TOO_LARGE, from
  * Content-Length or as bytes arrive), broken JSON or a `__proto__` member or `constructor.prototype` at any depth
  * (Fastify's secure-json-parse: 400 FUSION_MALFORMED_BODY, told once the body has ended, so a larger body or an
@@ -127,6 +129,13 @@ export async function readJsonBody (payload: Readable, options: JsonBodyOptions)
 /** secure-json-parse's words for a `__proto__` or `constructor.prototype` member. */
 const FORBIDDEN_PROTOTYPE = 'Object contains forbidden prototype property'
 
+/**
+ * Objects and arrays open at once, at most. A fusion's fields are flat, so any nesting is refused by their rules; the
+ * limit stops a body of millions of `[` holding a frame for each (here and in the tokenizer) until it ends.
+ */
+export const MAX_JSON_DEPTH = 64
+const TOO_DEEP = 'too deep'
+
 /** Unknown members kept whole; the legitimate ones are 9. */
 const MAX_UNKNOWN_MEMBERS = 32
 /** Characters kept of a name and of a text value: more than their limits in bytes (a character is at least a byte). */
@@ -229,6 +238,9 @@ class JsonBodyReader {
     if (cause instanceof Error && cause.message === FORBIDDEN_PROTOTYPE) {
       return 'The JSON body has a `__proto__` or `constructor.prototype` member, which is refused.'
     }
+    if (cause instanceof Error && cause.message === TOO_DEEP) {
+      return `The JSON body nests objects or arrays more than ${MAX_JSON_DEPTH} levels deep: send the fields as one flat object.`
+    }
     if (this.head === '') return 'The JSON body is empty.'
     // A form's first boundary line (`--boundary`), sent under a JSON type: curl -H 'Content-Type: application/json' -F ...
     if (this.head === '--') {
@@ -300,6 +312,7 @@ class JsonBodyReader {
   }
 
   private open (object: boolean): void {
+    if (this.frames.length === MAX_JSON_DEPTH) throw new Error(TOO_DEEP)
     if (this.frames.length === 0) this.top ??= object ? 'object' : 'other'
     // A member whose value is an object or array: kept as an empty one (a field's rule refuses it all the same).
     else if (this.isMemberValue()) this.store(object ? {} : [])

@@ -5,7 +5,7 @@ import t from 'tap'
 import { fusionError } from '../../src/errors.js'
 import { createUploadBuffers } from '../../src/images/upload-buffers.js'
 import { readJsonInput } from '../../src/intake/fusion-input.js'
-import { JsonBody, NumberText, readJsonBody } from '../../src/intake/json-body.js'
+import { JsonBody, MAX_JSON_DEPTH, NumberText, readJsonBody } from '../../src/intake/json-body.js'
 
 /**
  * The streaming JSON reader against what it replaces: Fastify's JSON parser (secure-json-parse over the whole body)
@@ -272,18 +272,27 @@ t.test('duplicate keys: the last one wins, as JSON.parse has it', async (t) => {
   t.equal(buffers.lent, 0)
 })
 
-t.test('nested values are refused by the field\'s rule, with today\'s codes, and never kept', async (t) => {
-  const deep = `${'['.repeat(50_000)}${']'.repeat(50_000)}`
-  const cases: Array<[string, string, RegExp]> = [
-    [`{"project_id":${deep},${MODEL},"image":${str(base64)}}`, 'FUSION_INVALID_FIELD', /`project_id`/],
-    [body(str(base64), `,"logo_add":{"a":${deep}}`), 'FUSION_INVALID_FIELD', /`logo_add`/],
-    [body(str(base64), `,"nested":{"a":${deep}}`), 'FUSION_UNKNOWN_FIELD', /Unknown field `nested`/],
-    [body(`{"a":${deep}}`), 'FUSION_INVALID_FIELD', /`image` must be a base64 string/]
+t.test('nested values are refused by the field\'s rule, with today\'s codes; past 64 levels, as malformed', async (t) => {
+  // The top-level object is one of the 64 levels, and in three cases an object around the arrays another.
+  const nested = (depth: number): string => `${'['.repeat(depth)}${']'.repeat(depth)}`
+  const cases = (value: string): Array<[string, string, RegExp]> => [
+    [`{"project_id":${value},${MODEL},"image":${str(base64)}}`, 'FUSION_INVALID_FIELD', /`project_id`/],
+    [body(str(base64), `,"logo_add":{"a":${value}}`), 'FUSION_INVALID_FIELD', /`logo_add`/],
+    [body(str(base64), `,"nested":{"a":${value}}`), 'FUSION_UNKNOWN_FIELD', /Unknown field `nested`/],
+    [body(`{"a":${value}}`), 'FUSION_INVALID_FIELD', /`image` must be a base64 string/]
   ]
-  for (const [text, code, message] of cases) {
+  for (const [text, code, message] of cases(nested(MAX_JSON_DEPTH - 2))) {
     t.match(reference(text), { code, message })
     t.match(await streamed(cut(text, [4096])), { code, message })
   }
+  // Millions of `[` would each hold a frame until the body ends: refused at the first level too many.
+  const tooDeep = 'The JSON body nests objects or arrays more than 64 levels deep: send the fields as one flat object.'
+  for (const [text] of [...cases(nested(MAX_JSON_DEPTH)), ...cases(nested(50_000))]) {
+    t.same(await streamed(cut(text, [4096])), { code: 'FUSION_MALFORMED_BODY', message: tooDeep })
+  }
+  t.same(await streamed([Buffer.from('['.repeat(1_000_000))]), { code: 'FUSION_MALFORMED_BODY', message: tooDeep },
+    'before the body ends, and whatever follows')
+  t.equal(buffers.lent, 0, 'every photo buffer was given back')
 })
 
 t.test('unknown fields are refused with today\'s codes; past the first 32 only one too large is kept', async (t) => {
