@@ -14,6 +14,8 @@ export interface Shutdown {
   /** Aborts every request's `stopping` signal (and those of requests still to come); returns how many were in flight. */
   hurry: () => number
   readonly hurried: boolean
+  /** Aborted once the service starts closing (the first signal): waits that only spare a client a poll end then. */
+  readonly closing: AbortSignal
 }
 
 declare module 'fastify' {
@@ -32,6 +34,7 @@ const RETRY_AFTER_SECONDS = 1
 export default fp(async (app) => {
   const inFlight = new Set<AbortController>()
   let hurried = false
+  const closing = new AbortController()
   const refusal = (): Error => fusionError('FUSION_SHUTTING_DOWN', { retryAfterSeconds: RETRY_AFTER_SECONDS })
 
   app.decorateRequest('stopping', null)
@@ -43,20 +46,20 @@ export default fp(async (app) => {
       inFlight.clear()
       return count
     },
-    get hurried () { return hurried }
+    get hurried () { return hurried },
+    closing: closing.signal
   })
 
   // Once closing, every answer closes its connection: a kept-alive one left idle after its last answer would hold the
   // exit back for the keep-alive timeout (server.close() reaps only the connections idle when it is called).
-  let closing = false
-  app.addHook('preClose', async () => { closing = true })
+  app.addHook('preClose', async () => { closing.abort() })
   app.addHook('onSend', async (_request, reply, payload) => {
-    if (closing) reply.header('connection', 'close')
+    if (closing.signal.aborted) reply.header('connection', 'close')
     return payload
   })
 
   app.addHook('onRequest', async (request, reply) => {
-    if (closing) throw refusal()
+    if (closing.signal.aborted) throw refusal()
     const controller = new AbortController()
     request.stopping = controller.signal
     if (hurried) {

@@ -151,9 +151,19 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
       clientId: opaqueId(request.client.id)
     })
     if (prefer.wait !== undefined && prefer.wait > 0) {
-      const done = await waitForJob(app.jobLine, submitted.jobId, owner, prefer.wait * 1000, request.admitted!.clientGone.signal)
-      if (done?.outcome !== undefined) {
-        return await sendOutcome(reply.header('preference-applied', `wait=${prefer.wait}`), done.outcome, wantsImage)
+      // The job is queued: whatever ends the wait early (the service closing, its line failing to answer), the client
+      // gets its id, so that a retry follows the job rather than queuing (and paying for) a second one.
+      const watched = linkSignals([request.admitted!.clientGone.signal, request.stopping, app.shutdown.closing])
+      try {
+        const done = await waitForJob(app.jobLine, submitted.jobId, owner, prefer.wait * 1000, watched.signal)
+        if (done?.outcome !== undefined) {
+          return await sendOutcome(reply.header('preference-applied', `wait=${prefer.wait}`), done.outcome, wantsImage)
+        }
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error)
+        request.log.warn({ reason }, 'waiting on a queued job failed: answering 202')
+      } finally {
+        watched.unlink()
       }
     }
     const position = submitted.position

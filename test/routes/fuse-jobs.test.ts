@@ -319,6 +319,51 @@ t.test('redis line: a job that would fill its Redis past 90 % of maxmemory is 50
   }
 })
 
+t.test('redis line: a wait its line fails to answer gives the queued job\'s id (202), and the same key the same job', async (t) => {
+  // The line on a Redis of this test's own, paused below; the stored answers on the shared one.
+  const lineRedis = await startRedisServer()
+  t.teardown(async () => await lineRedis.stop())
+  const admin = new Redis(lineRedis.url)
+  t.teardown(() => admin.disconnect())
+  const upstream = await heldUpstream(t)
+  const { url } = await startService(t, {
+    ...stubEnv('legacy', upstream.url),
+    REDIS_URL: sharedRedisUrl(),
+    QUEUE_REDIS_URL: lineRedis.url,
+    REDIS_KEY_PREFIX: redisPrefix(),
+    QUEUE_WORKERS: '1'
+  })
+  const headers = { prefer: 'respond-async, wait=20', 'idempotency-key': 'wait-on-a-stalled-line' }
+  const replying = fuseForm(url, photo, {}, headers)
+  await until(() => upstream.calls.length === 1)
+  // Longer than the line's command timeout: the wait's look at the job fails.
+  await admin.call('CLIENT', 'PAUSE', '3000', 'ALL')
+  const reply = await replying
+  t.equal(reply.status, 202, 'answered 202, not 503: the job is queued')
+  t.match(reply.headers.location, /^\/fuse\/jobs\//)
+  // Answered once the pause is over.
+  await admin.ping()
+  upstream.release()
+  const again = await fuseForm(url, photo, {}, headers)
+  t.equal(again.headers.location, reply.headers.location, 'a retry with the same key follows the same job')
+  t.equal((await finishedJob(url, reply.headers.location as string)).status, 'succeeded')
+  t.equal(upstream.calls.length, 1, 'sent upstream once')
+})
+
+t.test('memory line: a wait still running when the service starts closing is answered 202 with the job\'s id', async (t) => {
+  const upstream = await heldUpstream(t)
+  const { app, url } = await startService(t, { ...stubEnv('legacy', upstream.url), QUEUE_WORKERS: '1' })
+  const replying = fuseForm(url, photo, {}, { prefer: 'respond-async, wait=60' })
+  await until(() => upstream.calls.length === 1)
+  const closed = app.close()
+  const reply = await Promise.race([replying, new Promise<undefined>((resolve) => setTimeout(() => { resolve(undefined) }, 20_000))])
+  t.equal(reply?.status, 202, 'answered at once, not at the end of the wait (which outlasts the grace period)')
+  t.match(reply?.headers.location, /^\/fuse\/jobs\//)
+  t.equal(reply?.headers.connection, 'close')
+  upstream.release()
+  await closed
+})
+
 t.test('redis line: the same Idempotency-Key gives the same job from another replica', async (t) => {
   const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
   const env = { ...stubEnv('legacy', upstream.url), ...LINES.redis() }
