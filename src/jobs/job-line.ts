@@ -113,10 +113,11 @@ export function opaqueId (value: string): string {
 export interface Requeue { requeue: true, pauseMs: number }
 
 /**
- * Sends one job's fusion. A call the upstream's frequency control refused, or
- * one the budget could not place in time, was not billed: the job goes back to
- * the head of the line instead of failing. After frequency control the whole
- * line pauses for its Retry-After. A refusal of the budget's own needs no pause:
+ * Sends one job's fusion. A call the upstream's frequency control refused, one
+ * the budget could not place in time, or one the open circuit breaker kept from
+ * going out, was not billed: the job goes back to the head of the line instead
+ * of failing. After frequency control, and while the circuit is open, the whole
+ * line pauses for the Retry-After. A refusal of the budget's own needs no pause:
  * jobs are taken at the budget's pace (takePace), so the slots booked ahead run
  * out while the job waits its turn again; a pause of the Retry-After (whole
  * seconds) would leave the budget idle once they had.
@@ -135,7 +136,7 @@ export async function sendJob (
     })
     return { ok: true, result: fused.result, ...(fused.expiresAt !== undefined ? { expiresAt: fused.expiresAt } : {}) }
   } catch (error) {
-    if (isFusionError(error) && error.code === 'FUSION_RATE_LIMITED') {
+    if (isFusionError(error) && (error.code === 'FUSION_RATE_LIMITED' || error.code === 'FUSION_UPSTREAM_UNAVAILABLE')) {
       return { requeue: true, pauseMs: Math.max(1, error.retryAfterSeconds ?? 1) * 1000 }
     }
     if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') return { requeue: true, pauseMs: 0 }

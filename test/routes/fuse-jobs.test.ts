@@ -249,6 +249,32 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
   })
 }
 
+for (const [line, lineEnv] of Object.entries(LINES)) {
+  t.test(`${line} line: an open circuit breaker holds the line; only the jobs whose calls failed fail`, async (t) => {
+    // The first three calls fail (a proxy's HTML 502), then the upstream recovers.
+    let failuresLeft = 3
+    const upstream = await stubUpstream(t, (_call, response) => {
+      if (failuresLeft-- > 0) {
+        response.writeHead(502, { 'content-type': 'text/html' }).end('<html>bad gateway</html>')
+        return
+      }
+      answerJson(response, legacyOk)
+    })
+    const { url } = await startService(t, {
+      ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', UPSTREAM_RETRIES: '0',
+      UPSTREAM_BREAKER_MIN_CALLS: '3', UPSTREAM_BREAKER_WINDOW: '3', UPSTREAM_BREAKER_OPEN_MS: '500', UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES: '1'
+    })
+    const locations = []
+    for (let i = 0; i < 8; i++) locations.push((await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string)
+    const jobs = []
+    for (const location of locations) jobs.push(await finishedJob(url, location))
+    t.same(jobs.map((job) => job.status), ['failed', 'failed', 'failed', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded'],
+      'the three jobs whose calls failed fail; the others wait out the open circuit')
+    t.ok(jobs.slice(0, 3).every((job) => job.error.code !== 'FUSION_UPSTREAM_UNAVAILABLE'))
+    t.equal(upstream.calls.length, 8, 'one call a job')
+  })
+}
+
 t.test('redis line: frequency control pauses the line and puts the job back at its head; it never fails it', async (t) => {
   const order: string[] = []
   const upstream = await stubUpstream(t, (call, response) => {
