@@ -6,7 +6,7 @@ import { excerpt } from './excerpt.js'
 import { fieldRefusal } from './fusion/fields.js'
 import { fileTooLarge } from './intake/upload-limit.js'
 import { createLingeringClose } from './lingering-close.js'
-import { loggerOptions } from './logger.js'
+import { loggerOptions, withoutJobIds } from './logger.js'
 import { createRouteMethods } from './route-methods.js'
 import clientIdentityPlugin, { clientIdentitySettings } from './plugins/client-identity.js'
 import demoPagePlugin, { demoPageSettings } from './plugins/demo-page.js'
@@ -167,7 +167,8 @@ function logAnswer (log: FastifyBaseLogger, error: FastifyError, mapped: FusionE
     code: mapped.code,
     upstreamCode: mapped.upstreamCode,
     // Our messages quote clients by excerpts only; a library's may quote a whole header (Unsupported Media Type: …).
-    reason: isFusionError(error) ? error.message : excerpt(error.message, 200),
+    // A 404's or 405's message quotes the path, which may hold a job's id.
+    reason: withoutJobIds(isFusionError(error) ? error.message : excerpt(error.message, 200)),
     // What lies under an upstream failure (a socket error's code, "HTTP 502, an HTML page"): ours, never the client's bytes.
     ...(level !== 'info' && cause !== undefined ? { cause: { message: cause.message.slice(0, 200), code: codeOf(cause) } } : {})
   }, mapped.statusCode === 499 ? 'client closed the request' : level === 'info' ? 'request refused' : 'request failed')

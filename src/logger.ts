@@ -36,7 +36,11 @@ export const REDACT_PATHS = [
   'img_data',
   'body.image',
   'body.img_data',
-  'imageBase64'
+  'imageBase64',
+  // ioredis puts a failed command's arguments on its errors: the line's keys carry job ids.
+  'err.command.args',
+  'err.cause.command.args',
+  'cause.command.args'
 ]
 
 export function loggerOptions (level: string, stream?: DestinationStream): FastifyServerOptions['logger'] {
@@ -48,9 +52,17 @@ export function loggerOptions (level: string, stream?: DestinationStream): Fasti
   }
 }
 
-/** A job's id is all it takes to read its picture: it never reaches a log line. */
-function withoutJobId (url: string): string {
-  return url.replace(/^\/fuse\/jobs\/[^/?#]+/, '/fuse/jobs/[job]')
+/**
+ * A job's id is all it takes to read its picture: it never reaches a log line. `text` (a URL, or a message quoting a
+ * path) with the segment after each `/fuse/jobs/` replaced, spelled plainly or percent-encoded (the router decodes
+ * `/fuse/%6Aobs/…` to the same route).
+ */
+export function withoutJobIds (text: string): string {
+  let decoded = text
+  try {
+    decoded = decodeURIComponent(text)
+  } catch {}
+  return decoded.includes('/fuse/jobs/') ? decoded.replace(/\/fuse\/jobs\/[^/?#\s`]+/g, '/fuse/jobs/[job]') : text
 }
 
 /**
@@ -62,7 +74,7 @@ function requestSummary (request: FastifyRequest): Record<string, unknown> {
   const host: unknown = request.host
   return {
     method: request.method,
-    url: typeof request.url === 'string' ? excerpt(withoutJobId(request.url), 200) : undefined,
+    url: typeof request.url === 'string' ? excerpt(withoutJobIds(request.url), 200) : undefined,
     ...(typeof version === 'string' ? { version: excerpt(version, 40) } : {}),
     host: typeof host === 'string' ? excerpt(host, 100) : undefined,
     remoteAddress: request.ip,

@@ -1,5 +1,9 @@
 import t from 'tap'
-import { answerJson, captureLogs, fixture, fuseForm, startService, stubEnv, stubUpstream } from './helper.js'
+import { Redis } from 'ioredis'
+import { pino, type LoggerOptions } from 'pino'
+import { fusionError } from '../src/errors.js'
+import { loggerOptions } from '../src/logger.js'
+import { answerJson, captureLogs, fixture, fuseForm, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream } from './helper.js'
 
 t.test('no secret, signature, API key or image data reaches a log line', async (t) => {
   // An upstream of the test's own records exactly what the service signed and sent.
@@ -103,4 +107,19 @@ t.test('every line carries the request id', async (t) => {
   t.ok(mine.some((line) => line.msg === 'image normalised'))
   t.ok(mine.some((line) => line.msg === 'upstream call'))
   t.ok(mine.some((line) => line.msg === 'request completed'))
+})
+
+t.test('a Redis command\'s arguments, which carry the line\'s keys (and their job ids), are redacted from errors', async (t) => {
+  const redis = new Redis(sharedRedisUrl())
+  t.teardown(() => redis.disconnect())
+  const key = `${redisPrefix()}jobs:sent:a-job-id-that-must-not-be-logged`
+  await redis.set(key, '1', 'PX', 60_000)
+  const error = await redis.lpush(key, 'x').catch((caught: unknown) => caught) as Error & { command?: { args?: unknown } }
+  t.match(error.command?.args, [key], 'ioredis puts the arguments on its error')
+  const logs = captureLogs()
+  const log = pino(loggerOptions('info', logs.stream) as LoggerOptions, logs.stream)
+  log.error({ err: error }, 'job failed')
+  log.warn({ cause: error, err: fusionError('FUSION_QUEUE_UNAVAILABLE', { cause: error }) }, 'line failed')
+  t.match(logs.text(), /WRONGTYPE/, 'the error itself is logged')
+  t.notOk(logs.text().includes('a-job-id-that-must-not-be-logged'), 'its arguments are not')
 })

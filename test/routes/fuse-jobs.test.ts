@@ -299,6 +299,17 @@ t.test('no job id, photo or result in a log line', async (t) => {
   const { jobId } = accepted.json()
   await finishedJob(url, `/fuse/jobs/${jobId}`)
   await request(`${url}/fuse/jobs/${jobId}/events`).then(async (reply) => await reply.body.dump())
+  // Refusals that quote the path, and a path the router decodes to the job's.
+  const asked = [
+    [`/fuse/jobs/${jobId}`, 'PUT', 405], [`/fuse/jobs/${jobId}/`, 'GET', 404], [`/fuse/jobs/${jobId}/event`, 'GET', 404],
+    [`/fuse/%6Aobs/${jobId}`, 'GET', 200]
+  ] as const
+  for (const [path, method, status] of asked) {
+    const reply = await request(`${url}${path}`, { method })
+    // Read whole: the job's answer holds the picture, more than dump() reads before it cuts the connection.
+    await reply.body.text()
+    t.equal(reply.statusCode, status, `${method} ${path.replace(jobId, '…')}`)
+  }
   await request(`${url}/fuse/jobs/${jobId}`, { method: 'DELETE' }).then(async (reply) => await reply.body.dump())
   t.ok(logs.lines().some((line) => line.req !== undefined), 'the requests were logged')
   t.notOk(logs.text().includes(jobId), 'the job id is in no line')
