@@ -142,7 +142,14 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
   }
 
   async function ended (job: Job<JobData, JobOutcome>, outcome: JobOutcome, clientId: string): Promise<JobOutcome> {
-    await redis.multi().del(key.photo(job.id!), key.sent(job.id!)).zrem(key.client(clientId), job.id!).exec()
+    // The outcome stands whether the cleanup goes through or not (a Redis stalling past the command timeout): what it
+    // removes expires on its own, the client's place with its photo.
+    try {
+      await redis.multi().del(key.photo(job.id!), key.sent(job.id!)).zrem(key.client(clientId), job.id!).exec()
+    } catch (error) {
+      options.log.warn({ reason: error instanceof Error ? error.message : String(error) },
+        'job line: the cleanup after a job failed; its photo and its client\'s place expire on their own')
+    }
     options.onOutcome?.(outcome.ok ? 'succeeded' : outcome.error.code, Date.now() - job.timestamp)
     return outcome
   }
@@ -163,6 +170,10 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
   // One line per outage is the Redis plugin's: here, only what is not a lost connection.
   worker.on('error', (error) => {
     if (redis.status === 'ready') options.log.warn({ queue: { error: error.message } }, 'job worker: redis error')
+  })
+  // The processor answers every fusion error itself: a job BullMQ fails is the line's own failure (its Redis, mostly).
+  worker.on('failed', (_job, error) => {
+    options.log.error({ reason: error.message }, 'job failed in the line: its view says FUSION_INTERNAL_ERROR')
   })
   queue.on('error', () => {})
 

@@ -387,6 +387,26 @@ t.test('redis line: a wait its line fails to answer gives the queued job\'s id (
   t.equal(upstream.calls.length, 1, 'sent upstream once')
 })
 
+t.test('redis line: a Redis stall as a job ends leaves its outcome standing', async (t) => {
+  const lineRedis = await startRedisServer()
+  t.teardown(async () => await lineRedis.stop())
+  const admin = new Redis(lineRedis.url)
+  t.teardown(() => admin.disconnect())
+  const upstream = await heldUpstream(t)
+  const { url } = await startService(t, {
+    ...stubEnv('legacy', upstream.url), REDIS_URL: sharedRedisUrl(), QUEUE_REDIS_URL: lineRedis.url, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1'
+  })
+  const { location } = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers
+  await until(() => upstream.calls.length === 1)
+  // Longer than the line's command timeout: the cleanup after the answer fails; storing the outcome waits it out.
+  await admin.call('CLIENT', 'PAUSE', '3000', 'ALL')
+  upstream.release()
+  await admin.ping()
+  const job = await finishedJob(url, location as string)
+  t.equal(job.status, 'succeeded', 'the billed answer is the job\'s, not a 500')
+  t.equal(job.result.imageUrl, legacyOk.img_url)
+})
+
 t.test('memory line: a wait still running when the service starts closing is answered 202 with the job\'s id', async (t) => {
   const upstream = await heldUpstream(t)
   const { app, url } = await startService(t, { ...stubEnv('legacy', upstream.url), QUEUE_WORKERS: '1' })
