@@ -264,6 +264,24 @@ export async function stubUpstream (
 }
 
 /** A JSON answer from a stub upstream. */
+/** An upstream whose answers (`body`, a legacy success by default) wait until released, so jobs can be held queued or running. */
+export async function heldUpstream (
+  t: Teardown, body: unknown = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
+): Promise<{ url: string, calls: StubCall[], release: () => void, hold: () => void }> {
+  const held: Array<() => void> = []
+  let open = false
+  const upstream = await stubUpstream(t, (_call, response) => {
+    const answer = (): void => { answerJson(response, body) }
+    if (open) answer()
+    else held.push(answer)
+  })
+  return {
+    ...upstream,
+    release: () => { open = true; held.splice(0).forEach((answer) => { answer() }) },
+    hold: () => { open = false }
+  }
+}
+
 export function answerJson (response: ServerResponse, body: unknown, status = 200, headers: Record<string, string> = {}): void {
   response.writeHead(status, { 'content-type': 'application/json', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body))
 }

@@ -50,6 +50,8 @@ declare module 'ioredis' {
 
 /** The BullMQ queue, under REDIS_KEY_PREFIX (an operator may pause it with BullMQ's own tools; the bench does). */
 export const QUEUE_NAME = 'fusion'
+/** How old a read of the wait list may be for a queued job's place. */
+const WAITING_READ_MS = 1_000
 /** How long closing waits for BullMQ when the line's Redis is unreachable. */
 const CLOSE_UNREACHABLE_MS = 1_000
 /**
@@ -111,6 +113,24 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     const [index, length] = await Promise.all([redis.lpos(waitKey, jobId), redis.llen(waitKey)])
     // Jobs enter on the left and leave on the right: the rightmost is next.
     return index === null ? undefined : length - index
+  }
+
+  /**
+   * The wait list as this replica last read it, at most a second ago: every view of a queued job within that second
+   * shares one read. Asked of each view, BullMQ's state and LPOS walk the list, and ten thousand clients following
+   * their jobs (`/events` looks once a second) would cost Redis more than a second of work every second.
+   */
+  let lastRead: { at: number, places: Promise<Map<string, number>> } | undefined
+  async function placesInLine (): Promise<Map<string, number>> {
+    if (lastRead !== undefined && Date.now() - lastRead.at < WAITING_READ_MS) return await lastRead.places
+    const read = {
+      at: Date.now(),
+      places: redis.lrange(waitKey, 0, -1).then((ids) => new Map(ids.map((id, index) => [id, ids.length - index])))
+    }
+    // A failed read is not kept: the next view reads again.
+    read.places.catch(() => { if (lastRead === read) lastRead = undefined })
+    lastRead = read
+    return await read.places
   }
 
   async function processJob (job: Job<JobData, JobOutcome>): Promise<JobOutcome> {
@@ -179,6 +199,11 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
 
   async function view (job: Job<JobData, JobOutcome>): Promise<JobView> {
     const base = { jobId: job.id!, createdAt: job.timestamp, answer: job.data.answer, requestId: job.data.requestId }
+    const queued = async (place: number): Promise<JobView> =>
+      ({ ...base, status: 'queued', position: place, etaSeconds: etaSeconds(place, await currentPace()) })
+    // In the line when it was last read (a job queued since, or taken, or done, is asked of BullMQ).
+    const listed = job.finishedOn === undefined ? (await placesInLine()).get(job.id!) : undefined
+    if (listed !== undefined) return await queued(listed)
     const state = await job.getState()
     // BullMQ sets processedOn each time a worker takes the job (again after a pause or a crash): the last time counts.
     const started = job.processedOn !== undefined ? { startedAt: job.processedOn } : {}
@@ -193,9 +218,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     }
     if (state === 'active') return { ...base, ...started, status: 'running' }
     const place = await position(job.id!)
-    return place === undefined
-      ? { ...base, status: 'queued' }
-      : { ...base, status: 'queued', position: place, etaSeconds: etaSeconds(place, await currentPace()) }
+    return place === undefined ? { ...base, status: 'queued' } : await queued(place)
   }
 
   async function find (jobId: string, owner: string | undefined): Promise<Job<JobData, JobOutcome> | undefined> {

@@ -1,9 +1,8 @@
 import t from 'tap'
-import type { Test } from 'tap'
-import { Redis } from 'ioredis'
 import { request } from 'undici'
-import { startRedisServer } from '../../scripts/redis-server.js'
-import { answerJson, captureLogs, finishedJob, fixture, fuseForm, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until, type StubCall } from '../helper.js'
+import {
+  answerJson, captureLogs, finishedJob, fixture, fuseForm, heldUpstream, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
+} from '../helper.js'
 
 const photo = fixture('orientation-1.jpg')
 const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
@@ -13,22 +12,6 @@ const legacyBase64 = { ret: '0', msg: 'ok', img_base64: fixture('face.jpg').toSt
 const LINES = {
   memory: (): Record<string, string> => ({}),
   redis: (): Record<string, string> => ({ REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
-}
-
-/** An upstream whose answers wait until released, so jobs can be held queued or running. */
-async function heldUpstream (t: Test, body: unknown = legacyOk): Promise<{ url: string, calls: StubCall[], release: () => void, hold: () => void }> {
-  const held: Array<() => void> = []
-  let open = false
-  const upstream = await stubUpstream(t, (_call, response) => {
-    const answer = (): void => { answerJson(response, body) }
-    if (open) answer()
-    else held.push(answer)
-  })
-  return {
-    ...upstream,
-    release: () => { open = true; held.splice(0).forEach((answer) => { answer() }) },
-    hold: () => { open = false }
-  }
 }
 
 async function getJob (url: string, location: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: Record<string, unknown>, body: any, bytes: Buffer }> {
@@ -249,48 +232,6 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
   })
 }
 
-for (const [line, lineEnv] of Object.entries(LINES)) {
-  t.test(`${line} line: an open circuit breaker holds the line; only the jobs whose calls failed fail`, async (t) => {
-    // The first three calls fail (a proxy's HTML 502), then the upstream recovers.
-    let failuresLeft = 3
-    const upstream = await stubUpstream(t, (_call, response) => {
-      if (failuresLeft-- > 0) {
-        response.writeHead(502, { 'content-type': 'text/html' }).end('<html>bad gateway</html>')
-        return
-      }
-      answerJson(response, legacyOk)
-    })
-    const { url } = await startService(t, {
-      ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', UPSTREAM_RETRIES: '0',
-      UPSTREAM_BREAKER_MIN_CALLS: '3', UPSTREAM_BREAKER_WINDOW: '3', UPSTREAM_BREAKER_OPEN_MS: '500', UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES: '1'
-    })
-    const locations = []
-    for (let i = 0; i < 8; i++) locations.push((await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string)
-    const jobs = []
-    for (const location of locations) jobs.push(await finishedJob(url, location))
-    t.same(jobs.map((job) => job.status), ['failed', 'failed', 'failed', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded'],
-      'the three jobs whose calls failed fail; the others wait out the open circuit')
-    t.ok(jobs.slice(0, 3).every((job) => job.error.code !== 'FUSION_UPSTREAM_UNAVAILABLE'))
-    t.equal(upstream.calls.length, 8, 'one call a job')
-  })
-}
-
-t.test('redis line: frequency control pauses the line and puts the job back at its head; it never fails it', async (t) => {
-  const order: string[] = []
-  const upstream = await stubUpstream(t, (call, response) => {
-    order.push(JSON.parse(call.body.toString()).model_id)
-    if (call.number === 1) answerJson(response, { ret: '-20004', msg: 'too frequent' })
-    else answerJson(response, legacyOk)
-  })
-  const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...LINES.redis(), QUEUE_WORKERS: '1', UPSTREAM_BACKOFF_MS: '500' })
-  const first = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_1' }, { prefer: 'respond-async' })).headers.location as string
-  for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
-  const second = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_2' }, { prefer: 'respond-async' })).headers.location as string
-  t.equal((await finishedJob(url, first)).status, 'succeeded', 'the refused job was sent again, not failed')
-  t.equal((await finishedJob(url, second)).status, 'succeeded')
-  t.same(order, ['qc_100307_152854_1', 'qc_100307_152854_1', 'qc_100307_152854_2'], 'first in, first out: the refused job went first again')
-})
-
 t.test('no job id, photo or result in a log line', async (t) => {
   const logs = captureLogs()
   const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyBase64) })
@@ -315,110 +256,6 @@ t.test('no job id, photo or result in a log line', async (t) => {
   t.notOk(logs.text().includes(jobId), 'the job id is in no line')
   t.notOk(logs.text().includes(legacyBase64.img_base64.slice(0, 40)), 'nor the result')
   t.match(logs.text(), /\/fuse\/jobs\/\[job\]/)
-})
-
-t.test('redis line: a job that would fill its Redis past 90 % of maxmemory is 503 FUSION_QUEUE_FULL; every job taken ends', async (t) => {
-  // A Redis of this test's own: its memory limit concerns no other test.
-  const redis = await startRedisServer()
-  t.teardown(async () => await redis.stop())
-  const admin = new Redis(redis.url)
-  t.teardown(() => admin.disconnect())
-  const usedMemory = async (): Promise<number> => Number(/^used_memory:(\d+)/m.exec(await admin.info('memory'))?.[1])
-  const upstream = await heldUpstream(t)
-  const { url } = await startService(t, {
-    ...stubEnv('legacy', upstream.url), REDIS_URL: redis.url, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '1000'
-  })
-  // A photo of about 100 KB once normalised; the first job loads BullMQ's scripts and holds the worker.
-  const large = fixture('face.jpg')
-  const first = await fuseForm(url, large, {}, { prefer: 'respond-async' })
-  t.equal(first.status, 202)
-  await until(() => upstream.calls.length === 1)
-  const limit = await usedMemory() + 4 * 1024 * 1024
-  await admin.config('SET', 'maxmemory', String(limit))
-  await admin.config('SET', 'maxmemory-policy', 'noeviction')
-
-  const taken = [first]
-  let refused
-  for (let i = 0; i < 200 && refused === undefined; i++) {
-    const reply = await fuseForm(url, large, {}, { prefer: 'respond-async' })
-    if (reply.status === 202) taken.push(reply)
-    else refused = reply
-  }
-  t.ok(taken.length > 10, `jobs are taken until the store nears its limit (${taken.length})`)
-  t.equal(refused?.status, 503)
-  t.equal(refused?.json().code, 'FUSION_QUEUE_FULL', 'refused as a full line, before Redis refuses a write')
-  t.ok(Number(refused?.headers['retry-after']) >= 1, 'with Retry-After')
-  t.ok(await usedMemory() <= limit, 'the store stays within its limit')
-
-  upstream.release()
-  for (const reply of taken) {
-    t.equal((await finishedJob(url, reply.headers.location as string)).status, 'succeeded', 'every job taken ends with its result stored')
-  }
-})
-
-t.test('redis line: a wait its line fails to answer gives the queued job\'s id (202), and the same key the same job', async (t) => {
-  // The line on a Redis of this test's own, paused below; the stored answers on the shared one.
-  const lineRedis = await startRedisServer()
-  t.teardown(async () => await lineRedis.stop())
-  const admin = new Redis(lineRedis.url)
-  t.teardown(() => admin.disconnect())
-  const upstream = await heldUpstream(t)
-  const { url } = await startService(t, {
-    ...stubEnv('legacy', upstream.url),
-    REDIS_URL: sharedRedisUrl(),
-    QUEUE_REDIS_URL: lineRedis.url,
-    REDIS_KEY_PREFIX: redisPrefix(),
-    QUEUE_WORKERS: '1'
-  })
-  const headers = { prefer: 'respond-async, wait=20', 'idempotency-key': 'wait-on-a-stalled-line' }
-  const replying = fuseForm(url, photo, {}, headers)
-  await until(() => upstream.calls.length === 1)
-  // Longer than the line's command timeout: the wait's look at the job fails.
-  await admin.call('CLIENT', 'PAUSE', '3000', 'ALL')
-  const reply = await replying
-  t.equal(reply.status, 202, 'answered 202, not 503: the job is queued')
-  t.match(reply.headers.location, /^\/fuse\/jobs\//)
-  // Answered once the pause is over.
-  await admin.ping()
-  upstream.release()
-  const again = await fuseForm(url, photo, {}, headers)
-  t.equal(again.headers.location, reply.headers.location, 'a retry with the same key follows the same job')
-  t.equal((await finishedJob(url, reply.headers.location as string)).status, 'succeeded')
-  t.equal(upstream.calls.length, 1, 'sent upstream once')
-})
-
-t.test('redis line: a Redis stall as a job ends leaves its outcome standing', async (t) => {
-  const lineRedis = await startRedisServer()
-  t.teardown(async () => await lineRedis.stop())
-  const admin = new Redis(lineRedis.url)
-  t.teardown(() => admin.disconnect())
-  const upstream = await heldUpstream(t)
-  const { url } = await startService(t, {
-    ...stubEnv('legacy', upstream.url), REDIS_URL: sharedRedisUrl(), QUEUE_REDIS_URL: lineRedis.url, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1'
-  })
-  const { location } = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers
-  await until(() => upstream.calls.length === 1)
-  // Longer than the line's command timeout: the cleanup after the answer fails; storing the outcome waits it out.
-  await admin.call('CLIENT', 'PAUSE', '3000', 'ALL')
-  upstream.release()
-  await admin.ping()
-  const job = await finishedJob(url, location as string)
-  t.equal(job.status, 'succeeded', 'the billed answer is the job\'s, not a 500')
-  t.equal(job.result.imageUrl, legacyOk.img_url)
-})
-
-t.test('memory line: a wait still running when the service starts closing is answered 202 with the job\'s id', async (t) => {
-  const upstream = await heldUpstream(t)
-  const { app, url } = await startService(t, { ...stubEnv('legacy', upstream.url), QUEUE_WORKERS: '1' })
-  const replying = fuseForm(url, photo, {}, { prefer: 'respond-async, wait=60' })
-  await until(() => upstream.calls.length === 1)
-  const closed = app.close()
-  const reply = await Promise.race([replying, new Promise<undefined>((resolve) => setTimeout(() => { resolve(undefined) }, 20_000))])
-  t.equal(reply?.status, 202, 'answered at once, not at the end of the wait (which outlasts the grace period)')
-  t.match(reply?.headers.location, /^\/fuse\/jobs\//)
-  t.equal(reply?.headers.connection, 'close')
-  upstream.release()
-  await closed
 })
 
 t.test('redis line: the same Idempotency-Key gives the same job from another replica', async (t) => {

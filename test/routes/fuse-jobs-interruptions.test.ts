@@ -1,0 +1,105 @@
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { startRedisServer } from '../../scripts/redis-server.js'
+import {
+  answerJson, finishedJob, fixture, fuseForm, heldUpstream, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
+} from '../helper.js'
+
+/** What interrupts a job on its way (the upstream failing or throttling, the line stalling, the service closing), and what the job and its client get. */
+
+const photo = fixture('orientation-1.jpg')
+const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
+
+/** Both lines: in memory (no Redis) and BullMQ on a real Redis. */
+const LINES = {
+  memory: (): Record<string, string> => ({}),
+  redis: (): Record<string, string> => ({ REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
+}
+
+for (const [line, lineEnv] of Object.entries(LINES)) {
+  t.test(`${line} line: an open circuit breaker holds the line; only the jobs whose calls failed fail`, async (t) => {
+    // The first three calls fail (a proxy's HTML 502), then the upstream recovers.
+    let failuresLeft = 3
+    const upstream = await stubUpstream(t, (_call, response) => {
+      if (failuresLeft-- > 0) {
+        response.writeHead(502, { 'content-type': 'text/html' }).end('<html>bad gateway</html>')
+        return
+      }
+      answerJson(response, legacyOk)
+    })
+    const { url } = await startService(t, {
+      ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', UPSTREAM_RETRIES: '0',
+      UPSTREAM_BREAKER_MIN_CALLS: '3', UPSTREAM_BREAKER_WINDOW: '3', UPSTREAM_BREAKER_OPEN_MS: '500', UPSTREAM_BREAKER_HALF_OPEN_SUCCESSES: '1'
+    })
+    const locations = []
+    for (let i = 0; i < 8; i++) locations.push((await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string)
+    const jobs = []
+    for (const location of locations) jobs.push(await finishedJob(url, location))
+    t.same(jobs.map((job) => job.status), ['failed', 'failed', 'failed', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded'],
+      'the three jobs whose calls failed fail; the others wait out the open circuit')
+    t.ok(jobs.slice(0, 3).every((job) => job.error.code !== 'FUSION_UPSTREAM_UNAVAILABLE'))
+    t.equal(upstream.calls.length, 8, 'one call a job')
+  })
+}
+
+t.test('redis line: frequency control pauses the line and puts the job back at its head; it never fails it', async (t) => {
+  const order: string[] = []
+  const upstream = await stubUpstream(t, (call, response) => {
+    order.push(JSON.parse(call.body.toString()).model_id)
+    if (call.number === 1) answerJson(response, { ret: '-20004', msg: 'too frequent' })
+    else answerJson(response, legacyOk)
+  })
+  const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...LINES.redis(), QUEUE_WORKERS: '1', UPSTREAM_BACKOFF_MS: '500' })
+  const first = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_1' }, { prefer: 'respond-async' })).headers.location as string
+  for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  const second = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_2' }, { prefer: 'respond-async' })).headers.location as string
+  t.equal((await finishedJob(url, first)).status, 'succeeded', 'the refused job was sent again, not failed')
+  t.equal((await finishedJob(url, second)).status, 'succeeded')
+  t.same(order, ['qc_100307_152854_1', 'qc_100307_152854_1', 'qc_100307_152854_2'], 'first in, first out: the refused job went first again')
+})
+
+t.test('redis line: a wait its line fails to answer gives the queued job\'s id (202), and the same key the same job', async (t) => {
+  // The line on a Redis of this test's own, paused below; the stored answers on the shared one.
+  const lineRedis = await startRedisServer()
+  t.teardown(async () => await lineRedis.stop())
+  const admin = new Redis(lineRedis.url)
+  t.teardown(() => admin.disconnect())
+  const upstream = await heldUpstream(t)
+  const { url } = await startService(t, {
+    ...stubEnv('legacy', upstream.url),
+    REDIS_URL: sharedRedisUrl(),
+    QUEUE_REDIS_URL: lineRedis.url,
+    REDIS_KEY_PREFIX: redisPrefix(),
+    QUEUE_WORKERS: '1'
+  })
+  const headers = { prefer: 'respond-async, wait=20', 'idempotency-key': 'wait-on-a-stalled-line' }
+  const replying = fuseForm(url, photo, {}, headers)
+  await until(() => upstream.calls.length === 1)
+  // Longer than the line's command timeout: the wait's look at the job fails.
+  await admin.call('CLIENT', 'PAUSE', '3000', 'ALL')
+  const reply = await replying
+  t.equal(reply.status, 202, 'answered 202, not 503: the job is queued')
+  t.match(reply.headers.location, /^\/fuse\/jobs\//)
+  // Answered once the pause is over.
+  await admin.ping()
+  upstream.release()
+  const again = await fuseForm(url, photo, {}, headers)
+  t.equal(again.headers.location, reply.headers.location, 'a retry with the same key follows the same job')
+  t.equal((await finishedJob(url, reply.headers.location as string)).status, 'succeeded')
+  t.equal(upstream.calls.length, 1, 'sent upstream once')
+})
+
+t.test('memory line: a wait still running when the service starts closing is answered 202 with the job\'s id', async (t) => {
+  const upstream = await heldUpstream(t)
+  const { app, url } = await startService(t, { ...stubEnv('legacy', upstream.url), QUEUE_WORKERS: '1' })
+  const replying = fuseForm(url, photo, {}, { prefer: 'respond-async, wait=60' })
+  await until(() => upstream.calls.length === 1)
+  const closed = app.close()
+  const reply = await Promise.race([replying, new Promise<undefined>((resolve) => setTimeout(() => { resolve(undefined) }, 20_000))])
+  t.equal(reply?.status, 202, 'answered at once, not at the end of the wait (which outlasts the grace period)')
+  t.match(reply?.headers.location, /^\/fuse\/jobs\//)
+  t.equal(reply?.headers.connection, 'close')
+  upstream.release()
+  await closed
+})
+
