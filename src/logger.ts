@@ -62,7 +62,7 @@ export function withoutJobIds (text: string): string {
   try {
     decoded = decodeURIComponent(text)
   } catch {}
-  return decoded.includes('/fuse/jobs/') ? decoded.replace(/\/fuse\/jobs\/[^/?#\s`]+/g, '/fuse/jobs/[job]') : text
+  return decoded.includes('/fuse/jobs/') ? decoded.replace(/\/fuse\/jobs\/[^/?#\s\x60]+/g, '/fuse/jobs/[job]') : text
 }
 
 /**
