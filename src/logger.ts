@@ -55,13 +55,11 @@ export function loggerOptions (level: string, stream?: DestinationStream): Fasti
 /**
  * A job's id is all it takes to read its picture: it never reaches a log line. `text` (a URL, or a message quoting a
  * path) with the segment after each `/fuse/jobs/` replaced, spelled plainly or percent-encoded (the router decodes
- * `/fuse/%6Aobs/…` to the same route).
+ * `/fuse/%6Aobs/…` to the same route). Each escape is read as the byte it names, so no malformed one elsewhere in the
+ * text can stop the rest being read.
  */
 export function withoutJobIds (text: string): string {
-  let decoded = text
-  try {
-    decoded = decodeURIComponent(text)
-  } catch {}
+  const decoded = text.replace(/%([0-9A-Fa-f]{2})/g, (_escape, hex: string) => String.fromCharCode(parseInt(hex, 16)))
   return decoded.includes('/fuse/jobs/') ? decoded.replace(/\/fuse\/jobs\/[^/?#\s\x60]+/g, '/fuse/jobs/[job]') : text
 }
 

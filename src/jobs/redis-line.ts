@@ -60,6 +60,8 @@ const CLOSE_UNREACHABLE_MS = 1_000
  * result cannot be stored is lost after its call was billed.
  */
 const MEMORY_FILL_LIMIT = 0.9
+/** The least Retry-After of a refusal for memory. */
+const MEMORY_RETRY_AFTER_SECONDS = 10
 export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
 /**
  * The wait line on Redis with BullMQ, shared by every replica: first in, first
@@ -197,12 +199,13 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
   })
   queue.on('error', () => {})
 
-  async function view (job: Job<JobData, JobOutcome>): Promise<JobView> {
+  /** The job as it stands; `shared`: a queued job's place may come from the line as read up to a second ago. */
+  async function view (job: Job<JobData, JobOutcome>, shared = true): Promise<JobView> {
     const base = { jobId: job.id!, createdAt: job.timestamp, answer: job.data.answer, requestId: job.data.requestId }
     const queued = async (place: number): Promise<JobView> =>
       ({ ...base, status: 'queued', position: place, etaSeconds: etaSeconds(place, await currentPace()) })
     // In the line when it was last read (a job queued since, or taken, or done, is asked of BullMQ).
-    const listed = job.finishedOn === undefined ? (await placesInLine()).get(job.id!) : undefined
+    const listed = shared && job.finishedOn === undefined ? (await placesInLine()).get(job.id!) : undefined
     if (listed !== undefined) return await queued(listed)
     const state = await job.getState()
     // BullMQ sets processedOn each time a worker takes the job (again after a pause or a crash): the last time counts.
@@ -245,10 +248,11 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
   async function assertMemoryRoom (photoBytes: number, waiting: number, pace: Pace): Promise<void> {
     const { used, max } = await memoryUse()
     if (max === 0 || used + photoBytes <= max * MEMORY_FILL_LIMIT) return
-    // Memory comes back as queued jobs finish and their photos go: a tenth of the line drained gives some back.
+    // Memory comes back as queued jobs finish and their photos go (a tenth of the line drained gives some back), or as
+    // stored results expire: not within a second, so each retry's upload and resize is not wasted as often.
     throw fusionError('FUSION_QUEUE_FULL', {
       cause: new Error(`the line's Redis is past ${MEMORY_FILL_LIMIT * 100} % of its maxmemory`),
-      retryAfterSeconds: etaSeconds(Math.max(1, Math.ceil(waiting / 10)), pace)
+      retryAfterSeconds: Math.max(MEMORY_RETRY_AFTER_SECONDS, etaSeconds(Math.ceil(waiting / 10), pace))
     })
   }
 
@@ -304,7 +308,8 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
         if (canceled !== undefined) await redis.del(key.canceled(jobId))
         return canceled
       }
-      const current = await view(job)
+      // Asked of BullMQ, not of the shared read: a job taken since is running, and one that ends meanwhile is not canceled.
+      const current = await view(job, false)
       if (current.status === 'running') throw fusionError('FUSION_JOB_RUNNING')
       try {
         // BullMQ refuses to remove a job a worker has locked: it started meanwhile.

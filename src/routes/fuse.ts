@@ -152,8 +152,10 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
     })
     if (prefer.wait !== undefined && prefer.wait > 0) {
       // The job is queued: whatever ends the wait early (the service closing, its line failing to answer), the client
-      // gets its id, so that a retry follows the job rather than queuing (and paying for) a second one.
-      const watched = linkSignals([request.admitted!.clientGone.signal, request.stopping, app.shutdown.closing])
+      // gets its id, so that a retry follows the job rather than queuing (and paying for) a second one. A line in this
+      // process's memory ends with it: there the wait goes on while the service closes, for the answer itself.
+      const closing = app.jobLine.mode() === 'local' ? undefined : app.shutdown.closing
+      const watched = linkSignals([request.admitted!.clientGone.signal, request.stopping, closing])
       try {
         const done = await waitForJob(app.jobLine, submitted.jobId, owner, prefer.wait * 1000, watched.signal)
         if (done?.outcome !== undefined) {

@@ -89,18 +89,37 @@ t.test('redis line: a wait its line fails to answer gives the queued job\'s id (
   t.equal(upstream.calls.length, 1, 'sent upstream once')
 })
 
-t.test('memory line: a wait still running when the service starts closing is answered 202 with the job\'s id', async (t) => {
+t.test('redis line: waits still running when the service starts closing are answered 202 with their jobs\' ids', async (t) => {
+  const upstream = await heldUpstream(t)
+  const { app, url } = await startService(t, {
+    ...stubEnv('legacy', upstream.url), ...LINES.redis(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '100'
+  })
+  const replying = Array.from({ length: 3 }, async () => await fuseForm(url, photo, {}, { prefer: 'respond-async, wait=60' }))
+  await until(() => upstream.calls.length === 1)
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const closed = app.close()
+  // A guard, not a measure: unanswered after 20 s, the waits were not cut short.
+  const replies = await Promise.race([Promise.all(replying), new Promise<undefined>((resolve) => setTimeout(() => { resolve(undefined) }, 20_000).unref())])
+  t.same(replies?.map((reply) => reply.status), [202, 202, 202], 'answered at once, not at the end of the wait (which outlasts the grace period)')
+  t.ok(replies?.every((reply) => /^\/fuse\/jobs\//.test(String(reply.headers.location))), 'each with where to follow its job')
+  t.equal(replies?.[0]?.headers.connection, 'close')
+  upstream.release()
+  await closed
+})
+
+t.test('memory line: a wait still running when the service starts closing goes on, and gets the answer itself', async (t) => {
+  // The line ends with the process: a job id would lead nowhere.
   const upstream = await heldUpstream(t)
   const { app, url } = await startService(t, { ...stubEnv('legacy', upstream.url), QUEUE_WORKERS: '1' })
   const replying = fuseForm(url, photo, {}, { prefer: 'respond-async, wait=60' })
   await until(() => upstream.calls.length === 1)
   const closed = app.close()
-  // A guard, not a measure: unanswered after 20 s, the wait was not cut short.
-  const reply = await Promise.race([replying, new Promise<undefined>((resolve) => setTimeout(() => { resolve(undefined) }, 20_000).unref())])
-  t.equal(reply?.status, 202, 'answered at once, not at the end of the wait (which outlasts the grace period)')
-  t.match(reply?.headers.location, /^\/fuse\/jobs\//)
-  t.equal(reply?.headers.connection, 'close')
+  await new Promise((resolve) => setTimeout(resolve, 500))
   upstream.release()
+  const reply = await replying
+  t.equal(reply.status, 200, 'the fusion\'s own answer')
+  t.equal(reply.json().imageUrl, legacyOk.img_url)
+  t.equal(reply.headers['preference-applied'], 'wait=60')
   await closed
 })
 

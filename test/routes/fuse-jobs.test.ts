@@ -243,7 +243,7 @@ t.test('no job id, photo or result in a log line', async (t) => {
   // Refusals that quote the path, and a path the router decodes to the job's.
   const asked = [
     [`/fuse/jobs/${jobId}`, 'PUT', 405], [`/fuse/jobs/${jobId}/`, 'GET', 404], [`/fuse/jobs/${jobId}/event`, 'GET', 404],
-    [`/fuse/%6Aobs/${jobId}`, 'GET', 200]
+    [`/fuse/%6Aobs/${jobId}`, 'GET', 200], [`/fuse/%6Aobs/${jobId}?x=%`, 'GET', 200]
   ] as const
   for (const [path, method, status] of asked) {
     const reply = await request(`${url}${path}`, { method })
