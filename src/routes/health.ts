@@ -1,16 +1,20 @@
+import type { Static } from '@sinclair/typebox'
 import type { FastifyPluginAsync } from 'fastify'
 import type { ConfigSlice } from '../config/load.js'
-import { healthRouteSchemas } from '../schemas.js'
+import { healthRouteSchemas, type Health, type Readiness } from '../schemas.js'
 
 /** The settings this plugin reads. */
 export const healthRouteSettings = ['READYZ_REQUIRES_REDIS'] as const
 
-/** GET /healthz: alive, and which upstream answers. Cheap: touches nothing remote. */
+/**
+ * GET /healthz: alive, and which upstream answers. Cheap: touches nothing remote. Each answer is typed by the schema
+ * it is serialised with, so a field added to one and not the other fails the build rather than vanishing from it.
+ */
 const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSettings[number]> }> = async (app, { config }) => {
   app.get('/healthz', {
     config: { health: true },
     schema: healthRouteSchemas.healthz
-  }, async () => {
+  }, async (): Promise<Static<typeof Health>> => {
     const upstream = app.upstream.client.describe()
     return {
       status: 'ok',
@@ -32,7 +36,7 @@ const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSe
   app.get('/readyz', {
     config: { health: true },
     schema: healthRouteSchemas.readyz
-  }, async (_request, reply) => {
+  }, async (_request, reply): Promise<Static<typeof Readiness>> => {
     // Each component says its own state. An open circuit: this replica would only answer 503; let the gateway send
     // traffic elsewhere.
     const breaker = app.upstream.breaker.state()
@@ -41,6 +45,7 @@ const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSe
     const redisBlocks = config.READYZ_REQUIRES_REDIS && redisStatus === 'unreachable'
     if (redisBlocks) reply.code(503)
     const budget = app.upstreamBudget.mode()
+    const line = app.jobLine.mode()
     return {
       status: breaker === 'open' || redisBlocks ? 'not ready' : 'ready',
       upstreamBreaker: breaker,
@@ -49,7 +54,7 @@ const healthRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof healthRouteSe
       budget: budget === 'shared' ? 'shared' : budget === 'fallback' ? 'per-replica fallback' : 'local',
       clientLimits: app.redis === undefined ? 'local' : redisStatus === 'ready' ? 'shared' : 'fail open',
       // Without its Redis the line refuses new jobs (503): synchronous fusions still work.
-      jobLine: app.jobLine.mode() === 'down' ? 'unreachable' : app.jobLine.mode()
+      jobLine: line === 'down' ? 'unreachable' : line
     }
   })
 }
