@@ -7,6 +7,7 @@ import { Writable } from 'node:stream'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
 import { request } from 'undici'
 import type { DestinationStream } from 'pino'
 import { buildApp } from '../src/app.js'
@@ -14,7 +15,7 @@ import { loadConfig } from '../src/config/load.js'
 import { emulatorPlugin, type EmulatorOptions } from '../emulator/plugin.js'
 import { completeWithStandIn } from '../emulator/stand-in.js'
 import { freePort } from '../scripts/free-port.js'
-import { REDIS_INSTALL_HINT } from '../scripts/redis-server.js'
+import { REDIS_INSTALL_HINT, startRedisServer } from '../scripts/redis-server.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -263,7 +264,18 @@ export async function stubUpstream (
   return { url: `http://127.0.0.1:${port}/fuseapi/face`, calls }
 }
 
-/** A JSON answer from a stub upstream. */
+/**
+ * A redis-server of the test's own, for a test that pauses, limits or counts it (the shared one serves other tests
+ * at once), with a client to do so; both end with the test.
+ */
+export async function ownRedis (t: Teardown): Promise<{ url: string, admin: Redis }> {
+  const server = await startRedisServer()
+  t.teardown(async () => await server.stop())
+  const admin = new Redis(server.url)
+  t.teardown(() => admin.disconnect())
+  return { url: server.url, admin }
+}
+
 /** An upstream whose answers (`body`, a legacy success by default) wait until released, so jobs can be held queued or running. */
 export async function heldUpstream (
   t: Teardown, body: unknown = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
@@ -282,6 +294,7 @@ export async function heldUpstream (
   }
 }
 
+/** A JSON answer from a stub upstream. */
 export function answerJson (response: ServerResponse, body: unknown, status = 200, headers: Record<string, string> = {}): void {
   response.writeHead(status, { 'content-type': 'application/json', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body))
 }

@@ -1,8 +1,6 @@
 import t from 'tap'
-import { Redis } from 'ioredis'
 import { request } from 'undici'
-import { startRedisServer } from '../../scripts/redis-server.js'
-import { finishedJob, fixture, fuseForm, heldUpstream, redisPrefix, sharedRedisUrl, startService, stubEnv, until } from '../helper.js'
+import { finishedJob, fixture, fuseForm, heldUpstream, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, until } from '../helper.js'
 
 /** The Redis line (src/jobs/redis-line.ts) as the service runs it, each test on a Redis of its own where it tampers with it. */
 
@@ -15,14 +13,11 @@ async function view (url: string, location: string): Promise<any> {
 
 t.test('redis line: a job that would fill its Redis past 90 % of maxmemory is 503 FUSION_QUEUE_FULL; every job taken ends', async (t) => {
   // A Redis of this test's own: its memory limit concerns no other test.
-  const redis = await startRedisServer()
-  t.teardown(async () => await redis.stop())
-  const admin = new Redis(redis.url)
-  t.teardown(() => admin.disconnect())
+  const { url: redisUrl, admin } = await ownRedis(t)
   const usedMemory = async (): Promise<number> => Number(/^used_memory:(\d+)/m.exec(await admin.info('memory'))?.[1])
   const upstream = await heldUpstream(t)
   const { url } = await startService(t, {
-    ...stubEnv('legacy', upstream.url), REDIS_URL: redis.url, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '1000'
+    ...stubEnv('legacy', upstream.url), REDIS_URL: redisUrl, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '1000'
   })
   // A photo of about 100 KB once normalised; the first job loads BullMQ's scripts and holds the worker.
   const large = fixture('face.jpg')
@@ -54,13 +49,10 @@ t.test('redis line: a job that would fill its Redis past 90 % of maxmemory is 50
 
 t.test('redis line: views of queued jobs share one read of the line a second, not a walk of it each', async (t) => {
   // A Redis of this test's own, to count the commands the views send.
-  const redis = await startRedisServer()
-  t.teardown(async () => await redis.stop())
-  const admin = new Redis(redis.url)
-  t.teardown(() => admin.disconnect())
+  const { url: redisUrl, admin } = await ownRedis(t)
   const upstream = await heldUpstream(t)
   const { url } = await startService(t, {
-    ...stubEnv('legacy', upstream.url), REDIS_URL: redis.url, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '100'
+    ...stubEnv('legacy', upstream.url), REDIS_URL: redisUrl, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '100'
   })
   const locations = []
   for (let i = 0; i < 13; i++) locations.push((await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string)
@@ -79,13 +71,10 @@ t.test('redis line: views of queued jobs share one read of the line a second, no
 })
 
 t.test('redis line: a Redis stall as a job ends leaves its outcome standing', async (t) => {
-  const lineRedis = await startRedisServer()
-  t.teardown(async () => await lineRedis.stop())
-  const admin = new Redis(lineRedis.url)
-  t.teardown(() => admin.disconnect())
+  const { url: lineRedisUrl, admin } = await ownRedis(t)
   const upstream = await heldUpstream(t)
   const { url } = await startService(t, {
-    ...stubEnv('legacy', upstream.url), REDIS_URL: sharedRedisUrl(), QUEUE_REDIS_URL: lineRedis.url, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1'
+    ...stubEnv('legacy', upstream.url), REDIS_URL: sharedRedisUrl(), QUEUE_REDIS_URL: lineRedisUrl, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1'
   })
   const { location } = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers
   await until(() => upstream.calls.length === 1)

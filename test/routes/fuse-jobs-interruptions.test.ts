@@ -1,8 +1,6 @@
 import t from 'tap'
-import { Redis } from 'ioredis'
-import { startRedisServer } from '../../scripts/redis-server.js'
 import {
-  answerJson, finishedJob, fixture, fuseForm, heldUpstream, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
+  answerJson, finishedJob, fixture, fuseForm, heldUpstream, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
 } from '../helper.js'
 
 /** What interrupts a job on its way (the upstream failing or throttling, the line stalling, the service closing), and what the job and its client get. */
@@ -60,15 +58,12 @@ t.test('redis line: frequency control pauses the line and puts the job back at i
 
 t.test('redis line: a wait its line fails to answer gives the queued job\'s id (202), and the same key the same job', async (t) => {
   // The line on a Redis of this test's own, paused below; the stored answers on the shared one.
-  const lineRedis = await startRedisServer()
-  t.teardown(async () => await lineRedis.stop())
-  const admin = new Redis(lineRedis.url)
-  t.teardown(() => admin.disconnect())
+  const { url: lineRedisUrl, admin } = await ownRedis(t)
   const upstream = await heldUpstream(t)
   const { url } = await startService(t, {
     ...stubEnv('legacy', upstream.url),
     REDIS_URL: sharedRedisUrl(),
-    QUEUE_REDIS_URL: lineRedis.url,
+    QUEUE_REDIS_URL: lineRedisUrl,
     REDIS_KEY_PREFIX: redisPrefix(),
     QUEUE_WORKERS: '1'
   })

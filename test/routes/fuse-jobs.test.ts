@@ -21,7 +21,6 @@ async function getJob (url: string, location: string, headers: Record<string, st
   return { status: reply.statusCode, headers: reply.headers, body: type.startsWith('application/json') ? JSON.parse(bytes.toString()) : undefined, bytes }
 }
 
-
 for (const [line, lineEnv] of Object.entries(LINES)) {
   t.test(`${line} line: respond-async queues the fusion and the job answers what the request would have`, async (t) => {
     const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
