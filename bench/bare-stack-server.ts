@@ -9,7 +9,7 @@
  * flags as the service; UV_THREADPOOL_SIZE (set by the bench) bounds the image jobs at once, as the service's
  * pipeline does.
  *
- *   PORT, UPSTREAM_URL, IMAGE_MAX_SIDE
+ *   PORT, UPSTREAM_URL, IMAGE_MAX_SIDE, JPEG_QUALITY (the service's, passed by the bench)
  */
 import Fastify from 'fastify'
 import multipart from '@fastify/multipart'
@@ -17,6 +17,7 @@ import sharp from 'sharp'
 import { request } from 'undici'
 
 const side = Number(process.env.IMAGE_MAX_SIDE)
+const quality = Number(process.env.JPEG_QUALITY)
 const upstreamUrl = process.env.UPSTREAM_URL ?? ''
 // As the service runs libvips (src/images/pipeline.ts).
 sharp.cache(false)
@@ -42,7 +43,7 @@ app.post('/fuse', async (request_) => {
   const jpeg = await sharp(photo)
     .rotate()
     .resize({ width: side, height: side, fit: 'inside', withoutEnlargement: true })
-    .jpeg({ quality: 90, chromaSubsampling: '4:2:0' })
+    .jpeg({ quality, chromaSubsampling: '4:2:0' })
     .toBuffer()
   const response = await request(upstreamUrl, {
     method: 'POST',

@@ -16,8 +16,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { request } from 'undici'
-import { containerMallocConf, instantUpstream, jsonPhoto, median, multipartPhoto, pathsFromEnv, startBuiltService } from './support.js'
-import { root } from './support.js'
+import { containerMallocConf, instantUpstream, jsonPhoto, median, multipartPhoto, pathsFromEnv, root, startBuiltService } from './support.js'
 import { join } from 'node:path'
 
 const uploads = Number(process.env.UPLOADS ?? 50)

@@ -133,6 +133,7 @@ for (const path of paths) {
     ...passthrough,
     UPSTREAM_URL: config.upstream.url ?? '',
     IMAGE_MAX_SIDE: String(maxSide),
+    JPEG_QUALITY: String(QUALITY),
     UV_THREADPOOL_SIZE: String(serviceJobs)
   }, ['--heap-growing-percent=300'])
   underTest.push({ path, side: maxSide, maxBytes, service, bareStack })
