@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
-import { freePort } from '../../scripts/free-port.js'
+import { closedPort } from '../../scripts/free-port.js'
 import { createIdempotency, parseIdempotencyKey, payloadFingerprint } from '../../src/idempotency/idempotency.js'
 import { createMemoryStore, createRedisStore, decodeReply, encodeReply, withFallback, type IdempotencyStore, type SharedStore } from '../../src/idempotency/store.js'
 import { redisPrefix, sharedRedisUrl } from '../helper.js'
@@ -90,7 +90,7 @@ t.test('the memory store is bounded in bytes', async (t) => {
 })
 
 t.test('with Redis unreachable, the replica keeps keys in its own memory', async (t) => {
-  const down = new Redis(`redis://127.0.0.1:${await freePort()}`, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  const down = new Redis(`redis://127.0.0.1:${await closedPort()}`, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
   t.teardown(() => { down.disconnect() })
   const failures: unknown[] = []
   const store = withFallback(createRedisStore(down, 'x:'), createMemoryStore(1024 * 1024), { onFallback: (error) => failures.push(error) })

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { request } from 'undici'
-import { freePort } from '../../scripts/free-port.js'
+import { closedPort } from '../../scripts/free-port.js'
 import { UPSTREAM_PROVIDERS, fixture, fuseForm, rawFuseUpload, startService, stubEnv, stubUpstream, type UpstreamProvider } from '../helper.js'
 
 /**
@@ -68,7 +68,7 @@ for (const provider of UPSTREAM_PROVIDERS) for (const fault of cases(provider)) 
 }
 
 for (const provider of UPSTREAM_PROVIDERS) t.test(`${provider}: an upstream that refuses connections: retried, then 502`, async (t) => {
-  const { url } = await serviceFor(t, provider, `http://127.0.0.1:${await freePort()}/fuseapi/face`)
+  const { url } = await serviceFor(t, provider, `http://127.0.0.1:${await closedPort()}/fuseapi/face`)
   const reply = await fuseForm(url, photo)
   t.match({ status: reply.status, code: reply.json().code }, { status: 502, code: 'FUSION_UPSTREAM_UNREACHABLE' })
   t.equal(await retriesMade(url), 2, 'nothing was sent, so both retries were made')

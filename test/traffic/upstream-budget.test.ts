@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { createUpstreamBudget, type BudgetOptions } from '../../src/traffic/upstream-budget.js'
-import { freePort } from '../../scripts/free-port.js'
+import { closedPort } from '../../scripts/free-port.js'
 import { redisPrefix, sharedRedisUrl } from '../helper.js'
 
 function redisClient (t: { teardown: (fn: () => unknown) => void }, url = sharedRedisUrl()): Redis {
@@ -76,7 +76,7 @@ t.test('after the upstream\'s frequency control, every replica pauses', async (t
 })
 
 t.test('with Redis unreachable, the budget falls back to its per-replica share at once', async (t) => {
-  const dead = redisClient(t, `redis://127.0.0.1:${await freePort()}`)
+  const dead = redisClient(t, `redis://127.0.0.1:${await closedPort()}`)
   await dead.connect().catch(() => {})
   let reported = 0
   const budget = createUpstreamBudget(base({ qps: 8, fallbackQps: 2, redis: dead, onFallback: () => { reported++ } }))

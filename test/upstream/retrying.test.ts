@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
-import { freePort } from '../../scripts/free-port.js'
+import { closedPort } from '../../scripts/free-port.js'
 import { answerJson, fixture, fuseForm, startService, stubUpstream } from '../helper.js'
 
 type Script = Parameters<typeof stubUpstream>[1]
@@ -52,7 +52,7 @@ t.test('what may have been billed or fused is never sent twice', async (t) => {
 t.test('a connection that was never made is retried', async (t) => {
   const lines: string[] = []
   const logStream = new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } })
-  const port = await freePort()
+  const port = await closedPort()
   const { url } = await startService(t, {
     TENCENT_LEGACY_URL: `http://127.0.0.1:${port}/fuseapi/face`, UPSTREAM_RETRIES: '2', UPSTREAM_RETRY_DELAY_MS: '10', LOG_LEVEL: 'warn'
   }, { logStream })

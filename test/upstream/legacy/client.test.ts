@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { freePort } from '../../../scripts/free-port.js'
+import { closedPort } from '../../../scripts/free-port.js'
 import { stubUpstream, TEST_TRANSPORT } from '../../helper.js'
 import { EMULATOR_ACCOUNT } from '../../../emulator/shared/accounts.js'
 import { verifyLegacySignature } from '../../../emulator/legacy/verify-signature.js'
@@ -105,8 +105,8 @@ t.test('an upstream that never answers is a 504 within the deadline', async (t) 
 })
 
 t.test('an unreachable upstream is a 502', async (t) => {
-  // A port that was free a moment ago: nothing listens there.
-  const url = `http://127.0.0.1:${await freePort()}/fuseapi/face`
+  // A port nothing listens on.
+  const url = `http://127.0.0.1:${await closedPort()}/fuseapi/face`
   await t.rejects(client(t, url).fuse(call), { code: 'FUSION_UPSTREAM_UNREACHABLE', statusCode: 502 })
 
   const reset = await upstream(t, (request) => { request.socket.destroy() })
