@@ -112,11 +112,22 @@ export function opaqueId (value: string): string {
 /** A job that was not billed and goes back to the head of the line; no job is taken for `pauseMs`. */
 export interface Requeue { requeue: true, pauseMs: number }
 
+/** The line's own store failed before a job's call went out: nothing was sent, and the job waits its turn again. */
+export class LineStoreFailure extends Error {
+  constructor (cause: unknown) {
+    super(`the job line's store failed before the call: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
+  }
+}
+
+/** How long the line pauses after its store failed: a Redis that stalls or refuses writes is rarely back at once. */
+export const STORE_FAILURE_PAUSE_MS = 1_000
+
 /**
  * Sends one job's fusion. A call the upstream's frequency control refused, one
  * the budget could not place in time, or one the open circuit breaker kept from
- * going out, was not billed: the job goes back to the head of the line instead
- * of failing. After frequency control, and while the circuit is open, the whole
+ * going out, or one whose line could not record it as sent (LineStoreFailure),
+ * was not billed: the job goes back to the head of the line instead of failing.
+ * After frequency control, and while the circuit is open, the whole
  * line pauses for the Retry-After. A refusal of the budget's own needs no pause:
  * jobs are taken at the budget's pace (takePace), so the slots booked ahead run
  * out while the job waits its turn again; a pause of the Retry-After (whole
@@ -140,6 +151,7 @@ export async function sendJob (
       return { requeue: true, pauseMs: Math.max(1, error.retryAfterSeconds ?? 1) * 1000 }
     }
     if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') return { requeue: true, pauseMs: 0 }
+    if (error instanceof LineStoreFailure) return { requeue: true, pauseMs: STORE_FAILURE_PAUSE_MS }
     const failure = isFusionError(error) ? error : fusionError('FUSION_INTERNAL_ERROR', { cause: error })
     if (!isFusionError(error)) log.error({ err: error }, 'job failed')
     return { ok: false, error: errorAnswer(failure, requestId) }

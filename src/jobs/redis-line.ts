@@ -4,7 +4,7 @@ import type { ClientContext, Redis, Result } from 'ioredis'
 import { errorAnswer, fusionError, isFusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
-  admit, drainRate, etaSeconds, RATE_WINDOW_SECONDS, interrupted, newJobId, sendJob, takePace,
+  admit, drainRate, etaSeconds, interrupted, LineStoreFailure, newJobId, RATE_WINDOW_SECONDS, sendJob, STORE_FAILURE_PAUSE_MS, takePace,
   type Answer, type JobLine, type JobOutcome, type Pace, type JobRequest, type JobView, type LineParts
 } from './job-line.js'
 
@@ -140,27 +140,52 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     const { answer: _answer, requestId, owner: _owner, clientId, etaSeconds: eta, ...fusion } = job.data
     const log = options.log
     if (job.attemptsStarted <= 1) options.onStarted?.((Date.now() - job.timestamp) / 1000, eta)
-    const jpeg = await redis.getBuffer(key.photo(jobId))
+    let jpeg: Buffer | null
+    let sentBefore: boolean
+    try {
+      jpeg = await redis.getBuffer(key.photo(jobId))
+      sentBefore = await redis.exists(key.sent(jobId)) === 1
+    } catch (error) {
+      storeFailed(error)
+      return await backInLine(jobId, STORE_FAILURE_PAUSE_MS)
+    }
     // A job found with the "sent" marker was taken up after a crash once its call may have gone out: not sent again.
-    if (jpeg === null || await redis.exists(key.sent(jobId)) === 1) {
+    if (jpeg === null || sentBefore) {
       options.onInterrupted?.()
       return await ended(job, interrupted(requestId), clientId)
     }
     // Set just before each attempt goes out (after its budget slot): a crash before it leaves the job safe to send.
     // The same moment measures the drain rate.
     const markSent = async (): Promise<void> => {
-      await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs)
+      try {
+        await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs)
+      } catch (error) {
+        // Not sent. A stalled Redis may still run the timed-out SET: the DEL behind it on the same connection undoes it.
+        redis.del(key.sent(jobId)).catch(() => {})
+        storeFailed(error)
+        throw new LineStoreFailure(error)
+      }
       redis.zadd(key.sends, Date.now(), jobId).catch(() => {})
     }
     const outcome = await sendJob(options.fusion, { ...fusion, jpeg }, requestId, log, limits.callDeadlineMs, markSent)
-    if ('requeue' in outcome) {
-      // Not billed: the job goes back to the head of the line; after frequency control, no worker of any replica
-      // takes one before the pause ends.
-      await redis.del(key.sent(jobId))
-      if (outcome.pauseMs > 0) await queue.rateLimit(outcome.pauseMs)
-      throw Worker.RateLimitError()
-    }
+    if ('requeue' in outcome) return await backInLine(jobId, outcome.pauseMs)
     return await ended(job, outcome, clientId)
+  }
+
+  /**
+   * Puts a job that was not billed back at the head of the line; after frequency control, no worker of any replica
+   * takes one before the pause ends. Its Redis failing here fails no job: a marker left behind ends the job as
+   * interrupted when it is taken again (never sent twice), and BullMQ moves the job back once its Redis answers.
+   */
+  async function backInLine (jobId: string, pauseMs: number): Promise<never> {
+    await redis.del(key.sent(jobId)).catch(() => {})
+    if (pauseMs > 0) await queue.rateLimit(pauseMs).catch(() => {})
+    throw Worker.RateLimitError()
+  }
+
+  function storeFailed (error: unknown): void {
+    options.log.warn({ reason: error instanceof Error ? error.message : String(error) },
+      'job line: its Redis failed before a call went out; the job waits in the line again')
   }
 
   async function ended (job: Job<JobData, JobOutcome>, outcome: JobOutcome, clientId: string): Promise<JobOutcome> {

@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { request } from 'undici'
 import { finishedJob, fixture, fuseForm, heldUpstream, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, until } from '../helper.js'
@@ -85,4 +87,29 @@ t.test('redis line: a Redis stall as a job ends leaves its outcome standing', as
   const job = await finishedJob(url, location as string)
   t.equal(job.status, 'succeeded', 'the billed answer is the job\'s, not a 500')
   t.equal(job.result.imageUrl, legacyOk.img_url)
+})
+
+t.test('redis line: a Redis stall as a job is about to be sent puts it back in the line, and it is sent once', async (t) => {
+  const { url: lineRedisUrl, admin } = await ownRedis(t)
+  const upstream = await heldUpstream(t)
+  upstream.release()
+  const lines: string[] = []
+  const logStream = new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } })
+  // The template's budget gives a call every 5 s: the second job, taken at once, waits that long for its slot.
+  const { url } = await startService(t, {
+    ...stubEnv('legacy', upstream.url), REDIS_URL: sharedRedisUrl(), QUEUE_REDIS_URL: lineRedisUrl, REDIS_KEY_PREFIX: redisPrefix(),
+    QUEUE_WORKERS: '2', UPSTREAM_PROJECT_QPS: '100307=0.2', UPSTREAM_BUDGET_WAIT_MS: '15000', LOG_LEVEL: 'warn'
+  }, { logStream })
+  const first = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
+  const second = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
+  await until(() => upstream.calls.length === 1)
+  while ((await view(url, second)).status !== 'running') await sleep(20)
+  // Writes wait 9 s: the "sent" marker, written when the slot comes, times out (2 s) before they resume.
+  await admin.call('CLIENT', 'PAUSE', '9000', 'WRITE')
+
+  t.equal((await finishedJob(url, first)).status, 'succeeded')
+  const job = await finishedJob(url, second)
+  t.equal(job.status, 'succeeded', 'the job waited for its Redis instead of failing')
+  t.equal(upstream.calls.length, 2, 'each job was sent once')
+  t.ok(lines.some((line) => line.includes('its Redis failed before a call went out')), 'the marker could not be written in time')
 })
