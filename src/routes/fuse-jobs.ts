@@ -14,6 +14,13 @@ const KEEP_ALIVE_MS = 15_000
 /** A queued job's position is looked at once a second; a running job's end a little more often. */
 const QUEUED_POLL_MS = 1_000
 const RUNNING_POLL_MS = 250
+/**
+ * Event streams one job may have open on a replica. Each costs a connection and a look at the line a second: without
+ * a bound, one client holding one queued job could open thousands. A new stream past it closes the oldest, most
+ * likely a connection its client has already left (a phone that changed networks), so a reconnecting client is never
+ * refused; its EventSource, if still there, reconnects.
+ */
+export const MAX_STREAMS_PER_JOB = 3
 
 /** A job as `GET /fuse/jobs/{jobId}` shows it: `result` and `error` are the synchronous request's bodies. */
 export function jobBody (view: JobView, request: FastifyRequest): object {
@@ -36,9 +43,10 @@ export function jobBody (view: JobView, request: FastifyRequest): object {
  * only with that key; an unknown or expired id, or another key's, is 404.
  */
 const fuseJobsRoute: FastifyPluginAsync = async (app) => {
-  const streams = new Set<ServerResponse>()
+  /** Each job's open event streams, the oldest first. */
+  const streams = new Map<string, ServerResponse[]>()
   // Streams would hold the server open: they end when it closes (a client reconnects elsewhere with Last-Event-ID).
-  app.addHook('preClose', async () => { for (const stream of streams) stream.end() })
+  app.addHook('preClose', async () => { for (const stream of [...streams.values()].flat()) stream.end() })
 
   async function find (jobId: string, owner: string | undefined): Promise<JobView> {
     const view = JOB_ID_PATTERN.test(jobId) ? await app.jobLine.view(jobId, owner) : undefined
@@ -67,7 +75,12 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
   app.get<{ Params: JobParams }>('/fuse/jobs/:jobId/events', { schema: jobRouteSchemas.events }, async (request, reply) => {
     const owner = jobOwner(request)
     let view = await find(request.params.jobId, owner)
+    const jobId = view.jobId
     const stream = open(reply)
+    const watching = streams.get(jobId) ?? []
+    if (watching.length >= MAX_STREAMS_PER_JOB) watching.shift()?.end()
+    watching.push(stream)
+    streams.set(jobId, watching)
     const closed = new AbortController()
     stream.once('close', () => { closed.abort() })
     let eventId = Number(request.headers['last-event-id']) || 0
@@ -92,14 +105,16 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
           lastWrite = Date.now()
         }
         await sleep(view.status === 'running' ? RUNNING_POLL_MS : QUEUED_POLL_MS, undefined, { signal: closed.signal })
-        const next = await app.jobLine.view(view.jobId, owner)
+        const next = await app.jobLine.view(jobId, owner)
         if (next === undefined) break
         view = next
       }
     } catch (error) {
       if (!closed.signal.aborted) request.log.warn({ err: error }, 'job event stream ended early')
     } finally {
-      streams.delete(stream)
+      const index = watching.indexOf(stream)
+      if (index !== -1) watching.splice(index, 1)
+      if (watching.length === 0 && streams.get(jobId) === watching) streams.delete(jobId)
       stream.end()
     }
   })
@@ -114,7 +129,6 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
       'x-accel-buffering': 'no',
       'x-request-id': reply.request.id
     })
-    streams.add(stream)
     return stream
   }
 }

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { request } from 'undici'
+import { MAX_STREAMS_PER_JOB } from '../../src/routes/fuse-jobs.js'
 import {
   answerJson, captureLogs, finishedJob, fixture, fuseForm, heldUpstream, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
 } from '../helper.js'
@@ -19,6 +20,26 @@ async function getJob (url: string, location: string, headers: Record<string, st
   const bytes = Buffer.from(await reply.body.arrayBuffer())
   const type = String(reply.headers['content-type'] ?? '')
   return { status: reply.statusCode, headers: reply.headers, body: type.startsWith('application/json') ? JSON.parse(bytes.toString()) : undefined, bytes }
+}
+
+/** Follows an event stream: its events as they come, and whether it has ended. */
+function followEvents (body: AsyncIterable<Buffer>): { events: any[], end: Promise<void>, ended: () => boolean } {
+  const events: any[] = []
+  let ended = false
+  const end = (async () => {
+    let text = ''
+    for await (const chunk of body) {
+      text += chunk.toString()
+      const blocks = text.split('\n\n')
+      text = blocks.pop()!
+      for (const block of blocks) {
+        const data = block.split('\n').find((line) => line.startsWith('data: '))
+        if (data !== undefined) events.push(JSON.parse(data.slice(6)))
+      }
+    }
+    ended = true
+  })()
+  return { events, end, ended: () => ended }
 }
 
 for (const [line, lineEnv] of Object.entries(LINES)) {
@@ -213,21 +234,38 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     const location = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
     const stream = await request(`${url}${location}/events`)
     t.match(stream.headers['content-type'], /^text\/event-stream/)
-    const events: any[] = []
-    let text = ''
     setTimeout(() => { upstream.release() }, 500)
-    for await (const chunk of stream.body) {
-      text += chunk.toString()
-      const blocks = text.split('\n\n')
-      text = blocks.pop()!
-      for (const block of blocks) {
-        const data = block.split('\n').find((line) => line.startsWith('data: '))
-        if (data !== undefined) events.push(JSON.parse(data.slice(6)))
-      }
-    }
+    const { events, end } = followEvents(stream.body)
+    await end
     t.match(events[0], { status: 'queued', position: 1 }, 'the current state at once')
     t.match(events.at(-1), { status: 'succeeded', result: { imageUrl: legacyOk.img_url } }, 'a final event with the GET body, then the end')
     t.ok(events.every((event, index) => index === 0 || JSON.stringify(event) !== JSON.stringify(events[index - 1])), 'an event per change')
+  })
+
+  t.test(`${line} line: a job's events go to ${MAX_STREAMS_PER_JOB} streams at most on a replica: one more closes the oldest`, async (t) => {
+    const upstream = await heldUpstream(t)
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1' })
+    await fuseForm(url, photo, {}, { prefer: 'respond-async' })
+    const location = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
+    const open = async (): Promise<ReturnType<typeof followEvents>> => {
+      const followed = followEvents((await request(`${url}${location}/events`)).body)
+      await until(() => followed.events.length === 1)
+      return followed
+    }
+    const streams = []
+    for (let i = 0; i < MAX_STREAMS_PER_JOB; i++) streams.push(await open())
+    const oldest = streams[0]!
+    const newest = await open()
+    await until(() => oldest.ended())
+    t.same(oldest.events.map((event) => event.status), ['queued'], 'the oldest ended, before the job did')
+    t.notOk(streams.slice(1).some((stream) => stream.ended()), 'the others stay open')
+    t.match(newest.events[0], { status: 'queued', position: 1 }, 'the new one has the current state')
+
+    upstream.release()
+    for (const stream of [...streams.slice(1), newest]) {
+      await stream.end
+      t.match(stream.events.at(-1), { status: 'succeeded' }, 'each open stream follows the job to its end')
+    }
   })
 }
 
