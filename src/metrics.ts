@@ -112,6 +112,13 @@ export function createMetrics () {
       help: 'Jobs failed with FUSION_JOB_INTERRUPTED: their replica stopped after the upstream call may have been sent.',
       registers: [registry]
     }),
+    jobsRequeued: new Counter({
+      name: 'fusion_jobs_requeued_total',
+      help: 'Jobs put back at the head of the line before their call went out, by cause: frequency_control, breaker_open ' +
+        '(this replica\'s), budget_full, line_store (the line\'s Redis failed).',
+      labelNames: ['cause'] as const,
+      registers: [registry]
+    }),
     jobLineLength: new Gauge({
       name: 'fusion_job_line_length',
       help: 'Jobs waiting in the line (every replica\'s, with Redis).',

@@ -93,6 +93,7 @@ export interface LineParts {
   log: LineLogger
   onOutcome?: (outcome: string, waitedMs: number) => void
   onInterrupted?: () => void
+  onRequeued?: (cause: RequeueCause) => void
   /** A job's turn came: how long it waited, against the ETA it was given. */
   onStarted?: (waitedSeconds: number, etaSeconds: number) => void
 }
@@ -109,8 +110,15 @@ export function opaqueId (value: string): string {
   return createHash('sha256').update(value).digest('base64url').slice(0, 22)
 }
 
-/** A job that was not billed and goes back to the head of the line; no job is taken for `pauseMs`. */
-export interface Requeue { requeue: true, pauseMs: number }
+/** Why a job that was not billed went back to the line (`fusion_jobs_requeued_total`). */
+export type RequeueCause = 'frequency_control' | 'breaker_open' | 'budget_full' | 'line_store'
+
+/**
+ * A job that was not billed and goes back to the head of the line; no job is taken for `pauseMs`, by any replica,
+ * or by this one alone (`thisReplica`) when the cause is its own: its circuit breaker is open, which says nothing of
+ * the other replicas' way to the upstream. Frequency control is the account's quota, which every replica shares.
+ */
+export interface Requeue { requeue: true, cause: RequeueCause, pauseMs: number, thisReplica: boolean }
 
 /** The line's own store failed before a job's call went out: nothing was sent, and the job waits its turn again. */
 export class LineStoreFailure extends Error {
@@ -127,8 +135,8 @@ export const STORE_FAILURE_PAUSE_MS = 1_000
  * the budget could not place in time, or one the open circuit breaker kept from
  * going out, or one whose line could not record it as sent (LineStoreFailure),
  * was not billed: the job goes back to the head of the line instead of failing.
- * After frequency control, and while the circuit is open, the whole
- * line pauses for the Retry-After. A refusal of the budget's own needs no pause:
+ * After frequency control the whole line pauses for the Retry-After; while
+ * this replica's circuit is open, this replica does. A refusal of the budget's own needs no pause:
  * jobs are taken at the budget's pace (takePace), so the slots booked ahead run
  * out while the job waits its turn again; a pause of the Retry-After (whole
  * seconds) would leave the budget idle once they had.
@@ -147,11 +155,19 @@ export async function sendJob (
     })
     return { ok: true, result: fused.result, ...(fused.expiresAt !== undefined ? { expiresAt: fused.expiresAt } : {}) }
   } catch (error) {
-    if (isFusionError(error) && (error.code === 'FUSION_RATE_LIMITED' || error.code === 'FUSION_UPSTREAM_UNAVAILABLE')) {
-      return { requeue: true, pauseMs: Math.max(1, error.retryAfterSeconds ?? 1) * 1000 }
+    const retryAfterMs = isFusionError(error) ? Math.max(1, error.retryAfterSeconds ?? 1) * 1000 : 0
+    if (isFusionError(error) && error.code === 'FUSION_RATE_LIMITED') {
+      return { requeue: true, cause: 'frequency_control', pauseMs: retryAfterMs, thisReplica: false }
     }
-    if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') return { requeue: true, pauseMs: 0 }
-    if (error instanceof LineStoreFailure) return { requeue: true, pauseMs: STORE_FAILURE_PAUSE_MS }
+    if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_UNAVAILABLE') {
+      return { requeue: true, cause: 'breaker_open', pauseMs: retryAfterMs, thisReplica: true }
+    }
+    if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') {
+      return { requeue: true, cause: 'budget_full', pauseMs: 0, thisReplica: false }
+    }
+    if (error instanceof LineStoreFailure) {
+      return { requeue: true, cause: 'line_store', pauseMs: STORE_FAILURE_PAUSE_MS, thisReplica: false }
+    }
     const failure = isFusionError(error) ? error : fusionError('FUSION_INTERNAL_ERROR', { cause: error })
     if (!isFusionError(error)) log.error({ err: error }, 'job failed')
     return { ok: false, error: errorAnswer(failure, requestId) }

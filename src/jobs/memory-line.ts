@@ -87,6 +87,7 @@ export function createMemoryLine (parts: LineParts): JobLine {
       const sent = async (): Promise<void> => { sends.push(Date.now()) }
       const outcome = await sendJob(parts.fusion, entry.prepared!, entry.view.requestId, parts.log, limits.callDeadlineMs, sent)
       if ('requeue' in outcome) {
+        parts.onRequeued?.(outcome.cause)
         // Back to the head of the line; after frequency control, nobody is sent before the pause ends.
         entry.view.status = 'queued'
         delete entry.view.startedAt

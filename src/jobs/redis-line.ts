@@ -5,7 +5,7 @@ import { errorAnswer, fusionError, isFusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
   admit, drainRate, etaSeconds, interrupted, LineStoreFailure, newJobId, RATE_WINDOW_SECONDS, sendJob, STORE_FAILURE_PAUSE_MS, takePace,
-  type Answer, type JobLine, type JobOutcome, type Pace, type JobRequest, type JobView, type LineParts
+  type Answer, type JobLine, type JobOutcome, type Pace, type JobRequest, type JobView, type LineParts, type Requeue
 } from './job-line.js'
 
 /** What a BullMQ job carries: everything but the photo, which is stored as bytes beside it. */
@@ -147,7 +147,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
       sentBefore = await redis.exists(key.sent(jobId)) === 1
     } catch (error) {
       storeFailed(error)
-      return await backInLine(jobId, STORE_FAILURE_PAUSE_MS)
+      return await backInLine(jobId, { requeue: true, cause: 'line_store', pauseMs: STORE_FAILURE_PAUSE_MS, thisReplica: false })
     }
     // A job found with the "sent" marker was taken up after a crash once its call may have gone out: not sent again.
     if (jpeg === null || sentBefore) {
@@ -168,19 +168,36 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
       redis.zadd(key.sends, Date.now(), jobId).catch(() => {})
     }
     const outcome = await sendJob(options.fusion, { ...fusion, jpeg }, requestId, log, limits.callDeadlineMs, markSent)
-    if ('requeue' in outcome) return await backInLine(jobId, outcome.pauseMs)
+    if ('requeue' in outcome) return await backInLine(jobId, outcome)
     return await ended(job, outcome, clientId)
   }
 
   /**
-   * Puts a job that was not billed back at the head of the line; after frequency control, no worker of any replica
-   * takes one before the pause ends. Its Redis failing here fails no job: a marker left behind ends the job as
-   * interrupted when it is taken again (never sent twice), and BullMQ moves the job back once its Redis answers.
+   * Puts a job that was not billed back at the head of the line, and pauses the line (a pause set by queue.rateLimit
+   * holds every replica's workers) or this replica's workers alone. Its Redis failing here fails no job: a marker left
+   * behind ends the job as interrupted when it is taken again (never sent twice), and BullMQ moves the job back once
+   * its Redis answers.
    */
-  async function backInLine (jobId: string, pauseMs: number): Promise<never> {
+  async function backInLine (jobId: string, requeue: Requeue): Promise<never> {
+    options.onRequeued?.(requeue.cause)
     await redis.del(key.sent(jobId)).catch(() => {})
-    if (pauseMs > 0) await queue.rateLimit(pauseMs).catch(() => {})
+    if (requeue.pauseMs > 0 && requeue.thisReplica) pauseHere(requeue.pauseMs)
+    else if (requeue.pauseMs > 0) await queue.rateLimit(requeue.pauseMs).catch(() => {})
     throw Worker.RateLimitError()
+  }
+
+  /** Until when this replica's workers take no job. */
+  let pausedHereUntil = 0
+  let closing = false
+  function pauseHere (pauseMs: number): void {
+    const until = Date.now() + pauseMs
+    if (until <= pausedHereUntil) return
+    pausedHereUntil = until
+    // Not waiting for the running jobs, this one among them.
+    void worker.pause(true)
+    setTimeout(() => {
+      if (!closing && Date.now() >= pausedHereUntil) void worker.resume()
+    }, pauseMs).unref()
   }
 
   function storeFailed (error: unknown): void {
@@ -357,6 +374,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     length: async () => await redis.llen(waitKey),
     mode: () => redis.status === 'ready' ? 'shared' : 'down',
     async close () {
+      closing = true
       // With its Redis down nothing can be finished or handed back, and BullMQ's close would wait for it without end:
       // the running jobs' locks expire and another replica takes them up.
       const reachable = redis.status === 'ready'

@@ -40,6 +40,7 @@ export default fp<{ config: ConfigSlice<typeof jobLineSettings[number]> }>(async
       app.metrics.jobWait.observe(waitedMs / 1000)
     },
     onInterrupted: () => { app.metrics.jobsInterrupted.inc() },
+    onRequeued: (cause) => { app.metrics.jobsRequeued.inc({ cause }) },
     onStarted: (waitedSeconds, etaSeconds) => { app.metrics.jobEtaError.observe(waitedSeconds - etaSeconds) }
   }
   const url = config.QUEUE_REDIS_URL ?? config.REDIS_URL

@@ -2,6 +2,7 @@ import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { request } from 'undici'
+import { closedPort } from '../../scripts/free-port.js'
 import { finishedJob, fixture, fuseForm, heldUpstream, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, until } from '../helper.js'
 
 /** The Redis line (src/jobs/redis-line.ts) as the service runs it, each test on a Redis of its own where it tampers with it. */
@@ -112,4 +113,26 @@ t.test('redis line: a Redis stall as a job is about to be sent puts it back in t
   t.equal(job.status, 'succeeded', 'the job waited for its Redis instead of failing')
   t.equal(upstream.calls.length, 2, 'each job was sent once')
   t.ok(lines.some((line) => line.includes('its Redis failed before a call went out')), 'the marker could not be written in time')
+})
+
+t.test('redis line: a replica whose circuit breaker is open stops taking jobs, and the others go on', async (t) => {
+  const line = { REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1' }
+  // A replica that cannot reach the upstream: one failure opens its breaker for a minute.
+  const cut = await startService(t, {
+    ...stubEnv('legacy', `http://127.0.0.1:${await closedPort()}/fuseapi/face`), ...line,
+    UPSTREAM_RETRIES: '0', UPSTREAM_BREAKER_MIN_CALLS: '1', UPSTREAM_BREAKER_WINDOW: '1', UPSTREAM_BREAKER_OPEN_MS: '60000'
+  })
+  t.equal((await fuseForm(cut.url, photo)).json().code, 'FUSION_UPSTREAM_UNREACHABLE')
+  const { location } = (await fuseForm(cut.url, photo, {}, { prefer: 'respond-async' })).headers
+  const requeued = /^fusion_jobs_requeued_total\{cause="breaker_open"\} 1$/m
+  for (let text = ''; !requeued.test(text); await sleep(20)) text = await (await request(`${cut.url}/metrics`)).body.text()
+
+  const upstream = await heldUpstream(t)
+  upstream.release()
+  const healthy = await startService(t, { ...stubEnv('legacy', upstream.url), ...line })
+  const started = Date.now()
+  const job = await finishedJob(healthy.url, location as string)
+  t.equal(job.status, 'succeeded', 'the job is sent by a replica that can reach the upstream')
+  t.ok(Date.now() - started < 10_000, `without waiting for the other replica's breaker (${Date.now() - started} ms)`)
+  t.equal(upstream.calls.length, 1)
 })
