@@ -158,14 +158,19 @@ async function submit (replica: number, photo: { body: Buffer, contentType: stri
   return { status: response.statusCode, code: body.code ?? String(response.statusCode), retryAfterMs: Number(response.headers['retry-after'] ?? 1) * 1000 }
 }
 
-/** Submits until accepted, waiting out each refusal's Retry-After as a client would. */
-async function submitAccepted (replica: number, photo: { body: Buffer, contentType: string }): Promise<string> {
+/** Submits until accepted, waiting out each refusal's Retry-After as a client would; the job and its client's address. */
+async function submitAccepted (replica: number, photo: { body: Buffer, contentType: string }): Promise<{ jobId: string, from: string }> {
   const from = address(nextAddress++)
   for (;;) {
     const answer = await submit(replica, photo, from)
-    if ('jobId' in answer) return answer.jobId
+    if ('jobId' in answer) return { jobId: answer.jobId, from }
     await sleep(answer.retryAfterMs)
   }
+}
+
+/** A request about a job, from the address of the client that submitted it (each client's reads are limited). */
+async function askAboutJob (replica: number, job: { jobId: string, from: string }, method: 'GET' | 'DELETE' = 'GET'): ReturnType<typeof request> {
+  return await request(`${replicas[replica]!.url}/fuse/jobs/${job.jobId}`, { method, headers: { 'x-forwarded-for': job.from } })
 }
 
 const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`
@@ -179,13 +184,13 @@ async function queuedMemory (count: number, photo: { body: Buffer, contentType: 
   await settle()
   const before = await lineMemory()
   const limit = pLimit(concurrency)
-  const jobIds = await Promise.all(Array.from({ length: count }, async (_, i) => await limit(async () => await submitAccepted(i % replicaCount, photo))))
+  const queued = await Promise.all(Array.from({ length: count }, async (_, i) => await limit(async () => await submitAccepted(i % replicaCount, photo))))
   await settle()
   const after = await lineMemory()
   // The photo as stored beside the job (src/jobs/redis-line.ts), key included.
-  const photoBytes = median(await Promise.all(jobIds.slice(0, 50).map(async (id) => Number(await lineRedis.memory('USAGE', `${keyPrefix}jobs:photo:${id}`)))))
-  await Promise.all(jobIds.map(async (id, i) => await limit(async () => {
-    const response = await request(`${replicas[i % replicaCount]!.url}/fuse/jobs/${id}`, { method: 'DELETE' })
+  const photoBytes = median(await Promise.all(queued.slice(0, 50).map(async ({ jobId }) => Number(await lineRedis.memory('USAGE', `${keyPrefix}jobs:photo:${jobId}`)))))
+  await Promise.all(queued.map(async (job, i) => await limit(async () => {
+    const response = await askAboutJob(i % replicaCount, job, 'DELETE')
     await response.body.dump()
     if (response.statusCode !== 200) throw new Error(`cancel: ${response.statusCode}`)
   })))
@@ -198,7 +203,7 @@ await queue.resume()
 await queue.close()
 
 // The spike.
-interface Job { replica: number, submittedAt: number, position: number, eta: number, jobId: string, status?: string, code?: string, startedAt?: number, finishedAt?: number }
+interface Job { replica: number, submittedAt: number, position: number, eta: number, jobId: string, from: string, status?: string, code?: string, startedAt?: number, finishedAt?: number }
 const jobs: Job[] = []
 const refusals = new Map<string, number>()
 let memoryPeak = 0
@@ -239,7 +244,7 @@ function follow (job: Job, afterMs: number): void {
       const living = [...alive]
       const replica = alive.has(job.replica) ? job.replica : living[nextPollReplica++ % living.length]!
       try {
-        const response = await request(`${replicas[replica]!.url}/fuse/jobs/${job.jobId}`)
+        const response = await askAboutJob(replica, job)
         const body = await response.body.json() as { status: string, startedAt?: string, finishedAt?: string, error?: { code: string } }
         if (response.statusCode !== 200) throw new Error(`GET job: ${response.statusCode}`)
         if (body.finishedAt === undefined) {
@@ -282,7 +287,7 @@ await Promise.all(Array.from({ length: jobCount }, async (_, i) => {
     for (let attempt = 0; attempt < 20; attempt++) {
       const answer = await submit(replica, small, from)
       if ('jobId' in answer) {
-        const job: Job = { replica, submittedAt: Date.now(), position: answer.position, eta: answer.etaSeconds, jobId: answer.jobId }
+        const job: Job = { replica, submittedAt: Date.now(), position: answer.position, eta: answer.etaSeconds, jobId: answer.jobId, from }
         jobs.push(job)
         follow(job, Math.max(POLL_FLOOR_MS, Math.min(15, answer.etaSeconds) * 1000))
         return
@@ -310,10 +315,10 @@ const spikeAnswers = new Map(answers)
 
 // Base64 results, kept QUEUE_RESULT_TTL_SECONDS like any result: what a finished job then holds.
 const base64 = multipartPhoto(readFileSync(join(root, 'test', 'fixtures', 'images', 'orientation-1.jpg')), { rsp_img_type: 'base64' })
-const base64Ids = await Promise.all(Array.from({ length: resultJobs }, async (_, i) => await submitAccepted([...alive][i % alive.size]!, base64)))
-for (const id of base64Ids) {
+const base64Jobs = await Promise.all(Array.from({ length: resultJobs }, async (_, i) => await submitAccepted([...alive][i % alive.size]!, base64)))
+for (const job of base64Jobs) {
   for (;;) {
-    const body = await (await request(`${replicas[[...alive][0]!]!.url}/fuse/jobs/${id}`)).body.json() as { finishedAt?: string }
+    const body = await (await askAboutJob([...alive][0]!, job)).body.json() as { finishedAt?: string }
     if (body.finishedAt !== undefined) break
     await sleep(500)
   }

@@ -183,7 +183,7 @@ export const fuseRouteSchema = {
 }
 
 const JobParams = Type.Object({ jobId: Type.String({ description: 'The job\'s id, from the 202\'s `jobId` or `Location`.' }) })
-const jobErrors = Object.fromEntries([404, 503].map((status) => [status, errorResponse(status)]))
+const jobErrors = Object.fromEntries([401, 404, 429, 503].map((status) => [status, errorResponse(status)]))
 
 /** The jobs routes as the API document shows them. */
 export const jobRouteSchemas = {

@@ -21,6 +21,13 @@ const RUNNING_POLL_MS = 250
  * refused; its EventSource, if still there, reconnects.
  */
 export const MAX_STREAMS_PER_JOB = 3
+/**
+ * A client may look at its jobs this many times as often as it may submit photos (RATE_LIMIT_MAX, or
+ * RATE_LIMIT_API_KEY_MAX, per window): five jobs followed at their Retry-After of a second take half of it, while a
+ * client polling in a loop is answered 429 before it costs the line a read.
+ */
+export const JOB_READS_PER_SUBMISSION = 10
+const limits = { rateLimit: {}, rateLimitMultiple: JOB_READS_PER_SUBMISSION }
 
 /** A job as `GET /fuse/jobs/{jobId}` shows it: `result` and `error` are the synchronous request's bodies. */
 export function jobBody (view: JobView, request: FastifyRequest): object {
@@ -54,7 +61,7 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
     return view
   }
 
-  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.get }, async (request, reply) => {
+  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.get, config: limits }, async (request, reply) => {
     const view = await find(request.params.jobId, jobOwner(request))
     if (view.finishedAt === undefined) reply.header('retry-after', String(firstPollSeconds(view.etaSeconds)))
     const outcome = view.outcome
@@ -65,14 +72,14 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
     return jobBody(view, request)
   })
 
-  app.delete<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.delete }, async (request) => {
+  app.delete<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.delete, config: limits }, async (request) => {
     const jobId = request.params.jobId
     const view = JOB_ID_PATTERN.test(jobId) ? await app.jobLine.cancel(jobId, jobOwner(request)) : undefined
     if (view === undefined) throw fusionError('FUSION_JOB_NOT_FOUND')
     return jobBody(view, request)
   })
 
-  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId/events', { schema: jobRouteSchemas.events }, async (request, reply) => {
+  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId/events', { schema: jobRouteSchemas.events, config: limits }, async (request, reply) => {
     const owner = jobOwner(request)
     let view = await find(request.params.jobId, owner)
     const jobId = view.jobId

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { request } from 'undici'
+import { JOB_READS_PER_SUBMISSION } from '../../src/routes/fuse-jobs.js'
 import { post, redisPrefix, sharedRedisUrl, startService } from '../helper.js'
 
 // An empty JSON body: refused with 400 after the limiter, so each call is cheap and still counted.
@@ -105,4 +106,23 @@ t.test('replicas sharing Redis count together', async (t) => {
   t.equal((await cheap(b.url)).status, 400)
   t.equal((await cheap(a.url)).status, 429, 'the third call is over the limit, whichever replica takes it')
   t.equal((await cheap(b.url)).status, 429)
+})
+
+t.test(`a client may look at its jobs ${JOB_READS_PER_SUBMISSION} times as often as it submits, counted apart from its submissions`, async (t) => {
+  const { url } = await startService(t, { RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW_MS: '30000', REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
+  const job = `${url}/fuse/jobs/${'A'.repeat(22)}`
+  const statuses: number[] = []
+  let last
+  for (let i = 0; i <= 2 * JOB_READS_PER_SUBMISSION; i++) {
+    last = await request(job)
+    statuses.push(last.statusCode)
+    await last.body.dump()
+  }
+  t.same(statuses, [...Array(2 * JOB_READS_PER_SUBMISSION).fill(404), 429], 'an unknown job, then over the limit')
+  t.equal(last?.headers['x-ratelimit-limit'], String(2 * JOB_READS_PER_SUBMISSION))
+  t.ok(Number(last?.headers['retry-after']) >= 1)
+  const events = await request(`${job}/events`)
+  t.equal(events.statusCode, 404, 'the event streams are counted on their own')
+  await events.body.dump()
+  t.equal((await cheap(url)).status, 400, 'and so are the submissions')
 })
