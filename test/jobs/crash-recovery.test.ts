@@ -12,13 +12,13 @@ async function replica (t: Test, upstreamUrl: string, prefix: string): Promise<{
     REDIS_URL: sharedRedisUrl(),
     REDIS_KEY_PREFIX: prefix,
     QUEUE_WORKERS: '1',
-    QUEUE_LOCK_SECONDS: '1',
+    // Short, so that a killed replica's job is taken up soon; long enough that a replica starting up on a busy machine
+    // (loading its modules as its first job runs) keeps the lock of the job it is sending.
+    QUEUE_LOCK_SECONDS: '5',
     RATE_LIMIT_MAX: '1000'
   }, /Server listening/)
   return { url, kill: child.kill, exited: child.exited }
 }
-
-
 
 t.test('a replica killed with SIGKILL loses no queued job, and a job it was sending is never sent twice', async (t) => {
   // The first call is never answered: the replica dies with it in flight.
