@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { fusionError } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
@@ -60,14 +59,18 @@ export function createMemoryLine (parts: LineParts): JobLine {
   }
 
   function pump (): void {
-    while (!closing && running < limits.workers && waiting.length > 0 && Date.now() >= pausedUntil) {
+    while (!closing && running < limits.workers && waiting.length > 0) {
       const now = Date.now()
+      if (now < pausedUntil) {
+        pumpAgainIn(pausedUntil - now)
+        break
+      }
       if (now - windowStart >= taking.durationMs) {
         windowStart = now
         takenInWindow = 0
       }
       if (takenInWindow >= taking.max) {
-        nextPump ??= setTimeout(() => { nextPump = undefined; pump() }, windowStart + taking.durationMs - now).unref()
+        pumpAgainIn(windowStart + taking.durationMs - now)
         break
       }
       takenInWindow++
@@ -75,6 +78,11 @@ export function createMemoryLine (parts: LineParts): JobLine {
       void run(entry)
     }
     if (running === 0) idle.splice(0).forEach((resolve) => { resolve() })
+  }
+
+  /** One timer at a time; one that fires early (timers and Date.now() keep different clocks) only sets the next. */
+  function pumpAgainIn (ms: number): void {
+    nextPump ??= setTimeout(() => { nextPump = undefined; pump() }, ms).unref()
   }
 
   async function run (entry: Entry): Promise<void> {
@@ -92,10 +100,7 @@ export function createMemoryLine (parts: LineParts): JobLine {
         entry.view.status = 'queued'
         delete entry.view.startedAt
         waiting.unshift(entry.view.jobId)
-        if (outcome.pauseMs > 0) {
-          pausedUntil = Math.max(pausedUntil, Date.now() + outcome.pauseMs)
-          void sleep(outcome.pauseMs).then(pump)
-        }
+        if (outcome.pauseMs > 0) pausedUntil = Math.max(pausedUntil, Date.now() + outcome.pauseMs)
         return
       }
       finish(entry, { status: outcome.ok ? 'succeeded' : 'failed', outcome })
