@@ -93,9 +93,9 @@ export function stubEnv (provider: UpstreamProvider, stubUrl: string): Record<st
 }
 
 /** Polls until `condition` holds (fails after 10 s): no fixed sleeps deciding who is first. */
-export async function until (condition: () => boolean): Promise<void> {
+export async function until (condition: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 10_000
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error('condition not reached in 10 s')
     await new Promise((resolve) => setTimeout(resolve, 10))
   }

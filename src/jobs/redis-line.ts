@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue, Worker, type Job } from 'bullmq'
 import type { ClientContext, Redis, Result } from 'ioredis'
@@ -42,9 +43,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return held
 `
 
+/** Removes a job's "sent" marker only if it holds this run's token: a late DEL never takes another run's marker. */
+const UNMARK_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
+
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext = { type: 'default' }> {
     fusionJobsReserve: (...args: Array<string | number>) => Result<number, Context>
+    fusionJobsUnmark: (key: string, token: string) => Result<number, Context>
   }
 }
 
@@ -63,6 +71,12 @@ const MEMORY_FILL_LIMIT = 0.9
 /** The least Retry-After of a refusal for memory. */
 const MEMORY_RETRY_AFTER_SECONDS = 10
 export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
+
+/** An error's message for a log line, without the job ids BullMQ writes into its own ("Missing lock for job …"). */
+function reasonOf (error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).replace(JOB_IDS_IN_TEXT, '[job]')
+}
+const JOB_IDS_IN_TEXT = /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])/g
 /**
  * The wait line on Redis with BullMQ, shared by every replica: first in, first
  * out; a job whose replica dies is taken up by another once its lock expires.
@@ -76,6 +90,7 @@ export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
 export function createRedisLine (options: RedisLineOptions): JobLine {
   const { redis, limits, keyPrefix } = options
   redis.defineCommand('fusionJobsReserve', { lua: RESERVE_SCRIPT, numberOfKeys: 1 })
+  redis.defineCommand('fusionJobsUnmark', { lua: UNMARK_SCRIPT, numberOfKeys: 1 })
   const prefix = `${keyPrefix}jobs:`
   const key = {
     photo: (jobId: string) => `${prefix}photo:${jobId}`,
@@ -147,7 +162,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
       sentBefore = await redis.exists(key.sent(jobId)) === 1
     } catch (error) {
       storeFailed(error)
-      return await backInLine(jobId, { requeue: true, cause: 'line_store', pauseMs: STORE_FAILURE_PAUSE_MS, thisReplica: false })
+      return await backInLine({ requeue: true, cause: 'line_store', pauseMs: STORE_FAILURE_PAUSE_MS, thisReplica: false })
     }
     // A job found with the "sent" marker was taken up after a crash once its call may have gone out: not sent again.
     if (jpeg === null || sentBefore) {
@@ -155,54 +170,62 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
       return await ended(job, interrupted(requestId), clientId)
     }
     // Set just before each attempt goes out (after its budget slot): a crash before it leaves the job safe to send.
-    // The same moment measures the drain rate.
+    // It holds this run's token, so that only this run takes it back. The same moment measures the drain rate.
+    const token = randomUUID()
+    const unmark = async (): Promise<void> => { await redis.fusionJobsUnmark(key.sent(jobId), token).catch(() => {}) }
+    let marked = false
     const markSent = async (): Promise<void> => {
       try {
-        await redis.set(key.sent(jobId), '1', 'PX', photoTtlMs)
+        await redis.set(key.sent(jobId), token, 'PX', photoTtlMs)
       } catch (error) {
-        // Not sent. A stalled Redis may still run the timed-out SET: the DEL behind it on the same connection undoes it.
-        redis.del(key.sent(jobId)).catch(() => {})
+        // Not sent. A stalled Redis may still run the timed-out SET: the unmarking behind it on the same connection
+        // undoes it.
+        void unmark()
         storeFailed(error)
         throw new LineStoreFailure(error)
       }
+      marked = true
       redis.zadd(key.sends, Date.now(), jobId).catch(() => {})
     }
     const outcome = await sendJob(options.fusion, { ...fusion, jpeg }, requestId, log, limits.callDeadlineMs, markSent)
-    if ('requeue' in outcome) return await backInLine(jobId, outcome)
+    if ('requeue' in outcome) {
+      // Not billed: the marker this run set goes, or the job would be taken for one whose call may have gone out.
+      if (marked) await unmark()
+      return await backInLine(outcome)
+    }
     return await ended(job, outcome, clientId)
   }
 
   /**
    * Puts a job that was not billed back at the head of the line, and pauses the line (a pause set by queue.rateLimit
-   * holds every replica's workers) or this replica's workers alone. Its Redis failing here fails no job: a marker left
-   * behind ends the job as interrupted when it is taken again (never sent twice), and BullMQ moves the job back once
-   * its Redis answers.
+   * holds every replica's workers) or this replica's workers alone. Its Redis failing here fails no job: BullMQ moves
+   * the job back once its Redis answers.
    */
-  async function backInLine (jobId: string, requeue: Requeue): Promise<never> {
+  async function backInLine (requeue: Requeue): Promise<never> {
     options.onRequeued?.(requeue.cause)
-    await redis.del(key.sent(jobId)).catch(() => {})
     if (requeue.pauseMs > 0 && requeue.thisReplica) pauseHere(requeue.pauseMs)
     else if (requeue.pauseMs > 0) await queue.rateLimit(requeue.pauseMs).catch(() => {})
     throw Worker.RateLimitError()
   }
 
-  /** Until when this replica's workers take no job. */
+  /** Until when this replica's workers take no job, and the one timer that resumes them. */
   let pausedHereUntil = 0
+  let resumeTimer: NodeJS.Timeout | undefined
   let closing = false
   function pauseHere (pauseMs: number): void {
-    const until = Date.now() + pauseMs
-    if (until <= pausedHereUntil) return
-    pausedHereUntil = until
+    pausedHereUntil = Math.max(pausedHereUntil, Date.now() + pauseMs)
     // Not waiting for the running jobs, this one among them.
     void worker.pause(true)
-    setTimeout(() => {
-      if (!closing && Date.now() >= pausedHereUntil) void worker.resume()
-    }, pauseMs).unref()
+    clearTimeout(resumeTimer)
+    resumeTimer = setTimeout(() => {
+      resumeTimer = undefined
+      if (!closing) void worker.resume()
+    }, pausedHereUntil - Date.now())
+    resumeTimer.unref()
   }
 
   function storeFailed (error: unknown): void {
-    options.log.warn({ reason: error instanceof Error ? error.message : String(error) },
-      'job line: its Redis failed before a call went out; the job waits in the line again')
+    options.log.warn({ reason: reasonOf(error) }, 'job line: its Redis failed before a call went out; the job waits in the line again')
   }
 
   async function ended (job: Job<JobData, JobOutcome>, outcome: JobOutcome, clientId: string): Promise<JobOutcome> {
@@ -211,7 +234,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     try {
       await redis.multi().del(key.photo(job.id!), key.sent(job.id!)).zrem(key.client(clientId), job.id!).exec()
     } catch (error) {
-      options.log.warn({ reason: error instanceof Error ? error.message : String(error) },
+      options.log.warn({ reason: reasonOf(error) },
         'job line: the cleanup after a job failed; its photo and its client\'s place expire on their own')
     }
     options.onOutcome?.(outcome.ok ? 'succeeded' : outcome.error.code, Date.now() - job.timestamp)
@@ -233,11 +256,11 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
   })
   // One line per outage is the Redis plugin's: here, only what is not a lost connection.
   worker.on('error', (error) => {
-    if (redis.status === 'ready') options.log.warn({ queue: { error: error.message } }, 'job worker: redis error')
+    if (redis.status === 'ready') options.log.warn({ queue: { error: reasonOf(error) } }, 'job worker: redis error')
   })
   // The processor answers every fusion error itself: a job BullMQ fails is the line's own failure (its Redis, mostly).
   worker.on('failed', (_job, error) => {
-    options.log.error({ reason: error.message }, 'job failed in the line: its view says FUSION_INTERNAL_ERROR')
+    options.log.error({ reason: reasonOf(error) }, 'job failed in the line: its view says FUSION_INTERNAL_ERROR')
   })
   queue.on('error', () => {})
 

@@ -58,6 +58,9 @@ export default fp<{ config: ConfigSlice<typeof jobLineSettings[number]> }>(async
     commandTimeout: 2_000,
     maxRetriesPerRequest: 1,
     enableOfflineQueue: false,
+    // A command cut off by a lost connection fails rather than running again later, out of order with what came after
+    // it (a job's "sent" marker, written after the line gave the job up).
+    autoResendUnfulfilledCommands: false,
     retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
     lazyConnect: true
   })

@@ -1,5 +1,4 @@
 import { Writable } from 'node:stream'
-import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { request } from 'undici'
 import { closedPort } from '../../scripts/free-port.js'
@@ -104,7 +103,7 @@ t.test('redis line: a Redis stall as a job is about to be sent puts it back in t
   const first = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
   const second = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
   await until(() => upstream.calls.length === 1)
-  while ((await view(url, second)).status !== 'running') await sleep(20)
+  await until(async () => (await view(url, second)).status === 'running')
   // Writes wait 9 s: the "sent" marker, written when the slot comes, times out (2 s) before they resume.
   await admin.call('CLIENT', 'PAUSE', '9000', 'WRITE')
 
@@ -125,7 +124,8 @@ t.test('redis line: a replica whose circuit breaker is open stops taking jobs, a
   t.equal((await fuseForm(cut.url, photo)).json().code, 'FUSION_UPSTREAM_UNREACHABLE')
   const { location } = (await fuseForm(cut.url, photo, {}, { prefer: 'respond-async' })).headers
   const requeued = /^fusion_jobs_requeued_total\{cause="breaker_open"\} 1$/m
-  for (let text = ''; !requeued.test(text); await sleep(20)) text = await (await request(`${cut.url}/metrics`)).body.text()
+  const metrics = async (): Promise<string> => await (await request(`${cut.url}/metrics`)).body.text()
+  await until(async () => requeued.test(await metrics()))
 
   const upstream = await heldUpstream(t)
   upstream.release()
@@ -135,4 +135,5 @@ t.test('redis line: a replica whose circuit breaker is open stops taking jobs, a
   t.equal(job.status, 'succeeded', 'the job is sent by a replica that can reach the upstream')
   t.ok(Date.now() - started < 10_000, `without waiting for the other replica's breaker (${Date.now() - started} ms)`)
   t.equal(upstream.calls.length, 1)
+  t.match(await metrics(), requeued, 'the replica cut off took no job again')
 })
