@@ -9,6 +9,9 @@ import { jobOwner, sendPicture, successBody } from './answers.js'
 
 interface JobParams { jobId: string }
 
+/** An open event stream of a job: `stop` ends it, and the loop that feeds it. */
+interface Following { stop: () => void }
+
 /** A comment line at least this often keeps proxies from closing a quiet stream. */
 const KEEP_ALIVE_MS = 15_000
 /** A queued job's position is looked at once a second; a running job's end a little more often. */
@@ -51,9 +54,9 @@ export function jobBody (view: JobView, request: FastifyRequest): object {
  */
 const fuseJobsRoute: FastifyPluginAsync = async (app) => {
   /** Each job's open event streams, the oldest first. */
-  const streams = new Map<string, ServerResponse[]>()
+  const streams = new Map<string, Following[]>()
   // Streams would hold the server open: they end when it closes (a client reconnects elsewhere with Last-Event-ID).
-  app.addHook('preClose', async () => { for (const stream of [...streams.values()].flat()) stream.end() })
+  app.addHook('preClose', async () => { for (const following of [...streams.values()].flat()) following.stop() })
 
   async function find (jobId: string, owner: string | undefined): Promise<JobView> {
     const view = JOB_ID_PATTERN.test(jobId) ? await app.jobLine.view(jobId, owner) : undefined
@@ -84,33 +87,38 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
     let view = await find(request.params.jobId, owner)
     const jobId = view.jobId
     const stream = open(reply)
-    const watching = streams.get(jobId) ?? []
-    if (watching.length >= MAX_STREAMS_PER_JOB) watching.shift()?.end()
-    watching.push(stream)
-    streams.set(jobId, watching)
     const closed = new AbortController()
+    const following: Following = { stop: () => { closed.abort(); stream.end() } }
     stream.once('close', () => { closed.abort() })
+    // A client that left while its job was looked up closed the stream before anyone listened.
+    if (stream.destroyed) closed.abort()
+    const watching = streams.get(jobId) ?? []
+    if (watching.length >= MAX_STREAMS_PER_JOB) watching.shift()?.stop()
+    watching.push(following)
+    streams.set(jobId, watching)
     let eventId = Number(request.headers['last-event-id']) || 0
     let lastSent = ''
     let lastWrite = Date.now()
+    const write = (text: string): void => {
+      // A stream stopped while its job was being looked at takes no more.
+      if (stream.writableEnded) return
+      stream.write(text)
+      lastWrite = Date.now()
+    }
     const send = (body: object): void => {
       eventId++
-      stream.write(`id: ${eventId}\ndata: ${JSON.stringify(body)}\n\n`)
-      lastWrite = Date.now()
+      write(`id: ${eventId}\ndata: ${JSON.stringify(body)}\n\n`)
     }
     try {
       // The current state at once, for a new stream and a reconnecting one alike.
-      for (;;) {
+      while (!closed.signal.aborted) {
         const shown = JSON.stringify({ status: view.status, position: view.position })
         if (shown !== lastSent) {
           send(jobBody(view, request))
           lastSent = shown
         }
         if (view.finishedAt !== undefined) break
-        if (Date.now() - lastWrite >= KEEP_ALIVE_MS) {
-          stream.write(': keep-alive\n\n')
-          lastWrite = Date.now()
-        }
+        if (Date.now() - lastWrite >= KEEP_ALIVE_MS) write(': keep-alive\n\n')
         await sleep(view.status === 'running' ? RUNNING_POLL_MS : QUEUED_POLL_MS, undefined, { signal: closed.signal })
         const next = await app.jobLine.view(jobId, owner)
         if (next === undefined) break
@@ -119,7 +127,7 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
     } catch (error) {
       if (!closed.signal.aborted) request.log.warn({ err: error }, 'job event stream ended early')
     } finally {
-      const index = watching.indexOf(stream)
+      const index = watching.indexOf(following)
       if (index !== -1) watching.splice(index, 1)
       if (watching.length === 0 && streams.get(jobId) === watching) streams.delete(jobId)
       stream.end()

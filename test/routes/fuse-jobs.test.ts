@@ -1,8 +1,10 @@
+import { connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { request } from 'undici'
 import { MAX_STREAMS_PER_JOB } from '../../src/routes/fuse-jobs.js'
 import {
-  answerJson, captureLogs, finishedJob, fixture, fuseForm, heldUpstream, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
+  answerJson, captureLogs, finishedJob, fixture, fuseForm, heldUpstream, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
 } from '../helper.js'
 
 const photo = fixture('orientation-1.jpg')
@@ -313,4 +315,25 @@ t.test('redis line: the same Idempotency-Key gives the same job from another rep
   t.equal(other.json().code, 'FUSION_IDEMPOTENCY_KEY_REUSED')
   t.equal((await finishedJob(two.url, first.headers.location as string)).status, 'succeeded', 'any replica shows the job')
   t.equal(upstream.calls.length, 1)
+})
+
+t.test('redis line: a client that leaves while its job is looked up leaves no stream following it', async (t) => {
+  // A Redis of this test's own, to count the looks at the job.
+  const { url: redisUrl, admin } = await ownRedis(t)
+  const upstream = await heldUpstream(t)
+  const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), REDIS_URL: redisUrl, REDIS_KEY_PREFIX: redisPrefix(), QUEUE_WORKERS: '1' })
+  await fuseForm(url, photo, {}, { prefer: 'respond-async' })
+  const location = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
+  await until(() => upstream.calls.length === 1)
+  const { port } = new URL(url)
+  for (let i = 0; i < 20; i++) {
+    const socket = connect(Number(port), '127.0.0.1')
+    socket.write(`GET ${location}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, () => { socket.destroy() })
+  }
+  await sleep(500)
+  await admin.config('RESETSTAT')
+  await sleep(3_000)
+  const looks = Number(/^cmdstat_hgetall:calls=(\d+)/m.exec(await admin.info('commandstats'))?.[1] ?? 0)
+  t.ok(looks < 5, `no stream goes on looking at the job for a client gone (${looks} looks in 3 s)`)
+  upstream.release()
 })
