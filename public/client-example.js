@@ -57,6 +57,8 @@ async function poll (url, seconds) {
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
   const response = await fetch(url, { headers: { accept: 'application/json' } })
   const job = await response.json()
-  if (!response.ok) message.textContent = `${job.code}: ${job.message}` // 404 FUSION_JOB_NOT_FOUND: gone or expired
-  else if (!show(job)) poll(url, Number(response.headers.get('retry-after')) || 1)
+  const retryAfter = Number(response.headers.get('retry-after')) || 1
+  if (response.status === 429 || response.status === 503) poll(url, retryAfter) // looked too often, or the line is busy
+  else if (!response.ok) message.textContent = `${job.code}: ${job.message}` // 404 FUSION_JOB_NOT_FOUND: gone or expired
+  else if (!show(job)) poll(url, retryAfter)
 }

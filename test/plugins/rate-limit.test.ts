@@ -96,6 +96,9 @@ t.test('an unknown API key is refused, and guessing keys is rate-limited like an
   t.match({ status: unknown.status, code: unknown.json().code }, { status: 401, code: 'FUSION_UNKNOWN_API_KEY' })
   t.equal((await cheap(url, { 'x-api-key': 'guessed-key-2' })).status, 401)
   t.equal((await cheap(url, { 'x-api-key': 'guessed-key-3' })).status, 429, 'the third guess from this IP is throttled')
+  const job = await request(`${url}/fuse/jobs/${'A'.repeat(22)}`, { headers: { 'x-api-key': 'guessed-key-4' } })
+  t.match({ status: job.statusCode, code: (await job.body.json() as { code: string }).code }, { status: 401, code: 'FUSION_UNKNOWN_API_KEY' },
+    'on the job routes too')
 })
 
 t.test('replicas sharing Redis count together', async (t) => {
