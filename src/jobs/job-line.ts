@@ -199,6 +199,8 @@ export const RATE_WINDOW_SECONDS = 10
 export interface Pace {
   achieved: number
   budget: number
+  /** How long the line takes no job (a pause after the upstream's frequency control), in ms; 0 when it takes them. */
+  pausedMs: number
 }
 
 /**
@@ -209,19 +211,21 @@ export interface Pace {
  * to expire; each passes. Measured in the spike benchmark, the first ETAs at the
  * pace of the last seconds alone overestimated the waits by a median 22 to 58 %.
  * A shortfall that lasts shows in every later view of the job, which is then
- * given at the pace achieved meanwhile.
+ * given at the pace achieved meanwhile. A line that is paused takes no job
+ * before the pause ends: its rest comes first.
  */
 export function etaSeconds (position: number, pace: Pace): number {
   const achieved = Math.max(pace.achieved, 0.01)
   const near = achieved * RATE_WINDOW_SECONDS
   const seconds = position <= near ? position / achieved : RATE_WINDOW_SECONDS + (position - near) / Math.max(pace.budget, 0.01)
-  return Math.max(0, Math.ceil(seconds))
+  return Math.max(0, Math.ceil(pace.pausedMs / 1000 + seconds))
 }
 
 /** How many jobs the line takes within `seconds`: the inverse of `etaSeconds`. */
 export function jobsWithin (seconds: number, pace: Pace): number {
-  const near = Math.min(seconds, RATE_WINDOW_SECONDS) * pace.achieved
-  return Math.floor(near + Math.max(0, seconds - RATE_WINDOW_SECONDS) * pace.budget)
+  const taking = Math.max(0, seconds - pace.pausedMs / 1000)
+  const near = Math.min(taking, RATE_WINDOW_SECONDS) * pace.achieved
+  return Math.floor(near + Math.max(0, taking - RATE_WINDOW_SECONDS) * pace.budget)
 }
 
 /**
@@ -230,9 +234,9 @@ export function jobsWithin (seconds: number, pace: Pace): number {
  * that a line that began to drain a moment ago, or has just emptied, is not
  * taken for a slow one; the configured budget until enough were sent to tell.
  */
-export function drainRate (sentInWindow: number, spanSeconds: number, budgetQps: number): Pace {
+export function drainRate (sentInWindow: number, spanSeconds: number, budgetQps: number, pausedMs = 0): Pace {
   const achieved = sentInWindow >= 5 && spanSeconds > 0 ? Math.min((sentInWindow - 1) / spanSeconds, budgetQps) : budgetQps
-  return { achieved, budget: budgetQps }
+  return { achieved, budget: budgetQps, pausedMs: Math.max(0, pausedMs) }
 }
 
 /** Refuses a job the line cannot take in time. */

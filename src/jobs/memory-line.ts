@@ -39,7 +39,7 @@ export function createMemoryLine (parts: LineParts): JobLine {
   const currentPace = (): Pace => {
     const since = Date.now() - RATE_WINDOW_SECONDS * 1000
     while (sends.length > 0 && sends[0]! < since) sends.shift()
-    return drainRate(sends.length, ((sends.at(-1) ?? 0) - (sends[0] ?? 0)) / 1000, limits.budgetQps)
+    return drainRate(sends.length, ((sends.at(-1) ?? 0) - (sends[0] ?? 0)) / 1000, limits.budgetQps, pausedUntil - Date.now())
   }
   /** Each client's jobs not finished yet (QUEUE_MAX_JOBS_PER_CLIENT). */
   const pendingByClient = new Map<string, number>()

@@ -114,16 +114,24 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     }
   })
   const waitKey = queue.keys.wait!
+  const limiterKey = queue.keys.limiter!
 
   async function currentPace (): Promise<Pace> {
     const now = Date.now()
-    const [, [, count], [, first], [, last]] = await redis.multi()
+    const [, [, count], [, first], [, last], [, taken], [, leftMs]] = await redis.multi()
       .zremrangebyscore(key.sends, '-inf', now - RATE_WINDOW_SECONDS * 1000)
       .zcard(key.sends)
       .zrange(key.sends, '0', '0', 'WITHSCORES')
       .zrange(key.sends, '-1', '-1', 'WITHSCORES')
-      .exec() as [[unknown, unknown], [unknown, number], [unknown, string[]], [unknown, string[]]]
-    return drainRate(count, (Number(last[1] ?? 0) - Number(first[1] ?? 0)) / 1000, limits.budgetQps)
+      .get(limiterKey)
+      .pttl(limiterKey)
+      .exec() as [
+        [unknown, unknown], [unknown, number], [unknown, string[]], [unknown, string[]], [unknown, string | null], [unknown, number]
+      ]
+    // BullMQ's limiter, read as BullMQ reads it: at its count, no job is taken until the key expires (queue.rateLimit
+    // sets it so for a pause).
+    const pausedMs = Number(taken ?? 0) >= taking.max && leftMs > 0 ? leftMs : 0
+    return drainRate(count, (Number(last[1] ?? 0) - Number(first[1] ?? 0)) / 1000, limits.budgetQps, pausedMs)
   }
 
   async function position (jobId: string): Promise<number | undefined> {

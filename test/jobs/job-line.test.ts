@@ -44,34 +44,42 @@ t.test('jobs are taken at the budget\'s pace, in windows whose bursts stay withi
 })
 
 t.test('the drain rate is the pace of the calls sent, over the time they span', async (t) => {
-  t.same(drainRate(4, 1, 18), { achieved: 18, budget: 18 }, 'the budget until five calls tell')
-  t.same(drainRate(19, 1, 18), { achieved: 18, budget: 18 }, 'never more than the budget')
-  t.same(drainRate(11, 2, 18), { achieved: 5, budget: 18 }, 'ten intervals in two seconds')
-  t.same(drainRate(6, 0, 18), { achieved: 18, budget: 18 }, 'calls all at once tell nothing')
+  t.same(drainRate(4, 1, 18), { achieved: 18, budget: 18, pausedMs: 0 }, 'the budget until five calls tell')
+  t.same(drainRate(19, 1, 18), { achieved: 18, budget: 18, pausedMs: 0 }, 'never more than the budget')
+  t.same(drainRate(11, 2, 18), { achieved: 5, budget: 18, pausedMs: 0 }, 'ten intervals in two seconds')
+  t.same(drainRate(6, 0, 18), { achieved: 18, budget: 18, pausedMs: 0 }, 'calls all at once tell nothing')
 })
 
 t.test('an ETA keeps the pace just achieved for the rate window, then the budget\'s', async (t) => {
-  const atBudget = { achieved: 18, budget: 18 }
+  const atBudget = { achieved: 18, budget: 18, pausedMs: 0 }
   t.equal(etaSeconds(180, atBudget), 10)
   t.equal(etaSeconds(1800, atBudget), 100, 'at the budget throughout')
-  const short = { achieved: 12, budget: 18 }
+  const short = { achieved: 12, budget: 18, pausedMs: 0 }
   t.equal(etaSeconds(60, short), 5, 'within the window: the pace achieved')
   t.equal(etaSeconds(120, short), RATE_WINDOW_SECONDS, 'the window\'s last job')
   t.equal(etaSeconds(120 + 900, short), RATE_WINDOW_SECONDS + 50, 'past the window: the budget')
-  for (const position of [1, 7, 119, 120, 121, 500, 5000]) {
-    const eta = etaSeconds(position, short)
-    t.ok(jobsWithin(eta, short) >= position && jobsWithin(eta - 1, short) < position, `jobsWithin inverts etaSeconds at ${position}`)
+  const paused = { ...short, pausedMs: 30_000 }
+  t.equal(etaSeconds(60, paused), 35, 'a paused line takes no job before its pause ends')
+  for (const pace of [short, paused]) {
+    for (const position of [1, 7, 119, 120, 121, 500, 5000]) {
+      const eta = etaSeconds(position, pace)
+      t.ok(jobsWithin(eta, pace) >= position && jobsWithin(eta - 1, pace) < position, `jobsWithin inverts etaSeconds at ${position}`)
+    }
   }
 })
 
 t.test('admission refuses what the line cannot take within the longest wait, and says when to come back', async (t) => {
-  const pace = { achieved: 12, budget: 18 }
+  const pace = { achieved: 12, budget: 18, pausedMs: 0 }
   const lineLimits = { ...limits, maxWaitSeconds: 60, maxJobs: 10_000, maxJobsPerClient: 5 }
   // 120 jobs in the window's 10 s, 18 a second for the 50 s after: 1,020 within a minute.
   t.equal(admit({ waiting: 1019, clientJobs: 0, pace, limits: lineLimits }), 1020)
   t.throws(() => admit({ waiting: 1020, clientJobs: 0, pace, limits: lineLimits }), { code: 'FUSION_QUEUE_FULL', retryAfterSeconds: 1 })
   t.throws(() => admit({ waiting: 1200, clientJobs: 0, pace, limits: lineLimits }), { code: 'FUSION_QUEUE_FULL', retryAfterSeconds: 14 }, '181 over: 120 in the window, 61 at 18 a second')
   t.throws(() => admit({ waiting: 0, clientJobs: 5, pace, limits: lineLimits }), { code: 'FUSION_TOO_MANY_JOBS' })
+  const paused = { ...pace, pausedMs: 30_000 }
+  // Paused for 30 s: 120 jobs in the window's 10 s after it, 18 a second for the 20 s left: 480 within the minute.
+  t.equal(admit({ waiting: 479, clientJobs: 0, pace: paused, limits: lineLimits }), 480, 'a pause counts against the longest wait')
+  t.throws(() => admit({ waiting: 480, clientJobs: 0, pace: paused, limits: lineLimits }), { code: 'FUSION_QUEUE_FULL' })
 })
 
 t.test('a refusal of the budget puts the job back without pausing the line', async (t) => {

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { request } from 'undici'
 import {
   answerJson, finishedJob, fixture, fuseForm, heldUpstream, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
 } from '../helper.js'
@@ -37,6 +38,30 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
       'the three jobs whose calls failed fail; the others wait out the open circuit')
     t.ok(jobs.slice(0, 3).every((job) => job.error.code !== 'FUSION_UPSTREAM_UNAVAILABLE'))
     t.equal(upstream.calls.length, 8, 'one call a job')
+  })
+}
+
+for (const [line, lineEnv] of Object.entries(LINES)) {
+  t.test(`${line} line: while frequency control pauses the line, the ETAs given count the pause`, async (t) => {
+    let refusedAt = 0
+    const upstream = await stubUpstream(t, (call, response) => {
+      if (call.number > 1) return answerJson(response, legacyOk)
+      refusedAt = Date.now()
+      answerJson(response, { ret: '-20004', msg: 'too frequent' })
+    })
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', UPSTREAM_BACKOFF_MS: '6000' })
+    const first = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
+    await until(() => upstream.calls.length === 1)
+    const view = async (location: string): Promise<any> => await (await request(`${url}${location}`)).body.json()
+    await until(async () => (await view(first)).status === 'queued')
+    // The pause began once the refusal came back: at least this much of it is left.
+    const pauseLeft = (): number => (6_000 - (Date.now() - refusedAt)) / 1000
+    const waiting = await view(first)
+    t.ok(waiting.etaSeconds >= pauseLeft(), `the job put back: ${waiting.etaSeconds} s, with the pause's ${pauseLeft().toFixed(1)} s left`)
+    const second = (await fuseForm(url, photo, {}, { prefer: 'respond-async' }))
+    t.ok(second.json().etaSeconds >= pauseLeft(), `a job queued meanwhile: ${second.json().etaSeconds} s`)
+    t.equal((await finishedJob(url, first)).status, 'succeeded')
+    t.equal((await finishedJob(url, second.headers.location as string)).status, 'succeeded')
   })
 }
 
