@@ -260,7 +260,10 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     lockDuration: options.stalledMs,
     stalledInterval: Math.max(1_000, Math.floor(options.stalledMs / 2)),
     // A stalled job goes back to the line once; the "sent" marker decides whether it is sent again.
-    maxStalledCount: 1
+    maxStalledCount: 1,
+    // After an error of its Redis, BullMQ tries again this much later; by default 15 s, which closing cannot always
+    // cut short (its delay is abortable only once the worker was rate-limited).
+    runRetryDelay: 1_000
   })
   // One line per outage is the Redis plugin's: here, only what is not a lost connection.
   worker.on('error', (error) => {
