@@ -49,13 +49,13 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
       refusedAt = Date.now()
       answerJson(response, { ret: '-20004', msg: 'too frequent' })
     })
-    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', UPSTREAM_BACKOFF_MS: '6000' })
+    const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', UPSTREAM_BACKOFF_MS: '4000' })
     const first = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
     await until(() => upstream.calls.length === 1)
     const view = async (location: string): Promise<any> => await (await request(`${url}${location}`)).body.json()
     await until(async () => (await view(first)).status === 'queued')
     // The pause began once the refusal came back: at least this much of it is left.
-    const pauseLeft = (): number => (6_000 - (Date.now() - refusedAt)) / 1000
+    const pauseLeft = (): number => (4_000 - (Date.now() - refusedAt)) / 1000
     const waiting = await view(first)
     t.ok(waiting.etaSeconds >= pauseLeft(), `the job put back: ${waiting.etaSeconds} s, with the pause's ${pauseLeft().toFixed(1)} s left`)
     const second = (await fuseForm(url, photo, {}, { prefer: 'respond-async' }))
