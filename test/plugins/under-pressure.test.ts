@@ -13,18 +13,19 @@ async function servedOnceIdle (url: string): Promise<number> {
 }
 
 t.test('a blocked event loop sheds new requests with 503; health routes still answer', async (t) => {
-  const { url, app } = await startService(t, { PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '50', PRESSURE_SAMPLE_INTERVAL_MS: '200' })
+  const { url, app } = await startService(t, { PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '20', PRESSURE_SAMPLE_INTERVAL_MS: '500' })
   t.equal(await servedOnceIdle(url), 400, 'not under pressure: served')
 
   // The service runs in this process: block its event loop as a pile-up of synchronous work would. The check uses
-  // the mean delay since the last sample (10 ms ticks over 200 ms): only a block over about 1.1 s lifts it past 50 ms
-  // wherever the block falls between two samples, so the block is 1.5 s.
+  // the mean tick since the last sample, less the 10 ms of a tick: 10 ms ticks over 500 ms and one of 1.5 s make
+  // about 30 ms, past the 20 ms limit. The pressure lasts until the next sample, half a second: long enough to be
+  // seen by a request on a busy machine.
   const until = Date.now() + 1_500
   while (Date.now() < until) { /* busy */ }
   // The sampler's timer and the delay monitor's are both overdue after the block; when the sampler runs first, the
-  // block counts in the next sample, one interval later. So ask until shed, for at most five intervals.
+  // block counts in the next sample, one interval later. So ask until shed, for at most four intervals.
   let shed = await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })
-  for (const deadline = Date.now() + 1_000; shed.status === 400 && Date.now() < deadline;) {
+  for (const deadline = Date.now() + 2_000; shed.status === 400 && Date.now() < deadline;) {
     await new Promise((resolve) => setTimeout(resolve, 20))
     shed = await post(`${url}/fuse`, '{}', { 'content-type': 'application/json' })
   }
