@@ -276,9 +276,18 @@ export async function ownRedis (t: Teardown): Promise<{ url: string, admin: Redi
   return { url: server.url, admin }
 }
 
+/** A legacy upstream's success with a URL result. */
+export const LEGACY_OK = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
+
+/** The lines a job can wait in: in this process's memory (no Redis), and BullMQ on the shared Redis. */
+export const JOB_LINES = {
+  memory: (): Record<string, string> => ({}),
+  redis: (): Record<string, string> => ({ REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
+}
+
 /** An upstream whose answers (`body`, a legacy success by default) wait until released, so jobs can be held queued or running. */
 export async function heldUpstream (
-  t: Teardown, body: unknown = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
+  t: Teardown, body: unknown = LEGACY_OK
 ): Promise<{ url: string, calls: StubCall[], release: () => void, hold: () => void }> {
   const held: Array<() => void> = []
   let open = false

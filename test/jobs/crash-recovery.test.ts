@@ -1,8 +1,7 @@
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { answerJson, finishedJob, fixture, fuseForm, redisPrefix, runOnFreePort, sharedRedisUrl, stubUpstream } from '../helper.js'
+import { answerJson, finishedJob, fixture, fuseForm, LEGACY_OK, redisPrefix, runOnFreePort, sharedRedisUrl, stubUpstream } from '../helper.js'
 
-const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
 
 /** A replica as operators run it: its own process, on the shared Redis, in front of `upstreamUrl`. */
 async function replica (t: Test, upstreamUrl: string, prefix: string): Promise<{ url: string, kill: (signal: NodeJS.Signals) => void, exited: Promise<number | null> }> {
@@ -22,7 +21,7 @@ async function replica (t: Test, upstreamUrl: string, prefix: string): Promise<{
 
 t.test('a replica killed with SIGKILL loses no queued job, and a job it was sending is never sent twice', async (t) => {
   // The first call is never answered: the replica dies with it in flight.
-  const upstream = await stubUpstream(t, (call, response) => { if (call.number > 1) answerJson(response, legacyOk) })
+  const upstream = await stubUpstream(t, (call, response) => { if (call.number > 1) answerJson(response, LEGACY_OK) })
   const prefix = redisPrefix()
   const doomed = await replica(t, upstream.url, prefix)
   const sending = (await fuseForm(doomed.url, fixture('orientation-1.jpg'), {}, { prefer: 'respond-async' })).headers.location as string
@@ -47,8 +46,8 @@ t.test('a replica killed with SIGKILL loses no queued job, and a job it was send
 t.test('SIGTERM finishes the job a replica is sending, and leaves the queued ones to the others', async (t) => {
   let answer: (() => void) | undefined
   const upstream = await stubUpstream(t, (call, response) => {
-    if (call.number === 1) answer = () => { answerJson(response, legacyOk) }
-    else answerJson(response, legacyOk)
+    if (call.number === 1) answer = () => { answerJson(response, LEGACY_OK) }
+    else answerJson(response, LEGACY_OK)
   })
   const prefix = redisPrefix()
   const leaving = await replica(t, upstream.url, prefix)

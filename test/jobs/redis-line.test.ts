@@ -2,12 +2,11 @@ import { Writable } from 'node:stream'
 import t from 'tap'
 import { request } from 'undici'
 import { closedPort } from '../../scripts/free-port.js'
-import { finishedJob, fixture, fuseForm, heldUpstream, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, until } from '../helper.js'
+import { finishedJob, fixture, fuseForm, heldUpstream, LEGACY_OK, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, until } from '../helper.js'
 
 /** The Redis line (src/jobs/redis-line.ts) as the service runs it, each test on a Redis of its own where it tampers with it. */
 
 const photo = fixture('orientation-1.jpg')
-const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
 
 async function view (url: string, location: string): Promise<any> {
   return await (await request(`${url}${location}`)).body.json()
@@ -86,7 +85,7 @@ t.test('redis line: a Redis stall as a job ends leaves its outcome standing', as
   await admin.ping()
   const job = await finishedJob(url, location as string)
   t.equal(job.status, 'succeeded', 'the billed answer is the job\'s, not a 500')
-  t.equal(job.result.imageUrl, legacyOk.img_url)
+  t.equal(job.result.imageUrl, LEGACY_OK.img_url)
 })
 
 t.test('redis line: a Redis stall as a job is about to be sent puts it back in the line, and it is sent once', async (t) => {

@@ -6,7 +6,7 @@ import { request } from 'undici'
 import { CHROMIUM_INSTALL_HINT, findChromium } from '../../scripts/chromium.js'
 import { API3_ONLY_PROJECT_ID as API3_ACTIVITY } from '../../emulator/shared/templates.js'
 import {
-  fixture, fixturePath, fuseForm, redisPrefix, sharedRedisUrl, startEmulator, startService, stubUpstream, upstreamEnv,
+  fixture, fixturePath, fuseForm, JOB_LINES, startEmulator, startService, stubUpstream, upstreamEnv,
   type StubCall
 } from '../helper.js'
 
@@ -23,11 +23,6 @@ import {
 // Several browser sessions in one file, on a machine that may be busy: more than the default 60 s.
 t.setTimeout(240_000)
 
-/** The lines a job can wait in: in memory (no Redis), and BullMQ on a real Redis. */
-const LINES = {
-  memory: (): Record<string, string> => ({}),
-  redis: (): Record<string, string> => ({ REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
-}
 
 /** How the page may follow its job: the events stream; no EventSource at all; a stream that always fails. */
 type Follow = 'events' | 'no EventSource' | 'stream fails'
@@ -343,7 +338,7 @@ async function queueOne (t: Test, url: string): Promise<void> {
   t.equal(accepted.status, 202)
 }
 
-const busyCases: Array<{ line: keyof typeof LINES, follow: Follow }> = [
+const busyCases: Array<{ line: keyof typeof JOB_LINES, follow: Follow }> = [
   { line: 'memory', follow: 'events' },
   { line: 'redis', follow: 'events' },
   { line: 'memory', follow: 'no EventSource' },
@@ -353,7 +348,7 @@ const busyCases: Array<{ line: keyof typeof LINES, follow: Follow }> = [
 for (const { line, follow } of busyCases) {
   t.test(`a busy ${line} line, ${follow}: the page shows its place as it moves up, then the picture; a waiting job can leave`, async (t) => {
     const gate = await gatedEmulator(t)
-    const { url } = await startService(t, { ...gate.env, ...LINES[line](), QUEUE_WORKERS: '1' })
+    const { url } = await startService(t, { ...gate.env, ...JOB_LINES[line](), QUEUE_WORKERS: '1' })
     const { page, sent, shown, troubles } = await phonePage(t, 'status', follow)
     const keys: string[] = []
     page.on('request', (sent) => { if (new URL(sent.url()).pathname === '/fuse') keys.push(sent.headers()['idempotency-key'] ?? '') })

@@ -1,21 +1,15 @@
 import t from 'tap'
 import { request } from 'undici'
 import {
-  answerJson, finishedJob, fixture, fuseForm, heldUpstream, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
+  answerJson, finishedJob, fixture, fuseForm, heldUpstream, JOB_LINES, LEGACY_OK, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
 } from '../helper.js'
 
 /** What interrupts a job on its way (the upstream failing or throttling, the line stalling, the service closing), and what the job and its client get. */
 
 const photo = fixture('orientation-1.jpg')
-const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
 
-/** Both lines: in memory (no Redis) and BullMQ on a real Redis. */
-const LINES = {
-  memory: (): Record<string, string> => ({}),
-  redis: (): Record<string, string> => ({ REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
-}
 
-for (const [line, lineEnv] of Object.entries(LINES)) {
+for (const [line, lineEnv] of Object.entries(JOB_LINES)) {
   t.test(`${line} line: an open circuit breaker holds the line; only the jobs whose calls failed fail`, async (t) => {
     // The first three calls fail (a proxy's HTML 502), then the upstream recovers.
     let failuresLeft = 3
@@ -24,7 +18,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
         response.writeHead(502, { 'content-type': 'text/html' }).end('<html>bad gateway</html>')
         return
       }
-      answerJson(response, legacyOk)
+      answerJson(response, LEGACY_OK)
     })
     const { url } = await startService(t, {
       ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', UPSTREAM_RETRIES: '0',
@@ -41,11 +35,11 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
   })
 }
 
-for (const [line, lineEnv] of Object.entries(LINES)) {
+for (const [line, lineEnv] of Object.entries(JOB_LINES)) {
   t.test(`${line} line: while frequency control pauses the line, the ETAs given count the pause`, async (t) => {
     let refusedAt = 0
     const upstream = await stubUpstream(t, (call, response) => {
-      if (call.number > 1) return answerJson(response, legacyOk)
+      if (call.number > 1) return answerJson(response, LEGACY_OK)
       refusedAt = Date.now()
       answerJson(response, { ret: '-20004', msg: 'too frequent' })
     })
@@ -70,11 +64,11 @@ t.test('redis line: frequency control pauses the line and puts the job back at i
   const upstream = await stubUpstream(t, (call, response) => {
     order.push(JSON.parse(call.body.toString()).model_id)
     if (call.number === 1) answerJson(response, { ret: '-20004', msg: 'too frequent' })
-    else answerJson(response, legacyOk)
+    else answerJson(response, LEGACY_OK)
   })
-  const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...LINES.redis(), QUEUE_WORKERS: '1', UPSTREAM_BACKOFF_MS: '500' })
+  const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...JOB_LINES.redis(), QUEUE_WORKERS: '1', UPSTREAM_BACKOFF_MS: '500' })
   const first = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_1' }, { prefer: 'respond-async' })).headers.location as string
-  for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  await until(() => upstream.calls.length > 0)
   const second = (await fuseForm(url, photo, { model_id: 'qc_100307_152854_2' }, { prefer: 'respond-async' })).headers.location as string
   t.equal((await finishedJob(url, first)).status, 'succeeded', 'the refused job was sent again, not failed')
   t.equal((await finishedJob(url, second)).status, 'succeeded')
@@ -112,7 +106,7 @@ t.test('redis line: a wait its line fails to answer gives the queued job\'s id (
 t.test('redis line: waits still running when the service starts closing are answered 202 with their jobs\' ids', async (t) => {
   const upstream = await heldUpstream(t)
   const { app, url } = await startService(t, {
-    ...stubEnv('legacy', upstream.url), ...LINES.redis(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '100'
+    ...stubEnv('legacy', upstream.url), ...JOB_LINES.redis(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS_PER_CLIENT: '100'
   })
   const replying = Array.from({ length: 3 }, async () => await fuseForm(url, photo, {}, { prefer: 'respond-async, wait=60' }))
   await until(() => upstream.calls.length === 1)
@@ -138,7 +132,7 @@ t.test('memory line: a wait still running when the service starts closing goes o
   upstream.release()
   const reply = await replying
   t.equal(reply.status, 200, 'the fusion\'s own answer')
-  t.equal(reply.json().imageUrl, legacyOk.img_url)
+  t.equal(reply.json().imageUrl, LEGACY_OK.img_url)
   t.equal(reply.headers['preference-applied'], 'wait=60')
   await closed
 })

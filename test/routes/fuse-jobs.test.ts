@@ -4,18 +4,12 @@ import t from 'tap'
 import { request } from 'undici'
 import { MAX_STREAMS_PER_JOB } from '../../src/routes/fuse-jobs.js'
 import {
-  answerJson, captureLogs, finishedJob, fixture, fuseForm, heldUpstream, ownRedis, redisPrefix, sharedRedisUrl, startService, stubEnv, stubUpstream, until
+  answerJson, captureLogs, finishedJob, fixture, fuseForm, heldUpstream, JOB_LINES, LEGACY_OK, ownRedis, redisPrefix, startService, stubEnv, stubUpstream, until
 } from '../helper.js'
 
 const photo = fixture('orientation-1.jpg')
-const legacyOk = { ret: '0', msg: 'ok', img_url: 'https://example.invalid/fused.jpg' }
 const legacyBase64 = { ret: '0', msg: 'ok', img_base64: fixture('face.jpg').toString('base64') }
 
-/** Every test runs on both lines: in memory (no Redis) and BullMQ on a real Redis. */
-const LINES = {
-  memory: (): Record<string, string> => ({}),
-  redis: (): Record<string, string> => ({ REDIS_URL: sharedRedisUrl(), REDIS_KEY_PREFIX: redisPrefix() })
-}
 
 async function getJob (url: string, location: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: Record<string, unknown>, body: any, bytes: Buffer }> {
   const reply = await request(`${url}${location}`, { headers })
@@ -44,9 +38,9 @@ function followEvents (body: AsyncIterable<Buffer>): { events: any[], end: Promi
   return { events, end, ended: () => ended }
 }
 
-for (const [line, lineEnv] of Object.entries(LINES)) {
+for (const [line, lineEnv] of Object.entries(JOB_LINES)) {
   t.test(`${line} line: respond-async queues the fusion and the job answers what the request would have`, async (t) => {
-    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
+    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, LEGACY_OK) })
     const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv() })
     const accepted = await fuseForm(url, photo, {}, { prefer: 'respond-async' })
     t.equal(accepted.status, 202)
@@ -60,7 +54,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     const done = await finishedJob(url, accepted.headers.location as string)
     t.equal(done.status, 'succeeded')
     t.same(Object.keys(done.result).sort(), ['expiresAt', 'imageUrl', 'requestId'], 'the synchronous success body')
-    t.equal(done.result.imageUrl, legacyOk.img_url)
+    t.equal(done.result.imageUrl, LEGACY_OK.img_url)
     t.equal(done.result.requestId, body.requestId)
     t.ok(Date.parse(done.startedAt) >= Date.parse(done.createdAt), 'started after it was created')
     t.ok(Date.parse(done.finishedAt) >= Date.parse(done.startedAt), 'finished after it started')
@@ -68,7 +62,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
   })
 
   t.test(`${line} line: a refusal the client can fix is answered at once, not queued`, async (t) => {
-    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
+    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, LEGACY_OK) })
     const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv() })
     const refused = await fuseForm(url, fixture('not-an-image.jpg'), {}, { prefer: 'respond-async' })
     t.equal(refused.status, 415)
@@ -111,7 +105,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1' })
     const first = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
     const second = (await fuseForm(url, photo, {}, { prefer: 'respond-async' })).headers.location as string
-    for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    await until(() => upstream.calls.length > 0)
     t.equal((await getJob(url, first)).body.status, 'running')
     const queued = await getJob(url, second)
     t.match(queued.body, { status: 'queued', position: 1 })
@@ -135,7 +129,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
   })
 
   t.test(`${line} line: unknown ids and another API key's jobs are 404`, async (t) => {
-    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
+    const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, LEGACY_OK) })
     const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), CLIENT_API_KEYS: 'key-a,key-b' })
     for (const id of ['AAAAAAAAAAAAAAAAAAAAAA', 'not-a-job', '..%2F..%2Fetc']) {
       const missing = await getJob(url, `/fuse/jobs/${id}`)
@@ -209,7 +203,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     const upstream = await heldUpstream(t)
     const { url } = await startService(t, { ...stubEnv('legacy', upstream.url), ...lineEnv(), QUEUE_WORKERS: '1', QUEUE_MAX_JOBS: '2' })
     t.equal((await fuseForm(url, photo, {}, { prefer: 'respond-async' })).status, 202)
-    for (let i = 0; i < 100 && upstream.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    await until(() => upstream.calls.length > 0)
     const more = []
     for (let i = 0; i < 3; i++) more.push(await fuseForm(url, photo, {}, { prefer: 'respond-async' }))
     t.same(more.map((reply) => reply.status), [202, 202, 503], 'one running, two waiting, then full')
@@ -240,7 +234,7 @@ for (const [line, lineEnv] of Object.entries(LINES)) {
     const { events, end } = followEvents(stream.body)
     await end
     t.match(events[0], { status: 'queued', position: 1 }, 'the current state at once')
-    t.match(events.at(-1), { status: 'succeeded', result: { imageUrl: legacyOk.img_url } }, 'a final event with the GET body, then the end')
+    t.match(events.at(-1), { status: 'succeeded', result: { imageUrl: LEGACY_OK.img_url } }, 'a final event with the GET body, then the end')
     t.ok(events.every((event, index) => index === 0 || JSON.stringify(event) !== JSON.stringify(events[index - 1])), 'an event per change')
   })
 
@@ -298,8 +292,8 @@ t.test('no job id, photo or result in a log line', async (t) => {
 })
 
 t.test('redis line: the same Idempotency-Key gives the same job from another replica', async (t) => {
-  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, legacyOk) })
-  const env = { ...stubEnv('legacy', upstream.url), ...LINES.redis() }
+  const upstream = await stubUpstream(t, (_call, response) => { answerJson(response, LEGACY_OK) })
+  const env = { ...stubEnv('legacy', upstream.url), ...JOB_LINES.redis() }
   const [one, two] = [await startService(t, env), await startService(t, env)]
   const first = await fuseForm(one.url, photo, {}, { prefer: 'respond-async', 'idempotency-key': 'same-photo-1' })
   const again = await fuseForm(two.url, photo, {}, { prefer: 'respond-async', 'idempotency-key': 'same-photo-1' })
