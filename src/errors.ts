@@ -493,6 +493,11 @@ export function fusionError (code: ErrorCode, details: FusionErrorDetails = {}):
   return error
 }
 
+/** What went wrong, in a word for a log line, whatever was thrown. */
+export function messageOf (error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
 export function isFusionError (error: unknown): error is FusionError {
   return error instanceof Error && typeof (error as { code?: unknown }).code === 'string' &&
     Object.hasOwn(ERROR_CATALOGUE, (error as unknown as { code: string }).code)

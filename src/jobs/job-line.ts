@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { errorAnswer, fusionError, isFusionError, type ErrorAnswer } from '../errors.js'
+import { errorAnswer, fusionError, isFusionError, messageOf, type ErrorAnswer } from '../errors.js'
 import type { Fusion, FusionLogger, PreparedFusion } from '../fusion/fusion.js'
 import type { FusionResult } from '../upstream/provider.js'
 
@@ -103,7 +103,10 @@ export function newJobId (): string {
   return randomBytes(16).toString('base64url')
 }
 
-export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/
+const JOB_ID_CHARACTER = '[A-Za-z0-9_-]'
+export const JOB_ID_PATTERN = new RegExp(`^${JOB_ID_CHARACTER}{22}$`)
+/** Job ids standing on their own in a text (BullMQ writes them into its messages: "Missing lock for job …"). */
+export const JOB_IDS_IN_TEXT = new RegExp(`(?<!${JOB_ID_CHARACTER})${JOB_ID_CHARACTER}{22}(?!${JOB_ID_CHARACTER})`, 'g')
 
 /** What stands for a client or an API key in the line's keys and records: never the key itself. */
 export function opaqueId (value: string): string {
@@ -123,12 +126,15 @@ export interface Requeue { requeue: true, cause: RequeueCause, pauseMs: number, 
 /** The line's own store failed before a job's call went out: nothing was sent, and the job waits its turn again. */
 export class LineStoreFailure extends Error {
   constructor (cause: unknown) {
-    super(`the job line's store failed before the call: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
+    super(`the job line's store failed before the call: ${messageOf(cause)}`, { cause })
   }
 }
 
-/** How long the line pauses after its store failed: a Redis that stalls or refuses writes is rarely back at once. */
-export const STORE_FAILURE_PAUSE_MS = 1_000
+/**
+ * A job whose line's store failed before its call goes back; the whole line pauses a second, as a Redis that stalls
+ * or refuses writes is rarely back at once.
+ */
+export const STORE_FAILURE_REQUEUE: Requeue = { requeue: true, cause: 'line_store', pauseMs: 1_000, thisReplica: false }
 
 /**
  * Sends one job's fusion. A call the upstream's frequency control refused, one
@@ -165,9 +171,7 @@ export async function sendJob (
     if (isFusionError(error) && error.code === 'FUSION_UPSTREAM_BUSY') {
       return { requeue: true, cause: 'budget_full', pauseMs: 0, thisReplica: false }
     }
-    if (error instanceof LineStoreFailure) {
-      return { requeue: true, cause: 'line_store', pauseMs: STORE_FAILURE_PAUSE_MS, thisReplica: false }
-    }
+    if (error instanceof LineStoreFailure) return STORE_FAILURE_REQUEUE
     const failure = isFusionError(error) ? error : fusionError('FUSION_INTERNAL_ERROR', { cause: error })
     if (!isFusionError(error)) log.error({ err: error }, 'job failed')
     return { ok: false, error: errorAnswer(failure, requestId) }

@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue, Worker, type Job } from 'bullmq'
 import type { ClientContext, Redis, Result } from 'ioredis'
-import { errorAnswer, fusionError, isFusionError } from '../errors.js'
+import { errorAnswer, fusionError, isFusionError, messageOf } from '../errors.js'
 import type { PreparedFusion } from '../fusion/fusion.js'
 import {
-  admit, drainRate, etaSeconds, interrupted, LineStoreFailure, newJobId, RATE_WINDOW_SECONDS, sendJob, STORE_FAILURE_PAUSE_MS, takePace,
+  admit, drainRate, etaSeconds, interrupted, JOB_IDS_IN_TEXT, LineStoreFailure, newJobId, RATE_WINDOW_SECONDS, sendJob,
+  STORE_FAILURE_REQUEUE, takePace,
   type Answer, type JobLine, type JobOutcome, type Pace, type JobRequest, type JobView, type LineParts, type Requeue
 } from './job-line.js'
 
@@ -72,11 +73,10 @@ const MEMORY_FILL_LIMIT = 0.9
 const MEMORY_RETRY_AFTER_SECONDS = 10
 export const queuePrefix = (keyPrefix: string): string => `${keyPrefix}bull`
 
-/** An error's message for a log line, without the job ids BullMQ writes into its own ("Missing lock for job …"). */
+/** An error's message for a log line, without the job ids BullMQ writes into its own. */
 function reasonOf (error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).replace(JOB_IDS_IN_TEXT, '[job]')
+  return messageOf(error).replace(JOB_IDS_IN_TEXT, '[job]')
 }
-const JOB_IDS_IN_TEXT = /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])/g
 /**
  * The wait line on Redis with BullMQ, shared by every replica: first in, first
  * out; a job whose replica dies is taken up by another once its lock expires.
@@ -170,7 +170,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
       sentBefore = await redis.exists(key.sent(jobId)) === 1
     } catch (error) {
       storeFailed(error)
-      return await backInLine({ requeue: true, cause: 'line_store', pauseMs: STORE_FAILURE_PAUSE_MS, thisReplica: false })
+      return await backInLine(STORE_FAILURE_REQUEUE)
     }
     // A job found with the "sent" marker was taken up after a crash once its call may have gone out: not sent again.
     if (jpeg === null || sentBefore) {
@@ -225,10 +225,7 @@ export function createRedisLine (options: RedisLineOptions): JobLine {
     // Not waiting for the running jobs, this one among them.
     void worker.pause(true)
     clearTimeout(resumeTimer)
-    resumeTimer = setTimeout(() => {
-      resumeTimer = undefined
-      if (!closing) void worker.resume()
-    }, pausedHereUntil - Date.now())
+    resumeTimer = setTimeout(() => { if (!closing) void worker.resume() }, pausedHereUntil - Date.now())
     resumeTimer.unref()
   }
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ConfigSlice } from '../config/load.js'
-import { isFinalAnswer, isFusionError, type ErrorCode } from '../errors.js'
+import { isFinalAnswer, isFusionError, messageOf, type ErrorCode } from '../errors.js'
 import { createIdempotency, parseIdempotencyKey, type Idempotency, type Ownership } from '../idempotency/idempotency.js'
 import type { StoredReply } from '../idempotency/store.js'
 import { createMemoryStore, createRedisStore, withFallback } from '../idempotency/store.js'
@@ -58,7 +58,7 @@ export default fp<{ config: ConfigSlice<typeof idempotencySettings[number]> }>(a
     reported = true
     setTimeout(() => { reported = false }, 60_000).unref()
     app.log.warn(
-      { redis: { error: error instanceof Error ? error.message : String(error) } },
+      { redis: { error: messageOf(error) } },
       'idempotency keys kept in this replica\'s memory: redis unreachable'
     )
   }

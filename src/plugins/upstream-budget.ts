@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { ConfigSlice } from '../config/load.js'
+import { messageOf } from '../errors.js'
 import type { UpstreamSettings } from '../upstream/settings.js'
 import { createUpstreamBudget, type UpstreamBudget } from '../traffic/upstream-budget.js'
 
@@ -26,7 +27,7 @@ export default fp<{ config: ConfigSlice<typeof upstreamBudgetSettings[number]> }
     ...(app.redis !== undefined ? { redis: app.redis } : {}),
     onFallback: (error) => {
       app.log.warn(
-        { redis: { error: error instanceof Error ? error.message : String(error) } },
+        { redis: { error: messageOf(error) } },
         'upstream budget on its per-replica share: redis unreachable'
       )
     }

@@ -30,7 +30,7 @@ export const MAX_STREAMS_PER_JOB = 3
  * client polling in a loop is answered 429 before it costs the line a read.
  */
 export const JOB_READS_PER_SUBMISSION = 10
-const limits = { rateLimit: {}, rateLimitMultiple: JOB_READS_PER_SUBMISSION }
+const perClientLimits = { rateLimit: {}, rateLimitMultiple: JOB_READS_PER_SUBMISSION }
 
 /** A job as `GET /fuse/jobs/{jobId}` shows it: `result` and `error` are the synchronous request's bodies. */
 export function jobBody (view: JobView, request: FastifyRequest): object {
@@ -64,7 +64,7 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
     return view
   }
 
-  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.get, config: limits }, async (request, reply) => {
+  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.get, config: perClientLimits }, async (request, reply) => {
     const view = await find(request.params.jobId, jobOwner(request))
     if (view.finishedAt === undefined) reply.header('retry-after', String(firstPollSeconds(view.etaSeconds)))
     const outcome = view.outcome
@@ -75,14 +75,15 @@ const fuseJobsRoute: FastifyPluginAsync = async (app) => {
     return jobBody(view, request)
   })
 
-  app.delete<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.delete, config: limits }, async (request) => {
+  app.delete<{ Params: JobParams }>('/fuse/jobs/:jobId', { schema: jobRouteSchemas.delete, config: perClientLimits }, async (request) => {
     const jobId = request.params.jobId
     const view = JOB_ID_PATTERN.test(jobId) ? await app.jobLine.cancel(jobId, jobOwner(request)) : undefined
     if (view === undefined) throw fusionError('FUSION_JOB_NOT_FOUND')
     return jobBody(view, request)
   })
 
-  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId/events', { schema: jobRouteSchemas.events, config: limits }, async (request, reply) => {
+  const events = { schema: jobRouteSchemas.events, config: perClientLimits }
+  app.get<{ Params: JobParams }>('/fuse/jobs/:jobId/events', events, async (request, reply) => {
     const owner = jobOwner(request)
     let view = await find(request.params.jobId, owner)
     const jobId = view.jobId

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 import accepts from 'accepts'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { ConfigSlice } from '../config/load.js'
-import { fusionError } from '../errors.js'
+import { fusionError, messageOf } from '../errors.js'
 import type { FusionInput, PreparedFusion } from '../fusion/fusion.js'
 import { payloadFingerprint } from '../idempotency/idempotency.js'
 import { checkMultipartBoundary, readFusionInput } from '../intake/fusion-input.js'
@@ -162,8 +162,7 @@ const fuseRoute: FastifyPluginAsync<{ config: ConfigSlice<typeof fuseRouteSettin
           return await sendOutcome(reply.header('preference-applied', `wait=${prefer.wait}`), done.outcome, wantsImage)
         }
       } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error)
-        request.log.warn({ reason }, 'waiting on a queued job failed: answering 202')
+        request.log.warn({ reason: messageOf(error) }, 'waiting on a queued job failed: answering 202')
       } finally {
         watched.unlink()
       }

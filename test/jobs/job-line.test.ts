@@ -1,7 +1,9 @@
 import t from 'tap'
 import { fusionError } from '../../src/errors.js'
 import type { Fusion, PreparedFusion } from '../../src/fusion/fusion.js'
-import { admit, drainRate, etaSeconds, jobsWithin, RATE_WINDOW_SECONDS, takePace, type LineLimits } from '../../src/jobs/job-line.js'
+import {
+  admit, drainRate, etaSeconds, JOB_ID_PATTERN, JOB_IDS_IN_TEXT, jobsWithin, newJobId, RATE_WINDOW_SECONDS, takePace, type LineLimits
+} from '../../src/jobs/job-line.js'
 import { createMemoryLine } from '../../src/jobs/memory-line.js'
 
 const limits: LineLimits = {
@@ -124,4 +126,14 @@ t.test('the ETA follows the calls sent, not the jobs taken', async (t) => {
   const position = (await line.view(last.jobId, undefined))!.position!
   t.ok(last.etaSeconds >= Math.floor(position / 10) && last.etaSeconds <= Math.ceil(position / 10) + 1,
     `${position} jobs ahead at 10 a second: about ${Math.ceil(position / 10)} s (${last.etaSeconds})`)
+})
+
+t.test('job ids are found standing alone in a text, as BullMQ writes them into its messages', async (t) => {
+  const jobId = newJobId()
+  t.match(jobId, JOB_ID_PATTERN)
+  const requestId = '2f1c1a8e-3b0e-4d5e-9a57-6a1d1f0c9b2e'
+  t.equal(`Missing lock for job ${jobId}. moveToFinished; request ${requestId}`.replace(JOB_IDS_IN_TEXT, '[job]'),
+    `Missing lock for job [job]. moveToFinished; request ${requestId}`, 'the id goes, a request id stays')
+  t.equal(`bull:fusion:${jobId}:lock`.replace(JOB_IDS_IN_TEXT, '[job]'), 'bull:fusion:[job]:lock', 'inside a key too')
+  t.equal(`x${jobId}`.replace(JOB_IDS_IN_TEXT, '[job]'), `x${jobId}`, 'not a part of a longer token')
 })
